@@ -18,6 +18,8 @@ public struct BedrockError: Error, Sendable, CustomStringConvertible {
         case transport
         /// Another SDK's error turned into this taxonomy.
         case sdk
+        /// The client itself, before anything was sent (missing credentials, an unencodable request).
+        case client
     }
 
     /// The classified kind; its properties say the policy (retry, breaker, fall back).

@@ -1,0 +1,181 @@
+import Foundation
+
+/// An AWS key pair, optionally with a session token. Its description never shows the secret or token.
+public struct AWSCredentials: Sendable, Hashable, CustomStringConvertible, CustomDebugStringConvertible {
+    /// The access key id (`AKIA...` / `ASIA...`).
+    public var accessKeyId: String
+    /// The secret access key.
+    public var secretAccessKey: String
+    /// The session token of temporary credentials.
+    public var sessionToken: String?
+
+    /// Creates credentials.
+    public init(accessKeyId: String, secretAccessKey: String, sessionToken: String? = nil) {
+        self.accessKeyId = accessKeyId
+        self.secretAccessKey = secretAccessKey
+        self.sessionToken = sessionToken
+    }
+
+    /// `AWSCredentials(accessKeyId: AKIA…, secret: <redacted>)`: only a prefix of the key id is shown.
+    public var description: String {
+        "AWSCredentials(accessKeyId: \(accessKeyId.prefix(4))…, secret: <redacted>\(sessionToken == nil ? "" : ", session token: <redacted>"))"
+    }
+
+    public var debugDescription: String { description }
+}
+
+/// A failure to find or read credentials.
+public struct CredentialsError: Error, Sendable, CustomStringConvertible {
+    /// What kind of failure.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        let name: String
+        public var description: String { name }
+        /// No provider had credentials.
+        public static let notFound = Code(name: "notFound")
+        /// The shared credentials file could not be read.
+        public static let unreadableFile = Code(name: "unreadableFile")
+        /// The profile is missing or lacks a key.
+        public static let incompleteProfile = Code(name: "incompleteProfile")
+    }
+
+    /// What kind of failure.
+    public var code: Code
+    /// What was wrong (names files, profiles and variables; never values).
+    public var message: String
+    /// A lower-level error.
+    public var underlying: (any Error)?
+
+    /// Creates an error.
+    public init(code: Code, message: String, underlying: (any Error)? = nil) {
+        self.code = code
+        self.message = message
+        self.underlying = underlying
+    }
+
+    public var description: String { "\(code): \(message)" }
+}
+
+/// Something that can produce credentials.
+public protocol AWSCredentialsProvider: Sendable {
+    /// Returns current credentials.
+    /// - Throws: ``CredentialsError``.
+    func credentials() async throws -> AWSCredentials
+}
+
+/// Always the same credentials.
+public struct StaticCredentialsProvider: AWSCredentialsProvider {
+    let value: AWSCredentials
+    /// Creates a provider.
+    public init(_ credentials: AWSCredentials) { value = credentials }
+    public func credentials() async throws -> AWSCredentials { value }
+}
+
+/// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and optional `AWS_SESSION_TOKEN`.
+public struct EnvironmentCredentialsProvider: AWSCredentialsProvider {
+    let environment: [String: String]
+
+    /// Creates a provider.
+    /// - Parameter environment: The variables to read (the process environment by default).
+    public init(environment: [String: String] = ProcessInfo.processInfo.environment) {
+        self.environment = environment
+    }
+
+    public func credentials() async throws -> AWSCredentials {
+        guard let id = environment["AWS_ACCESS_KEY_ID"], !id.isEmpty,
+              let secret = environment["AWS_SECRET_ACCESS_KEY"], !secret.isEmpty
+        else {
+            throw CredentialsError(code: .notFound,
+                                   message: "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not both set")
+        }
+        let token = environment["AWS_SESSION_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+        return AWSCredentials(accessKeyId: id, secretAccessKey: secret, sessionToken: token)
+    }
+}
+
+/// The shared credentials file (`~/.aws/credentials` or `AWS_SHARED_CREDENTIALS_FILE`), profile from
+/// `AWS_PROFILE` (or `default`). Keys: `aws_access_key_id`, `aws_secret_access_key`, `aws_session_token`.
+public struct SharedCredentialsFileProvider: AWSCredentialsProvider {
+    /// The file read.
+    public let path: String
+    /// The profile read.
+    public let profile: String
+
+    /// Creates a provider.
+    /// - Parameters:
+    ///   - profile: The profile; default `AWS_PROFILE`, else `default`.
+    ///   - path: The file; default `AWS_SHARED_CREDENTIALS_FILE`, else `~/.aws/credentials`.
+    ///   - environment: Where to read those variables (and `HOME`).
+    public init(profile: String? = nil, path: String? = nil,
+                environment: [String: String] = ProcessInfo.processInfo.environment) {
+        self.profile = profile ?? environment["AWS_PROFILE"].flatMap { $0.isEmpty ? nil : $0 } ?? "default"
+        let home = environment["HOME"] ?? NSHomeDirectory()
+        self.path = path ?? environment["AWS_SHARED_CREDENTIALS_FILE"] ?? "\(home)/.aws/credentials"
+    }
+
+    public func credentials() async throws -> AWSCredentials {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw CredentialsError(code: .unreadableFile, message: "cannot read shared credentials file \(path)",
+                                   underlying: error)
+        }
+        let sections = Self.parseINI(text)
+        guard let section = sections[profile] else {
+            throw CredentialsError(code: .incompleteProfile, message: "profile [\(profile)] not found in \(path)")
+        }
+        guard let id = section["aws_access_key_id"], let secret = section["aws_secret_access_key"] else {
+            throw CredentialsError(code: .incompleteProfile,
+                                   message: "profile [\(profile)] in \(path) lacks aws_access_key_id or aws_secret_access_key")
+        }
+        return AWSCredentials(accessKeyId: id, secretAccessKey: secret, sessionToken: section["aws_session_token"])
+    }
+
+    /// Sections of an INI file: `[name]` headers, `key = value` lines, `#` / `;` comments.
+    static func parseINI(_ text: String) -> [String: [String: String]] {
+        var sections: [String: [String: String]] = [:]
+        var current: String?
+        for rawLine in text.split(whereSeparator: \.isNewline) {
+            let line = rawLine.trimmingCharacters(in: .whitespaces)
+            if line.isEmpty || line.hasPrefix("#") || line.hasPrefix(";") { continue }
+            if line.hasPrefix("["), line.hasSuffix("]") {
+                var name = String(line.dropFirst().dropLast()).trimmingCharacters(in: .whitespaces)
+                if name.hasPrefix("profile ") { name = String(name.dropFirst("profile ".count)).trimmingCharacters(in: .whitespaces) }
+                current = name
+                sections[name, default: [:]] = sections[name, default: [:]]
+                continue
+            }
+            guard let current, let equals = line.firstIndex(of: "=") else { continue }
+            let key = line[..<equals].trimmingCharacters(in: .whitespaces).lowercased()
+            let value = line[line.index(after: equals)...].trimmingCharacters(in: .whitespaces)
+            sections[current]?[key] = value
+        }
+        return sections
+    }
+}
+
+/// The environment first, then the shared credentials file.
+public struct DefaultCredentialsChain: AWSCredentialsProvider {
+    let providers: [any AWSCredentialsProvider]
+
+    /// Creates the chain.
+    /// - Parameter environment: The variables the providers read.
+    public init(environment: [String: String] = ProcessInfo.processInfo.environment) {
+        providers = [
+            EnvironmentCredentialsProvider(environment: environment),
+            SharedCredentialsFileProvider(environment: environment),
+        ]
+    }
+
+    public func credentials() async throws -> AWSCredentials {
+        var reasons: [String] = []
+        for provider in providers {
+            do {
+                return try await provider.credentials()
+            } catch let error as CredentialsError {
+                reasons.append(error.message)
+            }
+        }
+        throw CredentialsError(code: .notFound, message: "no AWS credentials: " + reasons.joined(separator: "; "))
+    }
+}
