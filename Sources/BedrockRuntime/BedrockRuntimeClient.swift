@@ -30,8 +30,9 @@ public final class BedrockRuntimeClient: Sendable {
         self.configuration = configuration
         let sessionConfiguration = URLSessionConfiguration.ephemeral
         sessionConfiguration.httpMaximumConnectionsPerHost = max(1, configuration.pool.maxConnectionsPerHost)
-        sessionConfiguration.timeoutIntervalForRequest = configuration.timeouts.idle.timeInterval
-        sessionConfiguration.timeoutIntervalForResource = configuration.timeouts.total.timeInterval
+        // FoundationNetworking truncates timeouts to whole seconds (0 would fire at once): round up, min 1 s.
+        sessionConfiguration.timeoutIntervalForRequest = configuration.timeouts.idle.wholeSecondsRoundedUp
+        sessionConfiguration.timeoutIntervalForResource = configuration.timeouts.total.wholeSecondsRoundedUp + 1
         sessionConfiguration.requestCachePolicy = .reloadIgnoringLocalCacheData
         sessionConfiguration.urlCache = nil
         sessionConfiguration.httpCookieStorage = nil
@@ -97,7 +98,7 @@ public final class BedrockRuntimeClient: Sendable {
         let data: Data
         let response: URLResponse
         do {
-            (data, response) = try await session.data(for: urlRequest)
+            (data, response) = try await send(urlRequest)
         } catch {
             try Task.checkCancellation()
             let failure = Self.transportError(error, operation: operation)
@@ -136,6 +137,25 @@ public final class BedrockRuntimeClient: Sendable {
         }
     }
 
+    /// Sends a request, enforcing ``BedrockRuntimeConfiguration/Timeouts/total`` with sub-second precision
+    /// (FoundationNetworking on Linux truncates its own timeouts to whole seconds).
+    private func send(_ request: URLRequest) async throws -> (Data, URLResponse) {
+        let session = self.session
+        let total = configuration.timeouts.total
+        return try await withThrowingTaskGroup(of: (Data, URLResponse)?.self) { group in
+            group.addTask { try await session.data(for: request) }
+            group.addTask {
+                try await Task.sleep(for: total)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let answer = first else {
+                throw URLError(.timedOut)
+            }
+            return answer
+        }
+    }
+
     private func signedRequest(modelId: String, operation: String, payload: Data, credentials: AWSCredentials) -> URLRequest {
         let endpoint = configuration.resolvedEndpoint
         let basePath = endpoint.path.hasSuffix("/") ? String(endpoint.path.dropLast()) : endpoint.path
@@ -159,7 +179,7 @@ public final class BedrockRuntimeClient: Sendable {
         var request = URLRequest(url: components.url!)
         request.httpMethod = "POST"
         request.httpBody = payload
-        request.timeoutInterval = configuration.timeouts.idle.timeInterval
+        request.timeoutInterval = configuration.timeouts.idle.wholeSecondsRoundedUp
         for header in signed.headers where header.name.lowercased() != "host" {
             request.setValue(header.value, forHTTPHeaderField: header.name)
         }
@@ -212,8 +232,8 @@ private actor CredentialsCache {
 }
 
 extension Duration {
-    var timeInterval: TimeInterval {
-        Double(components.seconds) + Double(components.attoseconds) / 1e18
+    var wholeSecondsRoundedUp: TimeInterval {
+        max(1, (Double(components.seconds) + Double(components.attoseconds) / 1e18).rounded(.up))
     }
 
     var milliseconds: Int64 {

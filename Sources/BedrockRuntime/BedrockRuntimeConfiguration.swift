@@ -5,9 +5,10 @@ import Foundation
 public struct BedrockRuntimeConfiguration: Sendable {
     /// Time limits for one call.
     public struct Timeouts: Sendable {
-        /// Longest silence between bytes while waiting for an answer (covers a slow first token).
+        /// Longest silence between bytes while waiting for an answer (covers a slow first token). Applied by
+        /// URLSession, which on Linux rounds it up to whole seconds.
         public var idle: Duration = .seconds(60)
-        /// Longest total time for one call, connect to last byte.
+        /// Longest total time for one call, connect to last byte (enforced precisely by the client).
         public var total: Duration = .seconds(300)
         /// Creates timeouts.
         public init(idle: Duration = .seconds(60), total: Duration = .seconds(300)) {

@@ -87,7 +87,8 @@ actor SimulatorEngine {
     /// Decides a Converse request: refuses it with the error Bedrock would send, or admits it and holds
     /// `input + cacheWrite + maxTokens`.
     func beginConverse(modelId: String, body: Data) -> Result<ConversePlan, SimulatedError> {
-        guard var model = state(for: modelId) else {
+        // `model` is a snapshot for reading the profile; counters and the referee are changed in `models`.
+        guard let model = state(for: modelId) else {
             unroutedRequests += 1
             return .failure(.modelNotFound())
         }
@@ -131,10 +132,9 @@ actor SimulatorEngine {
         let cacheWrite = cacheHit ? 0 : input.cachedPrefix
         let hold = input.uncached + cacheWrite + maxTokens
         let ticket: Int
-        switch model.referee.admit(hold: hold, now: instant) {
+        switch models[modelId]!.referee.admit(hold: hold, now: instant) {
         case .success(let admitted): ticket = admitted
         case .failure(let refusal):
-            models[modelId] = model
             switch refusal.refusal {
             case .requests:
                 record(modelId) { $0.throttledRequests += 1 }
@@ -151,13 +151,13 @@ actor SimulatorEngine {
             cacheExpiry[modelId + "|" + key] = instant + configuration.cacheTTLSeconds
         }
 
-        model.admittedCount += 1
-        let outputSeed = configuration.seed ^ SeededRandom.fnv1a(modelId) &+ model.admittedCount &* 0x9E37_79B9_7F4A_7C15
+        models[modelId]!.admittedCount += 1
+        let admittedCount = models[modelId]!.admittedCount
+        let outputSeed = configuration.seed ^ SeededRandom.fnv1a(modelId) &+ admittedCount &* 0x9E37_79B9_7F4A_7C15
         let (outputTokens, stopReason) = outputLength(
             request: request, maxTokens: maxTokens, profile: model.profile, seed: outputSeed)
         let latencyMs = model.profile.timeToFirstTokenMs
             + Double(outputTokens) / model.profile.outputTokensPerSecond * 1_000
-        models[modelId] = model
         inFlight += 1
         peakInFlight = max(peakInFlight, inFlight)
         record(modelId) {

@@ -85,7 +85,7 @@ public actor SimulatorServer {
 
     /// Stops listening and ends open connections.
     public func stop() async {
-        await server?.stop(timeout: 1)
+        await server?.stop(timeout: 0.2)
         runTask?.cancel()
         server = nil
         runTask = nil
