@@ -1,0 +1,35 @@
+-- breaker_admin.lua (after ledger_lib.lua): operator commands for a budget's circuit breaker.
+-- KEYS[1]  <prefix>{<budget>}:ledger
+-- ARGV[1]  'force_open' (ARGV[2] = duration ms; 0 = until closed by an operator): refuse every call
+--          'close'      closed now: clears the failure window, consecutive failures and probes (keeps the
+--                       opening count, so a relapse still backs off)
+--          'disable'    never trips; outcomes are still counted (a dry run)
+--          'reset'      closed with every counter cleared, as after a fresh start
+-- Replies  {'ok', state} | {'no_budget'} | {'invalid', argument, reason}
+-- Redis cost: TIME + HMGET + HSET (+ HDEL and DEL of the probe and failure sets).
+
+local command = ARGV[1]
+local v = redis.call('HMGET', LEDGER_KEY, 'cfg', 'st', 'bst')
+if not v[1] then return { 'no_budget' } end
+local now = now_ms()
+local win, n, dwin, dn = sunpack(ADMISSION_CONFIG_FORMAT, v[1])
+local seq, code, deadline, window, day = state_unpack(v[2], win, n, dwin, dn)
+local fields = {}
+if command == 'force_open' then
+  local duration = int_arg(ARGV[2], 0, MAX_MS)
+  if not duration then return invalid('duration_ms', string.format('must be an integer from 0 to %.0f', MAX_MS)) end
+  code, deadline = FORCED_OPEN, duration > 0 and now + duration or 0
+elseif command == 'disable' then
+  code, deadline = DISABLED, 0
+elseif command == 'close' or command == 'reset' then
+  code, deadline = CLOSED, 0
+  local openings = v[3] and sunpack(BREAKER_FORMAT, v[3]) or 0
+  if command == 'reset' then openings = 0 end
+  append(fields, 'bst', spack(BREAKER_FORMAT, openings, 0, 0, now, -1, 0, 0, 0, 0))
+  redis.call('DEL', PROBES_KEY, FAILERS_KEY)
+else
+  return invalid('command', "must be 'force_open', 'close', 'disable' or 'reset'")
+end
+append(fields, 'st', state_pack(seq, code, deadline, window, day))
+redis.call('HSET', LEDGER_KEY, unpack(fields))
+return { 'ok', breaker_state_name(code) }

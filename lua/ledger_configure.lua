@@ -1,0 +1,141 @@
+-- ledger_configure.lua (after ledger_lib.lua): writes a budget's limits and settings.
+-- KEYS[1]  <prefix>{<budget>}:ledger
+-- ARGV[1]  mode: 'seed'    set the configuration only if the budget has none (instances at start-up)
+--                'replace' replace the whole configuration; optional settings and caps not named are removed
+--                'set'     change only the named settings (for example the effective ceiling `ceil`)
+-- ARGV[2..] setting, value pairs (docs/ledger.md lists them); an empty value removes an optional setting;
+--          `cap:<app>` sets an app's share of the window limits.
+-- Replies  {'seeded' | 'exists' | 'replaced' | 'set', epoch} | {'no_budget'} ('set' on a budget without
+--          configuration) | {'invalid', setting, reason}
+-- When the window or day geometry changes, the usage the old rings still count moves into the head bucket of
+-- the new rings (so it leaves a full window later: never counted less), old slots are removed and the epoch
+-- changes, so earlier reservations settle without touching the new rings.
+-- Redis cost: TIME + HMGET + HSET (+ HKEYS and HDEL on 'replace' or a geometry change).
+
+local function int_setting(low, high, optional)
+  return { parse = function(x) return int_arg(x, low, high) end, optional = optional,
+    text = string.format('must be an integer from %.0f to %.0f', low, high) }
+end
+local function num_setting(low, high, optional)
+  return { parse = function(x) return num_arg(x, low, high) end, optional = optional,
+    text = 'must be a number from ' .. low .. ' to ' .. high }
+end
+local SETTINGS = {
+  win = int_setting(1, MAX_MS), n = int_setting(1, 600),                     -- window and its buckets
+  dwin = int_setting(1, MAX_MS), dn = int_setting(1, 600),                   -- day window and its buckets
+  rpm = int_setting(1, MAX_LIMIT, true), tpm = int_setting(1, MAX_LIMIT, true),
+  tpd = int_setting(1, MAX_LIMIT, true),
+  batch = num_setting(0.01, 1), ceil = num_setting(0.01, 1),                 -- batch ceiling, effective ceiling
+  infl = int_setting(1, 1000000, true), lease = int_setting(1, MAX_MS),      -- in-flight limit, default lease
+  hist = int_setting(60000, MAX_MS),                                         -- per-minute history retention
+  b_rate = num_setting(0.01, 1), b_min = int_setting(1, 1000000000),
+  b_consec = int_setting(1, 1000000000, true), b_quorum = int_setting(1, 1000),
+  b_open = int_setting(1, MAX_MS), b_mult = num_setting(1, 100), b_max = int_setting(1, MAX_MS),
+  b_probes = int_setting(1, 1000), b_close = int_setting(1, 1000), b_lease = int_setting(1, MAX_MS),
+  b_slow = int_setting(1, MAX_MS, true), b_win = int_setting(1, MAX_MS), b_n = int_setting(1, 600),
+}
+local CAP_SETTING = num_setting(0.001, 1, true)
+
+local mode = ARGV[1]
+if mode ~= 'seed' and mode ~= 'replace' and mode ~= 'set' then
+  return invalid('mode', "must be 'seed', 'replace' or 'set'")
+end
+local given = {}        -- setting -> number, or false to remove
+for i = 2, #ARGV, 2 do
+  local name, value = ARGV[i], ARGV[i + 1]
+  local spec = SETTINGS[name]
+  if not spec and string.sub(name, 1, 4) == 'cap:' and valid_name(string.sub(name, 5)) then spec = CAP_SETTING end
+  if not spec then return invalid(name, 'is not a budget setting') end
+  if value == nil then return invalid(name, 'has no value') end
+  if value == '' then
+    if not spec.optional then return invalid(name, 'is required') end
+    given[name] = false
+  else
+    given[name] = spec.parse(value)
+    if not given[name] then return invalid(name, spec.text) end
+  end
+end
+
+local stored = redis.call('HMGET', LEDGER_KEY, 'cfg', 'st')
+if mode == 'seed' and stored[1] then return { 'exists', (select(12, sunpack(CONFIG_FORMAT, stored[1]))) } end
+if mode == 'set' and not stored[1] then return { 'no_budget' } end
+local old = {}
+if stored[1] then
+  local values = { sunpack(CONFIG_FORMAT, stored[1]) }
+  for i, name in ipairs(config_fields()) do old[name] = values[i] end
+end
+local config = {}
+for _, name in ipairs(config_fields()) do
+  local spec = SETTINGS[name]
+  if given[name] ~= nil then
+    config[name] = given[name] or 0
+  elseif mode == 'set' or name == 'ep' or name == 'caps' then
+    config[name] = old[name]
+  elseif spec.optional then
+    config[name] = 0
+  else
+    return invalid(name, 'is required')
+  end
+end
+for _, pair in ipairs({ { 'win', 'n' }, { 'dwin', 'dn' }, { 'b_win', 'b_n' } }) do
+  if config[pair[1]] % config[pair[2]] ~= 0 then
+    return invalid(pair[1], 'must be a whole multiple of ' .. pair[2] .. ' milliseconds (one per bucket)')
+  end
+end
+if config.b_max < config.b_open then return invalid('b_max', 'must be at least b_open') end
+
+local now = now_ms()
+local names = stored[1] and redis.call('HKEYS', LEDGER_KEY) or {}
+local writes, removals, caps = {}, {}, {}
+for _, name in ipairs(names) do
+  if string.sub(name, 1, 4) == 'cap:' then
+    if mode == 'replace' and given[name] == nil then append(removals, name) else caps[name] = true end
+  end
+end
+for name, value in pairs(given) do
+  if string.sub(name, 1, 4) == 'cap:' then
+    if value then append(writes, name, value) else append(removals, name) end
+    caps[name] = value and true or nil
+  end
+end
+for _, name in ipairs(names) do   -- the rings of apps that no longer have a cap
+  local app = string.match(name, '^a:([^:]+)')
+  if app and not caps['cap:' .. app] then append(removals, name) end
+end
+config.caps = 0
+for _ in pairs(caps) do config.caps = config.caps + 1 end
+
+if not stored[1] then
+  config.ep = now
+elseif old.win ~= config.win or old.n ~= config.n or old.dwin ~= config.dwin or old.dn ~= config.dn then
+  -- Fold: what the old rings count moves into the head bucket of rings with the new geometry.
+  config.ep = now
+  local seq, code, deadline, window, day = state_unpack(stored[2], old.win, old.n, old.dwin, old.dn)
+  local function fold(ring, win, n)
+    ring_advance(ring, floor(now / ring.granularity))
+    local head = floor(now / (win / n))
+    return ring_new(ring.prefix, n, win / n, head, ring.total1, ring.total2, ring.total1, ring.total2)
+  end
+  append(writes, 'st', state_pack(seq, code, deadline, fold(window, config.win, config.n),
+    fold(day, config.dwin, config.dn)))
+  for _, name in ipairs(names) do
+    local app = string.match(name, '^a:([^:]+)$')
+    if app then
+      ring_writes(fold(app_ring(app, redis.call('HGET', LEDGER_KEY, name), old.win, old.n), config.win, config.n),
+        writes, name)
+    end
+    if string.match(name, '^[wd]%d+$') or string.match(name, '^a:[^:]+:%d+$') then append(removals, name) end
+  end
+end
+if config.infl == 0 and old.infl and old.infl > 0 then redis.call('DEL', INFLIGHT_KEY) end
+if old.b_win ~= config.b_win or old.b_n ~= config.b_n then
+  append(removals, 'bst')    -- the breaker's outcome window starts afresh (state and deadline stay in `st`)
+end
+
+local values = {}
+for i, name in ipairs(config_fields()) do values[i] = config[name] end
+append(writes, 'cfg', spack(CONFIG_FORMAT, unpack(values)))
+redis.call('HSET', LEDGER_KEY, unpack(writes))
+if #removals > 0 then redis.call('HDEL', LEDGER_KEY, unpack(removals)) end
+local replies = { seed = 'seeded', replace = 'replaced', set = 'set' }
+return { replies[mode], config.ep }

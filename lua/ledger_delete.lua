@@ -1,0 +1,36 @@
+-- ledger_delete.lua (after ledger_lib.lua): removes a budget, or only its usage.
+-- KEYS[1]  <prefix>{<budget>}:ledger
+-- ARGV[1]  'delete'      every key of the budget: ledger, in-flight leases, probes, failing instances and the
+--                        per-minute history within its retention
+--          'reset_usage' keeps configuration and breaker; clears the rings and leases and starts a new epoch
+--                        (reservations made before settle without touching the new rings)
+-- Replies  {'deleted', keys removed} | {'reset', epoch} | {'no_budget'} | {'invalid', argument, reason}
+-- Redis cost: delete: one DEL per history minute (retention / 1 min, 1440 for a day); reset: HKEYS + HDEL + HSET.
+
+local command = ARGV[1]
+if command ~= 'delete' and command ~= 'reset_usage' then
+  return invalid('command', "must be 'delete' or 'reset_usage'")
+end
+local v = redis.call('HMGET', LEDGER_KEY, 'cfg', 'st')
+if not v[1] then return { 'no_budget' } end
+local now = now_ms()
+local values = { sunpack(CONFIG_FORMAT, v[1]) }
+if command == 'delete' then
+  local removed = redis.call('DEL', LEDGER_KEY, INFLIGHT_KEY, PROBES_KEY, FAILERS_KEY)
+  local history_ms = values[16]
+  for minute = floor((now - history_ms - 60000) / 60000), floor(now / 60000) do
+    removed = removed + redis.call('DEL', KEY_BASE .. ':hist:' .. minute)
+  end
+  return { 'deleted', removed }
+end
+local seq, code, deadline = state_unpack(v[2], values[1], values[2], values[3], values[4])
+local removals = {}
+for _, name in ipairs(redis.call('HKEYS', LEDGER_KEY)) do
+  if string.match(name, '^[wd]%d+$') or string.match(name, '^a:') then append(removals, name) end
+end
+if #removals > 0 then redis.call('HDEL', LEDGER_KEY, unpack(removals)) end
+redis.call('DEL', INFLIGHT_KEY)
+values[12] = now
+redis.call('HSET', LEDGER_KEY, 'cfg', spack(CONFIG_FORMAT, unpack(values)), 'st', state_pack(seq, code, deadline,
+  ring_new('w', values[2], values[1] / values[2]), ring_new('d', values[4], values[3] / values[4])))
+return { 'reset', now }

@@ -1,0 +1,204 @@
+-- ledger_lib.lua: helpers shared by every QuotaKeeper ledger script.
+-- Not run alone: the Swift side sends `ledger_lib.lua` followed by one operation script as a single script (one
+-- SHA per operation). By hand:
+--   cat lua/ledger_lib.lua lua/ledger_reserve.lua > /tmp/reserve.lua
+--   redis-cli --eval /tmp/reserve.lua 'qk:{m}:ledger' , app interactive 1 100 0
+-- Every script takes KEYS[1] = `<prefix>{<budget>}:ledger` and derives its sibling keys (same hash tag, so the
+-- same cluster slot) from it. Redis `TIME` is the only clock. Layout of the ledger hash: docs/ledger.md.
+
+local floor = math.floor
+local spack, sunpack = struct.pack, struct.unpack
+
+local MAX_TOKENS = 100000000          -- 1e8: no single request holds more (largest contexts are ~1e6)
+local MAX_REQUESTS = 1000             -- requests held by one reservation
+local MAX_LIMIT = 1000000000000000    -- 1e15: limits and counters stay exact in a double
+local MAX_MS = 31622400000            -- one year, the longest duration any argument may name
+
+local LEDGER_KEY = KEYS[1]
+local KEY_BASE = string.match(LEDGER_KEY or '', '^(.*{.+}):ledger$')
+if not KEY_BASE then
+  return redis.error_reply('ERR quotakeeper: KEYS[1] must be <prefix>{<budget>}:ledger')
+end
+local INFLIGHT_KEY = KEY_BASE .. ':inflight'     -- ZSET reservation id -> lease expiry (ms)
+local PROBES_KEY = KEY_BASE .. ':probes'         -- ZSET reservation id -> half-open probe lease expiry (ms)
+local FAILERS_KEY = KEY_BASE .. ':failers'       -- ZSET instance id -> time of its latest failure (ms)
+
+-- Field `cfg`: the configuration as 27 packed doubles in the order of `config_fields()` (0 = an optional
+-- setting that is not set; `caps` = how many apps have a cap). The admission reads only the first 15.
+local CONFIG_FORMAT = '<ddddddddddddddddddddddddddd'
+local ADMISSION_CONFIG_FORMAT = '<ddddddddddddddd'
+local function config_fields()
+  return { 'win', 'n', 'dwin', 'dn', 'rpm', 'tpm', 'tpd', 'batch', 'ceil', 'infl', 'lease', 'ep', 'b_probes',
+    'b_lease', 'caps', 'hist', 'b_rate', 'b_min', 'b_consec', 'b_quorum', 'b_open', 'b_mult', 'b_max', 'b_close',
+    'b_slow', 'b_win', 'b_n' }
+end
+-- Field `st`: the admission state as 13 packed doubles: reservation counter, breaker state code and deadline,
+-- then the headers of the window ring and of the day ring (head, total 1, total 2, head bucket 1, head bucket 2).
+local STATE_FORMAT = '<ddddddddddddd'
+-- Field `bst`: breaker counters as 9 packed doubles: openings, consecutive failures, probe successes, last
+-- close time, then the header of its outcome ring (counter 1 = calls, counter 2 = failures).
+local BREAKER_FORMAT = '<ddddddddd'
+local RING_FORMAT = '<ddddd'
+local SLOT_FORMAT = '<ddd'               -- a ring slot: its absolute bucket, counter 1, counter 2
+-- Breaker state codes in `st`.
+local CLOSED, OPEN, HALF_OPEN, FORCED_OPEN, DISABLED = 0, 1, 2, 3, 4
+local function breaker_state_name(code)
+  return ({ [0] = 'closed', 'open', 'half_open', 'forced_open', 'disabled' })[code]
+end
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
+end
+
+-- The number in `value` if it is an integer in [low, high], else nil.
+local function int_arg(value, low, high)
+  local n = tonumber(value)
+  if n and n == floor(n) and n >= low and n <= high then return n end
+  return nil
+end
+
+-- The number in `value` if it lies in [low, high], else nil.
+local function num_arg(value, low, high)
+  local n = tonumber(value)
+  if n and n >= low and n <= high then return n end
+  return nil
+end
+
+local function invalid(argument, reason)
+  return { 'invalid', argument, reason }
+end
+
+-- App and instance names: 1-64 characters of A-Z a-z 0-9 . _ -
+local function valid_name(name)
+  return name ~= nil and #name >= 1 and #name <= 64 and not string.find(name, '[^%w%._%-]')
+end
+
+local function append(list, ...)
+  for _, x in ipairs({ ... }) do list[#list + 1] = x end
+end
+
+-- A ring counts two numbers per time bucket over a sliding window of `n` buckets (absolute bucket =
+-- floor(time / granularity)). Its header (head = newest bucket, totals over the window, the head bucket's own
+-- counters) lives in a packed field read with every call; every older bucket lives in its own hash field
+-- `<prefix><a % n>` as (a, counter 1, counter 2), written once, when the head moves on. A slot whose stored
+-- bucket is not the one expected is stale and counts as zero, so nothing ever needs clearing.
+local function ring_new(prefix, n, granularity, head, total1, total2, head1, head2)
+  return { prefix = prefix, n = n, granularity = granularity, head = head or -1, total1 = total1 or 0,
+    total2 = total2 or 0, head1 = head1 or 0, head2 = head2 or 0, pending = false }
+end
+
+-- The packed header of a ring (head, totals, head bucket counters) and its slot writes, appended to `fields`.
+local function ring_writes(ring, fields, header_field)
+  if header_field then
+    append(fields, header_field, spack(RING_FORMAT, ring.head, ring.total1, ring.total2, ring.head1, ring.head2))
+  end
+  if ring.pending then
+    for name, value in pairs(ring.pending) do append(fields, name, value) end
+  end
+end
+
+local function ring_write(ring, a, c1, c2)
+  ring.pending = ring.pending or {}
+  ring.pending[ring.prefix .. (a % ring.n)] = spack(SLOT_FORMAT, a, c1, c2)
+end
+
+-- The counters of absolute buckets first..last below the head: a list of {bucket, counter 1, counter 2}.
+local function ring_slots(ring, first, last)
+  local names = {}
+  for a = first, last do names[#names + 1] = ring.prefix .. (a % ring.n) end
+  local stored = redis.call('HMGET', LEDGER_KEY, unpack(names))
+  local slots = {}
+  for i = 1, #names do
+    local a, c1, c2 = first + i - 1, 0, 0
+    local value = ring.pending and ring.pending[names[i]] or stored[i]
+    if value then
+      local b, s1, s2 = sunpack(SLOT_FORMAT, value)
+      if b == a then c1, c2 = s1, s2 end
+    end
+    slots[i] = { a, c1, c2 }
+  end
+  return slots
+end
+
+-- Moves the ring forward to end at bucket `b`: the head bucket goes to its slot and the buckets that leave
+-- the window are subtracted from the totals.
+local function ring_advance(ring, b)
+  local steps = b - ring.head
+  if steps <= 0 then return end
+  if steps >= ring.n then
+    ring.total1, ring.total2 = 0, 0
+  else
+    if ring.head1 ~= 0 or ring.head2 ~= 0 then ring_write(ring, ring.head, ring.head1, ring.head2) end
+    for _, slot in ipairs(ring_slots(ring, ring.head + 1 - ring.n, b - ring.n)) do
+      ring.total1, ring.total2 = ring.total1 - slot[2], ring.total2 - slot[3]
+    end
+  end
+  ring.head, ring.head1, ring.head2 = b, 0, 0
+end
+
+-- Adds (d1, d2) to the head bucket.
+local function ring_add(ring, d1, d2)
+  ring.head1, ring.head2 = ring.head1 + d1, ring.head2 + d2
+  ring.total1, ring.total2 = ring.total1 + d1, ring.total2 + d2
+end
+
+-- Takes up to (g1, g2) back from bucket `a` (never below zero), if `a` is still inside the window.
+local function ring_give_back(ring, a, g1, g2)
+  if a == ring.head then
+    ring_add(ring, -math.min(g1, ring.head1), -math.min(g2, ring.head2))
+  elseif a < ring.head and a > ring.head - ring.n then
+    local slot = ring_slots(ring, a, a)[1]
+    g1, g2 = math.min(g1, slot[2]), math.min(g2, slot[3])
+    if g1 == 0 and g2 == 0 then return end
+    ring.total1, ring.total2 = ring.total1 - g1, ring.total2 - g2
+    ring_write(ring, a, slot[2] - g1, slot[3] - g2)
+  end
+end
+
+-- The packed `st` field.
+local function state_pack(seq, breaker_code, breaker_until, window, day)
+  return spack(STATE_FORMAT, seq, breaker_code, breaker_until, window.head, window.total1, window.total2,
+    window.head1, window.head2, day.head, day.total1, day.total2, day.head1, day.head2)
+end
+
+-- Seq, breaker code, breaker deadline, window ring, day ring from the packed `st` field (nil: a new budget).
+local function state_unpack(packed, win, n, dwin, dn)
+  if not packed then return 0, 0, 0, ring_new('w', n, win / n), ring_new('d', dn, dwin / dn) end
+  local seq, code, deadline, h, t1, t2, c1, c2, dh, dt1, dt2, dc1, dc2 = sunpack(STATE_FORMAT, packed)
+  return seq, code, deadline, ring_new('w', n, win / n, h, t1, t2, c1, c2),
+    ring_new('d', dn, dwin / dn, dh, dt1, dt2, dc1, dc2)
+end
+
+-- A per-app ring (for apps with a cap) from its header field `a:<app>`.
+local function app_ring(app, packed, win, n)
+  if not packed then return ring_new('a:' .. app .. ':', n, win / n) end
+  return ring_new('a:' .. app .. ':', n, win / n, sunpack(RING_FORMAT, packed))
+end
+
+-- Milliseconds from `now` until the oldest buckets leaving the window have freed at least `needed` of
+-- counter `column` (bucket a leaves at (a + n) x granularity), or -1 if the whole window cannot free that much.
+local function ring_retry_after(ring, column, needed, now)
+  local freed = 0
+  local first = ring.head - ring.n + 1
+  while first <= ring.head do
+    local last = math.min(first + 15, ring.head - 1)
+    local slots = last >= first and ring_slots(ring, first, last) or {}
+    if last < first then   -- only the head bucket is left
+      slots = { { ring.head, ring.head1, ring.head2 } }
+      last = ring.head
+    end
+    for _, slot in ipairs(slots) do
+      freed = freed + slot[column + 1]
+      if freed >= needed then return (slot[1] + ring.n) * ring.granularity - now end
+    end
+    first = last + 1
+  end
+  return -1
+end
+
+-- The breaker state callers see: an open (or timed forced-open) breaker whose time is up is half-open.
+local function breaker_effective_state(code, open_until, now)
+  if (code == OPEN or code == FORCED_OPEN) and open_until > 0 and now >= open_until then return HALF_OPEN end
+  return code
+end
