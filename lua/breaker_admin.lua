@@ -25,7 +25,7 @@ elseif command == 'close' or command == 'reset' then
   code, deadline = CLOSED, 0
   local openings = v[3] and sunpack(BREAKER_FORMAT, v[3]) or 0
   if command == 'reset' then openings = 0 end
-  append(fields, 'bst', spack(BREAKER_FORMAT, openings, 0, 0, now, -1, 0, 0, 0, 0))
+  append(fields, 'bst', breaker_pack(openings, 0, 0, now, ring_new('b', 1, 1)))
   redis.call('DEL', PROBES_KEY, FAILERS_KEY)
 else
   return invalid('command', "must be 'force_open', 'close', 'disable' or 'reset'")

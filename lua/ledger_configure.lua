@@ -114,7 +114,7 @@ elseif old.win ~= config.win or old.n ~= config.n or old.dwin ~= config.dwin or 
   local function fold(ring, win, n)
     ring_advance(ring, floor(now / ring.granularity))
     local head = floor(now / (win / n))
-    return ring_new(ring.prefix, n, win / n, head, ring.total1, ring.total2, ring.total1, ring.total2)
+    return ring_new(ring.prefix, n, win / n, head, ring.total1, ring.total2, ring.total1, ring.total2, head)
   end
   append(writes, 'st', state_pack(seq, code, deadline, fold(window, config.win, config.n),
     fold(day, config.dwin, config.dn)))

@@ -32,13 +32,15 @@ local function config_fields()
     'b_lease', 'caps', 'hist', 'b_rate', 'b_min', 'b_consec', 'b_quorum', 'b_open', 'b_mult', 'b_max', 'b_close',
     'b_slow', 'b_win', 'b_n' }
 end
--- Field `st`: the admission state as 13 packed doubles: reservation counter, breaker state code and deadline,
--- then the headers of the window ring and of the day ring (head, total 1, total 2, head bucket 1, head bucket 2).
-local STATE_FORMAT = '<ddddddddddddd'
--- Field `bst`: breaker counters as 9 packed doubles: openings, consecutive failures, probe successes, last
--- close time, then the header of its outcome ring (counter 1 = calls, counter 2 = failures).
-local BREAKER_FORMAT = '<ddddddddd'
-local RING_FORMAT = '<ddddd'
+-- Field `st`: the admission state: 3 packed doubles (reservation counter, breaker state code and deadline),
+-- then the ring headers of the window and of the day.
+local STATE_FORMAT = '<ddd'
+-- Field `bst`: breaker counters: 4 packed doubles (openings, consecutive failures, probe successes, last close
+-- time), then the ring header of its outcome window (counter 1 = calls, counter 2 = failures).
+local BREAKER_FORMAT = '<dddd'
+-- A ring header: head bucket, total 1, total 2, head bucket counter 1 and 2, oldest bucket that may hold counts.
+local RING_FORMAT = '<dddddd'
+local RING_HEADER_SIZE = 48
 local SLOT_FORMAT = '<ddd'               -- a ring slot: its absolute bucket, counter 1, counter 2
 -- Breaker state codes in `st`.
 local CLOSED, OPEN, HALF_OPEN, FORCED_OPEN, DISABLED = 0, 1, 2, 3, 4
@@ -83,16 +85,24 @@ end
 -- counters) lives in a packed field read with every call; every older bucket lives in its own hash field
 -- `<prefix><a % n>` as (a, counter 1, counter 2), written once, when the head moves on. A slot whose stored
 -- bucket is not the one expected is stale and counts as zero, so nothing ever needs clearing.
-local function ring_new(prefix, n, granularity, head, total1, total2, head1, head2)
+local function ring_new(prefix, n, granularity, head, total1, total2, head1, head2, low)
   return { prefix = prefix, n = n, granularity = granularity, head = head or -1, total1 = total1 or 0,
-    total2 = total2 or 0, head1 = head1 or 0, head2 = head2 or 0, pending = false }
+    total2 = total2 or 0, head1 = head1 or 0, head2 = head2 or 0, low = low or -1, pending = false }
 end
 
--- The packed header of a ring (head, totals, head bucket counters) and its slot writes, appended to `fields`.
+-- A ring whose header is stored in `packed` at byte `position` (a new, empty ring if `packed` is nil).
+local function ring_from(prefix, n, granularity, packed, position)
+  if not packed then return ring_new(prefix, n, granularity) end
+  return ring_new(prefix, n, granularity, sunpack(RING_FORMAT, packed, position))
+end
+
+local function ring_header(ring)
+  return spack(RING_FORMAT, ring.head, ring.total1, ring.total2, ring.head1, ring.head2, ring.low)
+end
+
+-- Appends the ring's slot writes (field, value pairs) to `fields`, and its header as `header_field` if named.
 local function ring_writes(ring, fields, header_field)
-  if header_field then
-    append(fields, header_field, spack(RING_FORMAT, ring.head, ring.total1, ring.total2, ring.head1, ring.head2))
-  end
+  if header_field then append(fields, header_field, ring_header(ring)) end
   if ring.pending then
     for name, value in pairs(ring.pending) do append(fields, name, value) end
   end
@@ -122,23 +132,28 @@ local function ring_slots(ring, first, last)
 end
 
 -- Moves the ring forward to end at bucket `b`: the head bucket goes to its slot and the buckets that leave
--- the window are subtracted from the totals.
+-- the window are subtracted from the totals. Returns true if the ring moved.
 local function ring_advance(ring, b)
   local steps = b - ring.head
-  if steps <= 0 then return end
+  if steps <= 0 then return false end
   if steps >= ring.n then
     ring.total1, ring.total2 = 0, 0
   else
     if ring.head1 ~= 0 or ring.head2 ~= 0 then ring_write(ring, ring.head, ring.head1, ring.head2) end
-    for _, slot in ipairs(ring_slots(ring, ring.head + 1 - ring.n, b - ring.n)) do
-      ring.total1, ring.total2 = ring.total1 - slot[2], ring.total2 - slot[3]
+    local first = math.max(ring.head + 1 - ring.n, ring.low)   -- buckets below `low` hold nothing
+    if first <= b - ring.n then
+      for _, slot in ipairs(ring_slots(ring, first, b - ring.n)) do
+        ring.total1, ring.total2 = ring.total1 - slot[2], ring.total2 - slot[3]
+      end
     end
   end
   ring.head, ring.head1, ring.head2 = b, 0, 0
+  return true
 end
 
--- Adds (d1, d2) to the head bucket.
+-- Adds (d1, d2) to the head bucket. `low` (no counts below it) moves up to the head when the ring was empty.
 local function ring_add(ring, d1, d2)
+  if ring.total1 == 0 and ring.total2 == 0 then ring.low = ring.head end
   ring.head1, ring.head2 = ring.head1 + d1, ring.head2 + d2
   ring.total1, ring.total2 = ring.total1 + d1, ring.total2 + d2
 end
@@ -158,31 +173,41 @@ end
 
 -- The packed `st` field.
 local function state_pack(seq, breaker_code, breaker_until, window, day)
-  return spack(STATE_FORMAT, seq, breaker_code, breaker_until, window.head, window.total1, window.total2,
-    window.head1, window.head2, day.head, day.total1, day.total2, day.head1, day.head2)
+  return spack(STATE_FORMAT, seq, breaker_code, breaker_until) .. ring_header(window) .. ring_header(day)
 end
 
 -- Seq, breaker code, breaker deadline, window ring, day ring from the packed `st` field (nil: a new budget).
 local function state_unpack(packed, win, n, dwin, dn)
-  if not packed then return 0, 0, 0, ring_new('w', n, win / n), ring_new('d', dn, dwin / dn) end
-  local seq, code, deadline, h, t1, t2, c1, c2, dh, dt1, dt2, dc1, dc2 = sunpack(STATE_FORMAT, packed)
-  return seq, code, deadline, ring_new('w', n, win / n, h, t1, t2, c1, c2),
-    ring_new('d', dn, dwin / dn, dh, dt1, dt2, dc1, dc2)
+  local seq, code, deadline = 0, 0, 0
+  if packed then seq, code, deadline = sunpack(STATE_FORMAT, packed) end
+  return seq, code, deadline, ring_from('w', n, win / n, packed, 25),
+    ring_from('d', dn, dwin / dn, packed, 25 + RING_HEADER_SIZE)
 end
 
 -- A per-app ring (for apps with a cap) from its header field `a:<app>`.
 local function app_ring(app, packed, win, n)
-  if not packed then return ring_new('a:' .. app .. ':', n, win / n) end
-  return ring_new('a:' .. app .. ':', n, win / n, sunpack(RING_FORMAT, packed))
+  return ring_from('a:' .. app .. ':', n, win / n, packed, 1)
+end
+
+-- Breaker counters (openings, consecutive failures, probe successes, last close) and outcome ring from `bst`.
+local function breaker_unpack(packed, outcome_ms, outcome_n)
+  local openings, consecutive, successes, closed_at = 0, 0, 0, 0
+  if packed then openings, consecutive, successes, closed_at = sunpack(BREAKER_FORMAT, packed) end
+  return openings, consecutive, successes, closed_at,
+    ring_from('b', outcome_n, outcome_ms / outcome_n, packed, 33)
+end
+
+local function breaker_pack(openings, consecutive, successes, closed_at, outcomes)
+  return spack(BREAKER_FORMAT, openings, consecutive, successes, closed_at) .. ring_header(outcomes)
 end
 
 -- Milliseconds from `now` until the oldest buckets leaving the window have freed at least `needed` of
 -- counter `column` (bucket a leaves at (a + n) x granularity), or -1 if the whole window cannot free that much.
 local function ring_retry_after(ring, column, needed, now)
   local freed = 0
-  local first = ring.head - ring.n + 1
+  local first = math.max(ring.low, ring.head - ring.n + 1)
   while first <= ring.head do
-    local last = math.min(first + 15, ring.head - 1)
+    local last = math.min(first + 3, ring.head - 1)   -- 4 slots a read: usually the oldest suffices
     local slots = last >= first and ring_slots(ring, first, last) or {}
     if last < first then   -- only the head bucket is left
       slots = { { ring.head, ring.head1, ring.head2 } }

@@ -39,14 +39,8 @@ for _, name in ipairs(redis.call('HKEYS', LEDGER_KEY)) do
   end
 end
 
-local breaker = { 0, 0, 0, 0 }
-local outcomes = ring_new('b', config.b_n, config.b_win / config.b_n)
-if v[3] then
-  breaker = { sunpack(BREAKER_FORMAT, v[3]) }
-  outcomes = ring_new('b', config.b_n, config.b_win / config.b_n, breaker[5], breaker[6], breaker[7], breaker[8],
-    breaker[9])
-end
-local outcome_usage = describe(outcomes, { 'calls', 'failures' })
+local breaker = { breaker_unpack(v[3], config.b_win, config.b_n) }
+local outcome_usage = describe(breaker[5], { 'calls', 'failures' })
 
 local day_usage = describe(day, { 'tokens', 'unused' })
 day_usage.unused = nil

@@ -9,9 +9,10 @@
 --            dimension: requests | tokens | day_tokens | in_flight | breaker
 --          {'no_budget'}   (no configuration: seed it and retry)
 --          {'invalid', argument, reason}
--- Redis cost: TIME + one HMGET + one HSET; one more HMGET when the budget has app caps, when the window moves on to a new bucket (at most
--- once per granularity) and when computing a denial's retry-after; ZREMRANGEBYSCORE + ZCARD (+ ZADD) when an
--- in-flight limit is set or the breaker is half-open. A denial writes nothing.
+-- Redis cost: TIME + one HMGET + one HSET. One more HMGET when the budget has app caps, when the window moves
+-- on to a new bucket (at most once per granularity) and per 4 buckets scanned for a denial's retry-after;
+-- ZREMRANGEBYSCORE + ZCARD (+ ZADD) when an in-flight limit is set or the breaker is half-open. A denial writes
+-- only when the window moved on.
 
 local app, priority = ARGV[1], ARGV[2]
 if not valid_name(app) then return invalid('app', 'must be 1-64 characters of A-Z a-z 0-9 . _ -') end
@@ -47,8 +48,8 @@ if state == HALF_OPEN then
 end
 
 local bucket, day_bucket = floor(now / window.granularity), floor(now / day.granularity)
-ring_advance(window, bucket)
-ring_advance(day, day_bucket)
+local moved = ring_advance(window, bucket)
+moved = ring_advance(day, day_bucket) or moved
 
 local share = ceiling * (priority == 'batch' and batch or 1)
 local denial          -- the failing check with the longest wait: { reason, usage, limit, retry, dimension }
@@ -94,6 +95,12 @@ if in_flight_limit > 0 then
 end
 
 if denial then
+  if moved then   -- keep the moved window, so later denials need not move it again
+    local fields = { 'st', state_pack(seq, breaker_code, breaker_until, window, day) }
+    ring_writes(window, fields)
+    ring_writes(day, fields)
+    redis.call('HSET', LEDGER_KEY, unpack(fields))
+  end
   return { 'denied', denial[1], denial[2], denial[3], denial[4], denial[5] }
 end
 

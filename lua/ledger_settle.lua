@@ -87,13 +87,7 @@ end
 -- Breaker: count the outcome in its rolling window, then apply the transitions.
 local state = breaker_effective_state(breaker_code, breaker_until, now)
 if outcome ~= 'none' then
-  local openings, consecutive, probe_successes, closed_at = 0, 0, 0, 0
-  local outcomes = ring_new('b', outcome_n, outcome_ms / outcome_n)
-  if v[3] then
-    local packed = { sunpack(BREAKER_FORMAT, v[3]) }
-    openings, consecutive, probe_successes, closed_at = packed[1], packed[2], packed[3], packed[4]
-    outcomes = ring_new('b', outcome_n, outcome_ms / outcome_n, packed[5], packed[6], packed[7], packed[8], packed[9])
-  end
+  local openings, consecutive, probe_successes, closed_at, outcomes = breaker_unpack(v[3], outcome_ms, outcome_n)
   local failed = outcome == 'failure' or outcome == 'slow' or (slow_ms > 0 and latency >= slow_ms)
   ring_advance(outcomes, floor(now / outcomes.granularity))
   ring_add(outcomes, 1, failed and 1 or 0)
@@ -129,8 +123,7 @@ if outcome ~= 'none' then
       open_breaker(recently_closed and openings + 1 or 1)
     end
   end
-  append(fields, 'bst', spack(BREAKER_FORMAT, openings, consecutive, probe_successes, closed_at, outcomes.head,
-    outcomes.total1, outcomes.total2, outcomes.head1, outcomes.head2))
+  append(fields, 'bst', breaker_pack(openings, consecutive, probe_successes, closed_at, outcomes))
   ring_writes(outcomes, fields)
 end
 
