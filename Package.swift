@@ -1,0 +1,111 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "QuotaKeeper",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "QuotaKeeper", targets: ["QuotaKeeper"]),
+        .executable(name: "quotakeeper", targets: ["QuotaKeeperCLI"]),
+        .executable(name: "quotakeeper-bench", targets: ["QuotaKeeperBenchmarks"]),
+        .library(name: "BedrockErrors", targets: ["BedrockErrors"]),
+        .library(name: "BedrockRuntimeClient", targets: ["BedrockRuntime"]),
+        .executable(name: "bedrock-sim", targets: ["BedrockSimulatorServer"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.1"),
+    ],
+    targets: [
+        // MARK: Redis layer (the only code that imports CHiredis)
+        .systemLibrary(
+            name: "CHiredis",
+            pkgConfig: "hiredis",
+            providers: [.apt(["libhiredis-dev"])]
+        ),
+        .target(
+            name: "QuotaKeeperRedis",
+            dependencies: [
+                "CHiredis",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        // MARK: Ledger, breaker and call path
+        .target(
+            name: "QuotaKeeper",
+            dependencies: [
+                "QuotaKeeperRedis",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            plugins: ["EmbedLuaScripts"]
+        ),
+
+        // MARK: Tools
+        .executableTarget(
+            name: "QuotaKeeperCLI",
+            dependencies: [
+                "QuotaKeeper",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
+            name: "QuotaKeeperBenchmarks",
+            dependencies: [
+                "QuotaKeeper",
+                "QuotaKeeperRedis",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        // MARK: Bedrock error taxonomy, runtime client and simulator (issue 7)
+        .target(name: "BedrockErrors"),
+        .target(
+            name: "BedrockRuntime",
+            dependencies: [
+                "BedrockErrors",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "BedrockSimulator",
+            dependencies: [
+                .product(name: "FlyingFox", package: "FlyingFox"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "BedrockSimulatorServer",
+            dependencies: [
+                "BedrockSimulator",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(name: "BedrockErrorsTests", dependencies: ["BedrockErrors"]),
+        .testTarget(
+            name: "BedrockRuntimeTests",
+            dependencies: ["BedrockRuntime", "BedrockErrors", "BedrockSimulator"]
+        ),
+
+        // MARK: Build-time embedding of lua/
+        .executableTarget(name: "LuaEmbedder"),
+        .plugin(name: "EmbedLuaScripts", capability: .buildTool(), dependencies: ["LuaEmbedder"]),
+
+        // MARK: Tests (all against a real redis-server)
+        .target(
+            name: "QuotaKeeperTestSupport",
+            dependencies: ["QuotaKeeperRedis"],
+            path: "Tests/QuotaKeeperTestSupport"
+        ),
+        .testTarget(
+            name: "QuotaKeeperRedisTests",
+            dependencies: ["QuotaKeeperRedis", "QuotaKeeperTestSupport"]
+        ),
+    ]
+)

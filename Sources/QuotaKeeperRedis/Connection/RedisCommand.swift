@@ -1,0 +1,35 @@
+/// A command's arguments packed into one buffer, ready for `redisAppendCommandArgv`.
+///
+/// Packing happens in the caller's task, so the connection thread only hands pointers to hiredis.
+public struct RedisCommand: Sendable, Hashable {
+    /// Every argument's bytes, back to back.
+    let packedArguments: [UInt8]
+    /// The length of each argument in `packedArguments`.
+    let argumentLengths: [Int]
+
+    /// A command from text arguments, e.g. `["HGET", "key", "field"]`.
+    public init(_ arguments: [String]) {
+        var packed: [UInt8] = []
+        packed.reserveCapacity(arguments.reduce(0) { $0 + $1.utf8.count })
+        var lengths: [Int] = []
+        lengths.reserveCapacity(arguments.count)
+        for argument in arguments {
+            packed.append(contentsOf: argument.utf8)
+            lengths.append(argument.utf8.count)
+        }
+        self.packedArguments = packed
+        self.argumentLengths = lengths
+    }
+
+    /// A command from binary-safe arguments.
+    public init(bytes arguments: [[UInt8]]) {
+        self.packedArguments = arguments.flatMap { $0 }
+        self.argumentLengths = arguments.map(\.count)
+    }
+
+    /// The command name (first argument), for logs and errors; never the arguments, which may be secrets.
+    public var name: String {
+        guard let length = argumentLengths.first else { return "" }
+        return String(decoding: packedArguments.prefix(length), as: UTF8.self).uppercased()
+    }
+}

@@ -1,0 +1,128 @@
+import Foundation
+
+/// Where and how to reach Redis: endpoint, credentials, database, timeouts, pool and reconnect policy.
+public struct RedisConfiguration: Sendable {
+    /// A TCP host and port, or a Unix domain socket.
+    public enum Endpoint: Sendable, Hashable, CustomStringConvertible {
+        case tcp(host: String, port: Int)
+        case unixSocket(path: String)
+
+        /// `host:port` or the socket path: safe to log (never carries credentials).
+        public var description: String {
+            switch self {
+            case .tcp(let host, let port): return host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+            case .unixSocket(let path): return path
+            }
+        }
+    }
+
+    /// How long each step may take.
+    public struct Timeouts: Sendable {
+        /// Connecting, including the `AUTH`/`SELECT`/`PING` handshake.
+        public var connect: Duration = .seconds(2)
+        /// From handing a command to the client until its reply: callers get `.timeout` after this.
+        public var command: Duration = .seconds(1)
+        public init() {}
+    }
+
+    /// The connections and the threads that own them.
+    public struct Pool: Sendable {
+        /// Connections, each owned by one thread of the layer; every one pipelines many callers.
+        public var connections: Int = 2
+        /// Most commands written in one batch (one write, one read).
+        public var maximumBatch: Int = 512
+        public init() {}
+    }
+
+    /// How a broken connection is re-established.
+    public struct Reconnect: Sendable {
+        /// The first wait after a failed attempt; doubles per failure, with full jitter.
+        public var initialBackoff: Duration = .milliseconds(50)
+        /// The longest wait between attempts.
+        public var maximumBackoff: Duration = .seconds(2)
+        public init() {}
+    }
+
+    /// Where Redis is.
+    public var endpoint: Endpoint
+    /// The ACL user for `AUTH user password`; `nil` means `AUTH password` (the default user).
+    public var username: String?
+    /// The password; never logged or shown in errors.
+    public var password: String?
+    /// The database selected after connecting.
+    public var database: Int = 0
+    /// Enables TCP keepalive on TCP connections.
+    public var tcpKeepAlive: Bool = true
+    public var timeouts = Timeouts()
+    public var pool = Pool()
+    public var reconnect = Reconnect()
+
+    /// Creates a configuration for an endpoint.
+    public init(endpoint: Endpoint, username: String? = nil, password: String? = nil, database: Int = 0) {
+        self.endpoint = endpoint
+        self.username = username
+        self.password = password
+        self.database = database
+    }
+
+    /// Parses `redis://[user:password@]host[:port][/db]` or `unix:///path/to/socket[?db=N]`.
+    ///
+    /// For sockets, credentials may be given as `unix://user:password@/path` or `?password=...&user=...`.
+    /// - Throws: `RedisError` with code `.invalidURL` naming the problem (never echoing the password).
+    public init(url: String) throws(RedisError) {
+        func invalid(_ why: String) -> RedisError {
+            RedisError(code: .invalidURL, message: "invalid Redis URL \(RedisConfiguration.redacted(url)): \(why)")
+        }
+        guard let components = URLComponents(string: url), let scheme = components.scheme?.lowercased() else {
+            throw invalid("expected redis://[user:password@]host[:port][/db] or unix:///path[?db=N]")
+        }
+        let query = Dictionary(
+            (components.queryItems ?? []).map { ($0.name, $0.value ?? "") }, uniquingKeysWith: { _, last in last })
+        var username = components.user.flatMap { $0.isEmpty ? nil : $0 }
+        var password = components.password
+        switch scheme {
+        case "redis":
+            guard var host = components.host, !host.isEmpty else { throw invalid("missing host") }
+            if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+            let port = components.port ?? 6379
+            guard (1...65535).contains(port) else { throw invalid("port \(port) is out of range 1-65535") }
+            self.init(endpoint: .tcp(host: host, port: port))
+            let path = components.path.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+            if !path.isEmpty {
+                guard let database = Int(path), database >= 0 else {
+                    throw invalid("database '\(path)' is not a non-negative integer")
+                }
+                self.database = database
+            }
+        case "unix":
+            let path = components.path
+            guard path.hasPrefix("/"), path.count > 1 else { throw invalid("missing absolute socket path") }
+            self.init(endpoint: .unixSocket(path: path))
+            if let db = query["db"] {
+                guard let database = Int(db), database >= 0 else {
+                    throw invalid("db '\(db)' is not a non-negative integer")
+                }
+                self.database = database
+            }
+            if let user = query["user"], !user.isEmpty { username = user }
+            if let secret = query["password"] { password = secret }
+        case "rediss":
+            throw invalid("TLS (rediss://) is not supported by the hiredis build in use; use a TLS proxy or redis://")
+        default:
+            throw invalid("unsupported scheme '\(scheme)'; use redis:// or unix://")
+        }
+        if username != nil, password == nil { throw invalid("user given without a password") }
+        self.username = username
+        self.password = password
+    }
+
+    /// The URL with any password replaced by `***`, for messages.
+    public static func redacted(_ url: String) -> String {
+        guard var components = URLComponents(string: url) else { return "'<unparseable>'" }
+        if components.password != nil { components.password = "***" }
+        if let items = components.queryItems, items.contains(where: { $0.name == "password" }) {
+            components.queryItems = items.map { $0.name == "password" ? URLQueryItem(name: "password", value: "***") : $0 }
+        }
+        return "'\(components.string ?? "<unparseable>")'"
+    }
+}

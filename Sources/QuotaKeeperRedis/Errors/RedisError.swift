@@ -1,0 +1,55 @@
+/// An error from the Redis layer: what went wrong, where, and the underlying cause.
+///
+/// Messages name the endpoint (`host:port` or the socket path) and never contain a password.
+public struct RedisError: Error, Sendable, CustomStringConvertible {
+    /// What kind of failure this is; compare with the static members.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        fileprivate let name: String
+        private init(_ name: String) { self.name = name }
+
+        /// The connection URL or configuration is malformed.
+        public static let invalidURL = Code("invalidURL")
+        /// Nothing listens at the address (`ECONNREFUSED`) or the socket path does not exist.
+        public static let connectionRefused = Code("connectionRefused")
+        /// The connection could not be made for another reason (name resolution, network unreachable).
+        public static let connectionFailed = Code("connectionFailed")
+        /// The server closed the connection, or the connection broke while a command was pending.
+        public static let connectionClosed = Code("connectionClosed")
+        /// `AUTH` was refused: wrong password, unknown or disabled ACL user, or a password is required.
+        public static let authenticationFailed = Code("authenticationFailed")
+        /// No reply within the configured timeout. The command may or may not have run on the server.
+        public static let timeout = Code("timeout")
+        /// The server sent something that is not RESP2.
+        public static let protocolError = Code("protocolError")
+        /// The server answered with an error reply; `message` carries Redis's text.
+        public static let serverError = Code("serverError")
+        /// A script could not be loaded again after `NOSCRIPT`.
+        public static let scriptMissing = Code("scriptMissing")
+        /// The client was shut down before the command completed.
+        public static let clientShutdown = Code("clientShutdown")
+        /// The caller passed an argument the layer refuses (for example an empty command).
+        public static let invalidArgument = Code("invalidArgument")
+
+        public var description: String { name }
+    }
+
+    /// What kind of failure this is.
+    public var code: Code
+    /// A human-readable sentence saying what failed and where.
+    public var message: String
+    /// The underlying error, when there is one.
+    public var underlying: (any Error & Sendable)?
+
+    /// Creates an error.
+    public init(code: Code, message: String, underlying: (any Error & Sendable)? = nil) {
+        self.code = code
+        self.message = message
+        self.underlying = underlying
+    }
+
+    public var description: String { "RedisError.\(code): \(message)" }
+
+    /// Whether the server may have executed the command although no reply arrived
+    /// (a timeout or a connection that broke after the command was written).
+    public var outcomeUnknown: Bool { code == .timeout || code == .connectionClosed }
+}

@@ -1,0 +1,98 @@
+import Foundation
+import Logging
+
+/// An `async` Redis client over a pool of hiredis connections, each owned by a thread of the layer.
+///
+/// Callers never block Swift's cooperative thread pool: a command is packed in the caller's task, queued,
+/// and written by a connection thread together with every other command queued meanwhile (one write and
+/// one read per batch), so throughput grows with the number of concurrent callers.
+///
+/// Every command is answered within `configuration.timeouts.command`: with its reply, a typed `RedisError`,
+/// or `CancellationError` when the calling task is cancelled.
+public final class RedisClient: Sendable {
+    /// The configuration the client was created with.
+    public let configuration: RedisConfiguration
+    private let queue: CommandQueue
+    private let commandTimeoutNanoseconds: UInt64
+    private let timeoutError: RedisError
+
+    /// Creates the client and starts its connection threads; connections are made in the background.
+    /// - Parameters:
+    ///   - configuration: where Redis is and how to talk to it.
+    ///   - logger: receives connection events at debug level (never passwords or command arguments).
+    public init(configuration: RedisConfiguration, logger: Logger = Logger(label: "quotakeeper.redis")) {
+        self.configuration = configuration
+        let connections = max(1, configuration.pool.connections)
+        queue = CommandQueue(workerCount: connections, maximumBatch: configuration.pool.maximumBatch)
+        commandTimeoutNanoseconds = UInt64(RedisConnection.milliseconds(configuration.timeouts.command)) * 1_000_000
+        timeoutError = RedisError(
+            code: .timeout,
+            message: "Redis at \(configuration.endpoint) did not answer within \(configuration.timeouts.command)")
+        for index in 0..<connections {
+            ConnectionWorker(index: index, configuration: configuration, queue: queue, logger: logger).start()
+        }
+        queue.threadStarted()
+        let queue = queue
+        let timeoutError = timeoutError
+        Thread.detach(name: "quotakeeper.redis.watchdog") {
+            queue.runWatchdog(timeout: timeoutError)
+            queue.threadExited()
+        }
+    }
+
+    deinit {
+        queue.shutdown()
+    }
+
+    /// Sends one command and returns its reply.
+    /// - Throws: `RedisError` (an error reply is thrown as `.serverError` with Redis's message), or
+    ///   `CancellationError` if the task is cancelled first.
+    public func send(_ command: RedisCommand) async throws -> RedisReply {
+        try Task.checkCancellation()
+        let pending = PendingCommand(command, deadline: monotonicNanoseconds() + commandTimeoutNanoseconds)
+        queue.submit([pending])
+        let reply = try await pending.reply()
+        if case .error(let message) = reply {
+            throw RedisError(code: .serverError, message: "\(command.name) failed: \(message)")
+        }
+        return reply
+    }
+
+    /// Sends one command given as text arguments, e.g. `send(["HGET", key, field])`.
+    public func send(_ arguments: [String]) async throws -> RedisReply {
+        try await send(RedisCommand(arguments))
+    }
+
+    /// Sends one command given as text arguments, e.g. `send("PING")`.
+    public func send(_ arguments: String...) async throws -> RedisReply {
+        try await send(RedisCommand(arguments))
+    }
+
+    /// Sends several commands back to back and returns their replies in order.
+    ///
+    /// Error replies stay in the result as `.error` values; a connection failure, timeout or cancellation
+    /// throws (commands before it may have run).
+    public func pipeline(_ commands: [RedisCommand]) async throws -> [RedisReply] {
+        try Task.checkCancellation()
+        let deadline = monotonicNanoseconds() + commandTimeoutNanoseconds
+        let pending = commands.map { PendingCommand($0, deadline: deadline) }
+        queue.submit(pending)
+        var replies: [RedisReply] = []
+        replies.reserveCapacity(pending.count)
+        do {
+            for command in pending { replies.append(try await command.reply()) }
+        } catch {
+            for command in pending { command.finish(.failure(error)) }
+            throw error
+        }
+        return replies
+    }
+
+    /// Stops the client: queued commands fail with `.clientShutdown`, written ones get their replies,
+    /// and this returns when every thread of the client has exited.
+    public func shutdown() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            queue.shutdown { continuation.resume() }
+        }
+    }
+}

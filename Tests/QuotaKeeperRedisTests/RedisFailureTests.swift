@@ -1,0 +1,137 @@
+import Foundation
+import QuotaKeeperRedis
+import QuotaKeeperTestSupport
+import Testing
+
+/// Scenarios that need a server of their own: credentials, a refused port, a frozen or restarted server.
+@Suite("Redis failures against private servers")
+struct RedisFailureTests {
+    private func client(_ url: String, commandTimeout: Duration = .milliseconds(500)) throws -> RedisClient {
+        var configuration = try RedisConfiguration(url: url)
+        configuration.timeouts.command = commandTimeout
+        configuration.timeouts.connect = .milliseconds(500)
+        configuration.reconnect.initialBackoff = .milliseconds(20)
+        configuration.reconnect.maximumBackoff = .milliseconds(200)
+        return RedisClient(configuration: configuration)
+    }
+
+    @Test("AUTH with the right password works; a wrong or missing one is .authenticationFailed")
+    func requirePass() async throws {
+        let server = try RedisServerProcess(arguments: ["--requirepass", "right-password"])
+        let good = try client(server.url(password: "right-password"))
+        #expect(try await good.send("PING") == .status("PONG"))
+        await good.shutdown()
+
+        let wrong = try client(server.url(password: "wrong-password"))
+        let error = try await #require(throws: RedisError.self) { try await wrong.send("PING") }
+        #expect(error.code == .authenticationFailed)
+        #expect(error.message.contains("127.0.0.1:\(server.port)"))
+        #expect(!error.message.contains("wrong-password"))
+        await wrong.shutdown()
+
+        let missing = try client(server.url())
+        let noAuth = try await #require(throws: RedisError.self) { try await missing.send("PING") }
+        #expect(noAuth.code == .authenticationFailed)
+        await missing.shutdown()
+    }
+
+    @Test("an ACL user authenticates with AUTH user password; a disabled user does not")
+    func aclUser() async throws {
+        let server = try RedisServerProcess()
+        let admin = try client(server.url())
+        _ = try await admin.send(["ACL", "SETUSER", "quota-app", "on", ">app-secret", "~{qk}*", "+@all"])
+        _ = try await admin.send(["ACL", "SETUSER", "retired", "off", ">old-secret", "~*", "+@all"])
+        await admin.shutdown()
+
+        let user = try client(server.url(user: "quota-app", password: "app-secret"))
+        #expect(try await user.send(["SET", "{qk}:x", "1"]) == .status("OK"))
+        let denied = try await #require(throws: RedisError.self) { try await user.send(["SET", "other", "1"]) }
+        #expect(denied.code == .serverError)
+        #expect(denied.message.contains("NOPERM"))
+        await user.shutdown()
+
+        let retired = try client(server.url(user: "retired", password: "old-secret"))
+        let error = try await #require(throws: RedisError.self) { try await retired.send("PING") }
+        #expect(error.code == .authenticationFailed)
+        #expect(error.message.contains("user 'retired'"))
+        await retired.shutdown()
+    }
+
+    @Test("a refused port fails fast with .connectionRefused naming host:port")
+    func refusedPort() async throws {
+        let port = try RedisServerProcess.freePort()
+        let refused = try client("redis://127.0.0.1:\(port)", commandTimeout: .seconds(5))
+        let started = ContinuousClock.now
+        let error = try await #require(throws: RedisError.self) { try await refused.send("PING") }
+        #expect(error.code == .connectionRefused)
+        #expect(error.message.contains("127.0.0.1:\(port)"))
+        #expect(ContinuousClock.now - started < .seconds(2), "must not wait for the 5 s command timeout")
+        await refused.shutdown()
+    }
+
+    @Test("a paused server (SIGSTOP): commands time out within their bound, then recover on SIGCONT")
+    func pausedServer() async throws {
+        let server = try RedisServerProcess()
+        let paused = try client(server.url(), commandTimeout: .milliseconds(300))
+        #expect(try await paused.send("PING") == .status("PONG"))
+        server.pause()
+        let started = ContinuousClock.now
+        let results = await withTaskGroup(of: RedisError.Code?.self) { group in
+            for _ in 0..<20 {
+                group.addTask {
+                    do {
+                        _ = try await paused.send("PING")
+                        return nil
+                    } catch let error as RedisError {
+                        return error.code
+                    } catch {
+                        return nil
+                    }
+                }
+            }
+            return await group.reduce(into: [RedisError.Code?]()) { $0.append($1) }
+        }
+        let elapsed = ContinuousClock.now - started
+        #expect(results.allSatisfy { $0 == .timeout }, "\(results)")
+        #expect(elapsed < .milliseconds(300 + 250), "timeouts fire within the bound, took \(elapsed)")
+        server.resume()
+        var recovered = false
+        for _ in 0..<50 where !recovered {
+            recovered = (try? await paused.send("PING")) == .status("PONG")
+            if !recovered { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        #expect(recovered)
+        await paused.shutdown()
+    }
+
+    @Test("a server killed and restarted: callers fail cleanly, the pool recovers, scripts reload")
+    func restartedServer() async throws {
+        let server = try RedisServerProcess()
+        let restarted = try client(server.url())
+        let script = RedisScript(name: "test_echo", source: "return ARGV[1]")
+        #expect(try await restarted.evalScript(script, keys: [], arguments: ["before"]).string == "before")
+        server.stop()
+        let error = try await #require(throws: RedisError.self) { try await restarted.send("PING") }
+        #expect([.connectionClosed, .connectionRefused].contains(error.code), "\(error)")
+        try server.start()
+        var answer: String?
+        for _ in 0..<100 where answer == nil {
+            answer = try? await restarted.evalScript(script, keys: [], arguments: ["after"]).string
+            if answer == nil { try await Task.sleep(for: .milliseconds(30)) }
+        }
+        #expect(answer == "after", "the script is reloaded on the new server's empty cache")
+        await restarted.shutdown()
+    }
+
+    @Test("a Unix domain socket endpoint")
+    func unixSocket() async throws {
+        let socketPath = FileManager.default.temporaryDirectory.appending(path: "qk-\(UUID().uuidString.prefix(8)).sock").path
+        let server = try RedisServerProcess(arguments: ["--unixsocket", socketPath, "--unixsocketperm", "700"])
+        let viaSocket = try client("unix://\(socketPath)?db=1")
+        #expect(try await viaSocket.send(["SET", "{qk}:socket", "yes"]) == .status("OK"))
+        await viaSocket.shutdown()
+        let viaTCP = try client(server.url() + "/1")
+        #expect(try await viaTCP.send(["GET", "{qk}:socket"]).string == "yes", "db=1 was selected")
+        await viaTCP.shutdown()
+    }
+}

@@ -1,0 +1,129 @@
+import Foundation
+import Synchronization
+import Glibc
+
+/// A private `redis-server` started by a test (for AUTH, pause and restart scenarios that must not touch
+/// the shared test server): loopback only, no persistence, its own temporary directory.
+public final class RedisServerProcess: Sendable {
+    /// The TCP port it listens on.
+    public let port: Int
+    private let extraArguments: [String]
+    private let directory: URL
+    private let process: Mutex<Process?>
+
+    /// Starts a server on a free loopback port and waits until it accepts connections.
+    /// - Parameter arguments: extra `redis-server` arguments, e.g. `["--requirepass", "secret"]`.
+    public init(arguments: [String] = []) throws {
+        port = try Self.freePort()
+        extraArguments = arguments
+        directory = FileManager.default.temporaryDirectory.appending(path: "qk-redis-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        process = Mutex(nil)
+        try start()
+    }
+
+    deinit {
+        stop()
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    /// `redis://127.0.0.1:<port>` with optional credentials.
+    public func url(user: String? = nil, password: String? = nil) -> String {
+        switch (user, password) {
+        case (let user?, let password?): return "redis://\(user):\(password)@127.0.0.1:\(port)"
+        case (nil, let password?): return "redis://:\(password)@127.0.0.1:\(port)"
+        default: return "redis://127.0.0.1:\(port)"
+        }
+    }
+
+    /// Starts (or restarts) the server on the same port.
+    public func start() throws {
+        let server = Process()
+        server.executableURL = try Self.redisServerPath()
+        server.arguments = [
+            "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--dir", directory.path, "--loglevel", "warning",
+        ] + extraArguments
+        server.standardOutput = FileHandle.nullDevice
+        server.standardError = FileHandle.nullDevice
+        try server.run()
+        process.withLock { $0 = server }
+        try waitUntilAccepting()
+    }
+
+    /// Stops the server (SIGKILL, as a crash would) and waits for it to exit.
+    public func stop() {
+        guard let server = process.withLock({ current -> Process? in defer { current = nil }; return current }) else { return }
+        kill(server.processIdentifier, SIGCONT)
+        kill(server.processIdentifier, SIGKILL)
+        server.waitUntilExit()
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open, nothing is answered.
+    public func pause() { signal(SIGSTOP) }
+
+    /// Resumes a paused server (SIGCONT).
+    public func resume() { signal(SIGCONT) }
+
+    private func signal(_ number: Int32) {
+        if let pid = process.withLock({ $0?.processIdentifier }) { kill(pid, number) }
+    }
+
+    private func waitUntilAccepting() throws {
+        for _ in 0..<200 {
+            if Self.canConnect(port: port) { return }
+            usleep(10_000)
+        }
+        throw TestSupportError("redis-server did not start listening on 127.0.0.1:\(port)")
+    }
+
+    private static func redisServerPath() throws -> URL {
+        let searchPath = (ProcessInfo.processInfo.environment["PATH"] ?? "") + ":/usr/bin:/usr/local/bin:/usr/sbin"
+        for directory in searchPath.split(separator: ":") {
+            let candidate = URL(fileURLWithPath: String(directory)).appending(path: "redis-server")
+            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+        }
+        throw TestSupportError("redis-server is not installed (apt-get install -y redis-server)")
+    }
+
+    /// A loopback port that was free a moment ago (the kernel picks it).
+    public static func freePort() throws -> Int {
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard descriptor >= 0 else { throw TestSupportError("socket() failed") }
+        defer { close(descriptor) }
+        var address = loopback(port: 0)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0 else { throw TestSupportError("bind() failed") }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor, $0, &length) }
+        }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    private static func canConnect(port: Int) -> Bool {
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard descriptor >= 0 else { return false }
+        defer { close(descriptor) }
+        var address = loopback(port: port)
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        } == 0
+    }
+
+    private static func loopback(port: Int) -> sockaddr_in {
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(port).bigEndian
+        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        return address
+    }
+}
+
+/// A failure of the test harness itself (not of the code under test).
+public struct TestSupportError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
