@@ -1,13 +1,9 @@
-/// Who wrote a message.
+/// Who wrote a message. Unknown values are kept as they came. (Codable as a plain string, through the
+/// standard library's `RawRepresentable` conformance.)
 public struct ConversationRole: RawRepresentable, Sendable, Hashable, Codable, ExpressibleByStringLiteral {
     public var rawValue: String
     public init(rawValue: String) { self.rawValue = rawValue }
     public init(stringLiteral value: String) { rawValue = value }
-    public init(from decoder: any Decoder) throws { rawValue = try decoder.singleValueContainer().decode(String.self) }
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(rawValue)
-    }
     /// The caller.
     public static let user: Self = "user"
     /// The model.
@@ -132,11 +128,6 @@ public struct StopReason: RawRepresentable, Sendable, Hashable, Codable, Express
     public var rawValue: String
     public init(rawValue: String) { self.rawValue = rawValue }
     public init(stringLiteral value: String) { rawValue = value }
-    public init(from decoder: any Decoder) throws { rawValue = try decoder.singleValueContainer().decode(String.self) }
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(rawValue)
-    }
     public static let endTurn: Self = "end_turn"
     public static let toolUse: Self = "tool_use"
     public static let maxTokens: Self = "max_tokens"
