@@ -32,7 +32,8 @@ struct QuotaReferee {
     private(set) var windowRequests = 0
     private(set) var windowTokens = 0
     private(set) var dayTokens = 0
-    /// Highest window usage seen right after an admission.
+    /// Highest window usage seen (after admissions, and after settlements, where burndown can push the
+    /// charge above the hold).
     private(set) var peakWindowRequests = 0
     private(set) var peakWindowTokens = 0
 
@@ -67,7 +68,10 @@ struct QuotaReferee {
         guard index >= 0, index < entries.count else { return }  // already outside the day window
         let delta = charge - entries[index].tokens
         entries[index].tokens = charge
-        if index >= windowStart { windowTokens += delta }
+        if index >= windowStart {
+            windowTokens += delta
+            peakWindowTokens = max(peakWindowTokens, windowTokens)
+        }
         if index >= dayStart { dayTokens += delta }
     }
 

@@ -95,9 +95,10 @@ public struct SimulatorModelStats: Sendable, Codable, Equatable {
     public var windowTokens: Int
     /// Tokens currently inside the rolling day window.
     public var dayTokens: Int
-    /// Highest requests-in-window right after an admission.
+    /// Highest requests-in-window seen (never above the RPM limit).
     public var peakWindowRequests: Int
-    /// Highest tokens-in-window right after an admission.
+    /// Highest tokens-in-window seen, after admissions and settlements. Admission never takes it above TPM;
+    /// settlement can, when output x burndown exceeds the maxTokens that was held (as on Bedrock).
     public var peakWindowTokens: Int
     /// Totals since start.
     public var totals: SimulatorCounters

@@ -56,8 +56,30 @@ struct SimulatorQuotaTests {
             let stats = await simulator.stats()
             #expect(stats.models[sonnet]?.limits.burndownRate == 5)
             #expect(stats.models[sonnet]?.totals.tokensCharged == a.usage.inputTokens + 50)
+            // 10 output x 5 = 50 is less than the 100 held for maxTokens, so the window shrank to the charge.
+            #expect(stats.models[sonnet]?.windowTokens == a.usage.inputTokens + 50)
+            #expect(stats.models[sonnet]?.peakWindowTokens == a.usage.inputTokens + 100)
             #expect(stats.models["custom-3x"]?.totals.tokensCharged == b.usage.inputTokens + 30)
             #expect(stats.models["amazon.nova-lite-v1:0"]?.totals.tokensCharged == c.usage.inputTokens + 10)
+        }
+    }
+
+    @Test("burndown can charge more than was held; the overage counts against later requests")
+    func burndownOverage() async throws {
+        let sonnet = "anthropic.claude-sonnet-4-20250514-v1:0"
+        try await withSimulator(configure: { configuration in
+            configuration.models[sonnet] = instantModel(tpm: 400)
+        }) { simulator, client in
+            // Hold input + 40; charge input + 40 x 5 = input + 200.
+            let first = try await client.converse(modelId: sonnet, request: prompt(maxTokens: 40, forcedOutput: 40))
+            let model = try #require(await simulator.stats().models[sonnet])
+            #expect(model.totals.tokensHeld == first.usage.inputTokens + 40)
+            #expect(model.windowTokens == first.usage.inputTokens + 200)
+            #expect(model.peakWindowTokens == first.usage.inputTokens + 200)
+            // A hold that would have fitted before the overage no longer does.
+            let room = 400 - (first.usage.inputTokens + 200)
+            let refused = await converseError(client, model: sonnet, prompt(maxTokens: room - first.usage.inputTokens + 1, forcedOutput: 40))
+            #expect(refused?.kind == .throttledTokens)
         }
     }
 
