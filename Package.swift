@@ -59,7 +59,8 @@ let package = Package(
                 "QuotaKeeper",
                 "QuotaKeeperRedis",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]
+            ],
+            plugins: ["EmbedLuaScripts"]
         ),
 
         // MARK: Bedrock error taxonomy, runtime client and simulator (issue 7)
@@ -106,6 +107,16 @@ let package = Package(
         .testTarget(
             name: "QuotaKeeperRedisTests",
             dependencies: ["QuotaKeeperRedis", "QuotaKeeperTestSupport"]
+        ),
+        .testTarget(
+            name: "QuotaKeeperTests",
+            dependencies: ["QuotaKeeper", "QuotaKeeperTestSupport"]
+        ),
+        // Spawned by QuotaKeeperTests (8 processes against one budget); found next to the test bundle.
+        .executableTarget(
+            name: "QuotaKeeperTestWorker",
+            dependencies: ["QuotaKeeper"],
+            path: "Tests/QuotaKeeperTestWorker"
         ),
     ]
 )

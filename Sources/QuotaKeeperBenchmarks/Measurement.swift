@@ -1,0 +1,111 @@
+import Foundation
+import QuotaKeeperRedis
+
+/// Latency samples of one measured operation.
+struct LatencySamples {
+    private(set) var nanoseconds: [UInt64] = []
+
+    mutating func record(_ duration: Duration) {
+        let (seconds, attoseconds) = duration.components
+        nanoseconds.append(UInt64(seconds) * 1_000_000_000 + UInt64(attoseconds / 1_000_000_000))
+    }
+
+    /// The q-quantile (0...1) in microseconds.
+    func percentile(_ q: Double) -> Double {
+        guard !nanoseconds.isEmpty else { return .nan }
+        let sorted = nanoseconds.sorted()
+        let index = min(sorted.count - 1, Int((Double(sorted.count) * q).rounded(.up)) - 1)
+        return Double(sorted[max(0, index)]) / 1000
+    }
+}
+
+/// Runs `operation` `count` times from one caller and returns the latency of each call.
+func measureLatency(count: Int, _ operation: () async throws -> Void) async throws -> LatencySamples {
+    var samples = LatencySamples()
+    let clock = ContinuousClock()
+    for _ in 0..<count {
+        let started = clock.now
+        try await operation()
+        samples.record(clock.now - started)
+    }
+    return samples
+}
+
+/// Runs `operation` `total` times split over `callers` concurrent tasks; returns operations per second.
+func measureThroughput(total: Int, callers: Int, _ operation: @escaping @Sendable () async throws -> Void) async throws -> Double {
+    let perCaller = max(1, total / callers)
+    let clock = ContinuousClock()
+    let started = clock.now
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        for _ in 0..<callers {
+            group.addTask {
+                for _ in 0..<perCaller { try await operation() }
+            }
+        }
+        try await group.waitForAll()
+    }
+    let elapsed = clock.now - started
+    let (seconds, attoseconds) = elapsed.components
+    return Double(perCaller * callers) / (Double(seconds) + Double(attoseconds) / 1e18)
+}
+
+/// `redis-benchmark` on the same server, command and concurrency, for comparison in the same run.
+struct RedisBenchmarkTool {
+    let host: String
+    let port: Int
+    let password: String?
+    let username: String?
+
+    init(configuration: RedisConfiguration) throws {
+        guard case .tcp(let host, let port) = configuration.endpoint else {
+            throw BenchmarkError("redis-benchmark comparison needs a TCP endpoint")
+        }
+        self.host = host
+        self.port = port
+        self.password = configuration.password
+        self.username = configuration.username
+    }
+
+    /// Requests per second reported by `redis-benchmark -c callers -n requests --csv <command...>`
+    /// (unpipelined: one command per round trip per client, like a plain client library).
+    func requestsPerSecond(callers: Int, requests: Int, command: [String]) throws -> Double {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        var arguments = ["redis-benchmark", "-h", host, "-p", String(port), "-c", String(callers), "-n", String(requests), "--csv"]
+        if let username { arguments += ["--user", username] }
+        if let password { arguments += ["-a", password] }
+        process.arguments = arguments + command
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let lines = String(decoding: data, as: UTF8.self).split(separator: "\n")
+        // CSV: header "test","rps",...; then one row whose second field is requests per second.
+        guard let row = lines.last(where: { !$0.hasPrefix("\"test\"") }),
+              let rps = row.split(separator: ",").dropFirst().first.flatMap({ Double($0.trimmingCharacters(in: CharacterSet(charactersIn: "\""))) })
+        else {
+            throw BenchmarkError("could not read redis-benchmark's output for \(command.first ?? "")")
+        }
+        return rps
+    }
+}
+
+struct BenchmarkError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Formats a number with thousands separators.
+func grouped(_ value: Double) -> String {
+    let formatter = NumberFormatter()
+    formatter.numberStyle = .decimal
+    formatter.maximumFractionDigits = 0
+    return formatter.string(from: NSNumber(value: value)) ?? String(Int(value))
+}
+
+/// Right-aligns `text` in a column of `width` characters.
+func padded(_ text: String, _ width: Int) -> String {
+    String(repeating: " ", count: max(0, width - text.count)) + text
+}
