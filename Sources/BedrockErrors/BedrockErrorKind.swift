@@ -80,13 +80,13 @@ public enum BedrockErrorKind: String, Sendable, Codable, CaseIterable, Hashable 
     /// The call should move on to the next target of its route at once rather than wait on this one.
     ///
     /// True for model-overloaded (capacity, not quota: another model or Region is likely free), for
-    /// tokens-per-day exhaustion (it will not free up within a request's deadline), model-not-ready, timeout,
-    /// and for target-specific refusals (not-found, access-denied). Kinds that are retryable but not listed
-    /// here (503, 500, minute throttles) are retried on the same target first; whether to fall back once those
-    /// retries are spent is the call path's decision.
+    /// tokens-per-day exhaustion (it will not free up within a request's deadline), timeout (not retried, as
+    /// the work may have been done), and for target-specific refusals (not-found, access-denied). Kinds that
+    /// are retryable but not listed here (503, 500, model-not-ready, minute throttles) are retried on the same
+    /// target first; whether to fall back once those retries are spent is the call path's decision.
     public var shouldFallBack: Bool {
         switch self {
-        case .modelOverloaded, .throttledDaily, .modelNotReady, .timeout, .notFound, .accessDenied:
+        case .modelOverloaded, .throttledDaily, .timeout, .notFound, .accessDenied:
             true
         default:
             false

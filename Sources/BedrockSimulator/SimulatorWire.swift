@@ -6,7 +6,8 @@ struct ConverseRequestBody: Decodable {
     struct Block: Decodable {
         var text: String?
         var cachePoint: CachePoint?
-        /// Any other block (image, document, toolUse, toolResult...) is accepted and counted by its JSON size.
+        /// Any other block (image, document, toolUse, toolResult...) is accepted and counted as 64 characters
+        /// (16 tokens at the default rate) per key.
         var otherCharacters: Int
 
         struct CachePoint: Decodable { var type: String? }

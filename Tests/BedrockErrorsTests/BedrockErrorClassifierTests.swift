@@ -168,6 +168,8 @@ struct BedrockErrorKindPolicyTests {
         #expect(BedrockErrorKind.throttledDaily.shouldFallBack)
         #expect(!BedrockErrorKind.throttledTokens.shouldFallBack)
         #expect(!BedrockErrorKind.serviceUnavailable.shouldFallBack)
+        #expect(!BedrockErrorKind.modelNotReady.shouldFallBack)
+        #expect(BedrockErrorKind.modelNotReady.isRetryable)
     }
 
     @Test("kinds round-trip through JSON with stable raw values")

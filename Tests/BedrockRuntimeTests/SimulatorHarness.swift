@@ -64,6 +64,19 @@ func converseError(_ client: BedrockRuntimeClient, model: String, _ request: Con
     }
 }
 
+/// Repeats `attempt` (every 50 ms) until it returns nil (success); returns when that happened.
+/// - Throws: if no attempt succeeded within `limit`.
+func firstSuccess(within limit: Duration, _ attempt: () async -> BedrockError?) async throws -> ContinuousClock.Instant {
+    let deadline = ContinuousClock.now + limit
+    var last: BedrockError?
+    while ContinuousClock.now < deadline {
+        last = await attempt()
+        if last == nil { return .now }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+    throw BedrockError(kind: .unknown, message: "no success within \(limit); last: \(String(describing: last))")
+}
+
 /// Sends a raw HTTP request to the simulator (for what the client never does, e.g. no Authorization).
 func rawRequest(_ url: URL, method: String = "POST", body: String = "{}", headers: [String: String] = [:]) async throws -> (Int, [AnyHashable: Any], Data) {
     var request = URLRequest(url: url)

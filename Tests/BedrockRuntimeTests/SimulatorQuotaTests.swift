@@ -105,16 +105,19 @@ struct SimulatorQuotaTests {
         }
     }
 
-    @Test("the rolling window frees budget after its (time-scaled) length")
+    @Test("the rolling window frees budget after its (time-scaled) length, not before")
     func windowExpiry() async throws {
         try await withSimulator(configure: { configuration in
-            configuration.timeScale = 0.005  // a 60 s window lasts 0.3 s
+            configuration.timeScale = 0.02  // a 60 s window lasts 1.2 s
             configuration.models["rpm-model"] = instantModel(rpm: 1)
         }) { _, client in
+            let sent = ContinuousClock.now  // the simulator admits no earlier than this
             _ = try await client.converse(modelId: "rpm-model", request: prompt(maxTokens: 10, forcedOutput: 1))
             #expect(await converseError(client, model: "rpm-model", prompt(maxTokens: 10))?.kind == .throttledRequests)
-            try await Task.sleep(for: .milliseconds(450))
-            #expect(await converseError(client, model: "rpm-model", prompt(maxTokens: 10, forcedOutput: 1)) == nil)
+            let freed = try await firstSuccess(within: .seconds(5)) {
+                await converseError(client, model: "rpm-model", prompt(maxTokens: 10, forcedOutput: 1))
+            }
+            #expect(freed - sent >= .seconds(1.19))
         }
     }
 
@@ -124,7 +127,7 @@ struct SimulatorQuotaTests {
         try await withSimulator(configure: { configuration in
             configuration.timeScale = 0.01
             var profile = instantModel()
-            profile.overloadPeriods = [SimulatedPeriod(startSeconds: 0, durationSeconds: 30)]  // 0.3 s wall
+            profile.overloadPeriods = [SimulatedPeriod(startSeconds: 0, durationSeconds: 200)]  // first 2 s of wall time
             configuration.models[haiku] = profile
         }) { simulator, client in
             let error = await converseError(client, model: haiku, prompt(maxTokens: 10))
@@ -132,10 +135,13 @@ struct SimulatorQuotaTests {
             #expect(error?.message == "Model \(haiku) is currently overloaded. Please try again later.")
             #expect(error?.kind.shouldFallBack == true)
             #expect(error?.kind.isQuotaThrottle == false)
-            try await Task.sleep(for: .milliseconds(450))
-            #expect(await converseError(client, model: haiku, prompt(maxTokens: 10, forcedOutput: 1)) == nil)
-            let totals = await simulator.stats().models[haiku]?.totals
-            #expect(totals?.overloaded == 1)
+            _ = try await firstSuccess(within: .seconds(6)) {
+                await converseError(client, model: haiku, prompt(maxTokens: 10, forcedOutput: 1))
+            }
+            let stats = await simulator.stats()
+            #expect(stats.simulatedSeconds >= 200)
+            let totals = stats.models[haiku]?.totals
+            #expect((totals?.overloaded ?? 0) >= 1)
             #expect(totals?.admitted == 1)
         }
     }
@@ -166,7 +172,7 @@ struct SimulatorQuotaTests {
     func connectionCap() async throws {
         try await withSimulator(configure: { configuration in
             configuration.maxConcurrentConnections = 2
-            configuration.models["slowish"] = ModelProfile(timeToFirstTokenMs: 400, outputTokensPerSecond: 1_000_000)
+            configuration.models["slowish"] = ModelProfile(timeToFirstTokenMs: 1_500, outputTokensPerSecond: 1_000_000)
         }) { simulator, client in
             let errors = await withTaskGroup(of: BedrockError?.self) { group in
                 for _ in 0..<5 {
