@@ -222,7 +222,8 @@ actor SimulatorEngine {
     }
 
     /// The `GET /stats` document.
-    func snapshot() -> SimulatorStatsSnapshot {
+    /// - Parameter secondsSince: Only list per-second buckets from this simulated second on (totals are always whole).
+    func snapshot(secondsSince: Int? = nil) -> SimulatorStatsSnapshot {
         let instant = now
         var totals = SimulatorCounters()
         var perModel: [String: SimulatorModelStats] = [:]
@@ -243,7 +244,7 @@ actor SimulatorEngine {
                 peakWindowRequests: model.referee.peakWindowRequests,
                 peakWindowTokens: model.referee.peakWindowTokens,
                 totals: model.stats.totals,
-                seconds: model.stats.seconds()
+                seconds: model.stats.seconds(since: secondsSince)
             )
         }
         return SimulatorStatsSnapshot(

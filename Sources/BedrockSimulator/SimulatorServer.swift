@@ -3,7 +3,7 @@ import Foundation
 import Logging
 
 /// A local stand-in for bedrock-runtime: `POST /model/{modelId}/converse`, `POST /model/{modelId}/count-tokens`
-/// and `GET /stats`, over HTTP/1.1 on a BSD socket.
+/// and `GET /stats[?since=SECOND]`, over HTTP/1.1 on a BSD socket.
 ///
 /// Start it in-process (tests) or through the `bedrock-sim` executable (other processes):
 /// ```swift
@@ -121,7 +121,8 @@ enum SimulatorRoutes {
             String($0).removingPercentEncoding ?? String($0)
         }
         if request.method == .GET, segments == ["stats"] {
-            return json(status: .ok, await engine.snapshot())
+            let since = request.query["since"].flatMap { Int($0) }
+            return json(status: .ok, await engine.snapshot(secondsSince: since))
         }
         if request.method == .GET, segments == ["health"] {
             return HTTPResponse(statusCode: .ok, headers: [.contentType: "text/plain"], body: Data("ok\n".utf8))

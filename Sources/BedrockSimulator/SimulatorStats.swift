@@ -149,7 +149,7 @@ struct ModelStatsRecorder {
         }
     }
 
-    func seconds() -> [SimulatorSecond] {
-        buckets.keys.sorted().map { SimulatorSecond(second: $0, counters: buckets[$0]!) }
+    func seconds(since: Int? = nil) -> [SimulatorSecond] {
+        buckets.keys.filter { $0 >= since ?? .min }.sorted().map { SimulatorSecond(second: $0, counters: buckets[$0]!) }
     }
 }

@@ -246,6 +246,12 @@ struct SimulatorQuotaTests {
             #expect(summed.admitted == 3)
             #expect(summed.tokensCharged == model.totals.tokensCharged)
             #expect(stats.totals.received == 5)
+
+            let last = try #require(model.seconds.last?.second)
+            let (_, _, recent) = try await rawRequest(URL(string: "http://127.0.0.1:\(port)/stats?since=\(last + 1)")!, method: "GET")
+            let later = try JSONDecoder().decode(SimulatorStatsSnapshot.self, from: recent)
+            #expect(later.models["rpm-model"]?.seconds.isEmpty == true)
+            #expect(later.models["rpm-model"]?.totals.received == 5)
         }
     }
 }
