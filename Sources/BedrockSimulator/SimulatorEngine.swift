@@ -308,7 +308,7 @@ actor SimulatorEngine {
         } else {
             var random = SeededRandom(seed: seed)
             let draw = profile.medianOutputTokens * exp(profile.outputTokensSpread * random.standardNormal())
-            wanted = max(1, Int(draw.rounded()))
+            wanted = Int(min(max(draw, 1), Double(maxTokens)).rounded())  // clamped before Int(): never inf
         }
         return wanted >= maxTokens ? (maxTokens, "max_tokens") : (wanted, "end_turn")
     }
