@@ -39,6 +39,7 @@ let package = Package(
             name: "QuotaKeeper",
             dependencies: [
                 "QuotaKeeperRedis",
+                "BedrockErrors",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],
@@ -103,6 +104,10 @@ let package = Package(
             name: "QuotaKeeperTestSupport",
             dependencies: ["QuotaKeeperRedis"],
             path: "Tests/QuotaKeeperTestSupport"
+        ),
+        .testTarget(
+            name: "QuotaKeeperCallPathTests",
+            dependencies: ["QuotaKeeper", "BedrockErrors", "QuotaKeeperTestSupport"]
         ),
         .testTarget(
             name: "QuotaKeeperRedisTests",

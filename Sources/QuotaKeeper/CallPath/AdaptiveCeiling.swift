@@ -1,0 +1,77 @@
+import Logging
+import Metrics
+import Synchronization
+
+/// Lowers a budget's effective ceiling fleet-wide when Bedrock throttles calls the ledger admitted (the real
+/// quota is lower than configured), and raises it again step by step once such throttles stop.
+///
+/// The ceiling lives in the ledger (every instance enforces it at once); this instance only decides when to
+/// change it. Instances that saw no unexpected throttle never touch it.
+final class AdaptiveCeilingController: Sendable {
+    private struct Adjustment {
+        var ceiling: Double
+        var changedAt: ContinuousClock.Instant
+    }
+
+    let ledger: QuotaLedger
+    let configuration: CallPathConfiguration.AdaptiveCeiling
+    let logger: Logger
+    private let adjusted = Mutex<[BudgetID: Adjustment]>([:])
+
+    init(ledger: QuotaLedger, configuration: CallPathConfiguration.AdaptiveCeiling, logger: Logger) {
+        self.ledger = ledger
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// Bedrock throttled a call the ledger admitted: multiply the ceiling by the decrease factor.
+    ///
+    /// Redis cost: one `ledger_read` and one `ledger_configure` `EVALSHA`.
+    func unexpectedThrottle(on budget: BudgetID) async {
+        guard configuration.isEnabled else { return }
+        do {
+            let current = try await ledger.status(of: budget).settings["ceil"] ?? 1
+            let lowered = max(configuration.floor, current * configuration.decreaseFactor)
+            guard lowered < current else { return }
+            try await ledger.setEffectiveCeiling(lowered, of: budget)
+            record(lowered, for: budget)
+            logger.info("effective ceiling lowered", metadata: [
+                "quotakeeper.budget": "\(budget)", "quotakeeper.ceiling": "\(lowered)", "quotakeeper.previous_ceiling": "\(current)",
+            ])
+        } catch {
+            logger.debug("could not lower the effective ceiling", metadata: ["quotakeeper.budget": "\(budget)", "quotakeeper.error": "\(error)"])
+        }
+    }
+
+    /// A call succeeded: if this instance lowered the ceiling and no throttle came for a recovery interval,
+    /// raise it by one step.
+    ///
+    /// Redis cost: none, except once per recovery interval while lowered (`ledger_read` + `ledger_configure`).
+    func success(on budget: BudgetID) async {
+        let now = ContinuousClock.now
+        let due = adjusted.withLock { state -> Bool in
+            guard let entry = state[budget], now - entry.changedAt >= configuration.recoveryInterval else { return false }
+            state[budget]?.changedAt = now  // one raise per interval from this instance
+            return true
+        }
+        guard due else { return }
+        do {
+            let current = try await ledger.status(of: budget).settings["ceil"] ?? 1
+            let raised = min(1, current + configuration.recoveryStep)
+            if raised > current { try await ledger.setEffectiveCeiling(raised, of: budget) }
+            if raised >= 1 {
+                _ = adjusted.withLock { $0.removeValue(forKey: budget) }
+            } else {
+                record(raised, for: budget)
+            }
+            logger.info("effective ceiling raised", metadata: ["quotakeeper.budget": "\(budget)", "quotakeeper.ceiling": "\(raised)"])
+        } catch {
+            logger.debug("could not raise the effective ceiling", metadata: ["quotakeeper.budget": "\(budget)", "quotakeeper.error": "\(error)"])
+        }
+    }
+
+    private func record(_ ceiling: Double, for budget: BudgetID) {
+        adjusted.withLock { $0[budget] = Adjustment(ceiling: ceiling, changedAt: .now) }
+        Gauge(label: "quotakeeper_effective_ceiling", dimensions: [("budget", budget.description)]).record(ceiling)
+    }
+}

@@ -1,0 +1,288 @@
+import BedrockErrors
+import Foundation
+import Logging
+import Metrics
+
+/// The resilient call path: one call that admits against the fleet ledger and breaker, calls Bedrock through
+/// the caller's own closure, classifies the outcome, retries with full jitter, waits for budget, falls over
+/// along the route, and settles what Bedrock charged.
+///
+/// ```swift
+/// let result = try await coordinator.call(
+///     route: [sonnetInRegion, sonnetGeo, haiku],
+///     estimate: CallEstimate(inputTokens: 1_200, maxOutputTokens: 512),
+///     options: CallOptions(app: "checkout", deadline: .seconds(20))
+/// ) { target in
+///     let response = try await bedrock.converse(modelID: target.model, region: target.region, request)
+///     return CallCompletion(value: response, usage: TokenUsage(response.usage))
+/// }
+/// ```
+///
+/// The closure must throw errors a `BedrockErrorClassifier` can classify (`BedrockError`, or any type
+/// conforming to `BedrockErrorDescribing`), turn its SDK's own retries off, and honour task cancellation.
+/// Nothing of the request or response is logged: the call path never sees them.
+public struct CallCoordinator: Sendable {
+    public let ledger: QuotaLedger
+    public let configuration: CallPathConfiguration
+    let retryBudget: RetryBudget
+    let ceiling: AdaptiveCeilingController
+    let logger: Logger
+
+    /// Creates the call path over a ledger.
+    public init(ledger: QuotaLedger, configuration: CallPathConfiguration = .init(), logger: Logger = Logger(label: "quotakeeper.call")) {
+        self.ledger = ledger
+        self.configuration = configuration
+        self.retryBudget = RetryBudget(ledger: ledger, configuration: configuration.retryBudget)
+        self.ceiling = AdaptiveCeilingController(ledger: ledger, configuration: configuration.adaptiveCeiling, logger: logger)
+        self.logger = logger
+    }
+
+    /// Runs one Bedrock call along `route` and returns its value with the target that served it.
+    ///
+    /// Redis cost on the happy path: two `EVALSHA` (reserve, settle). Each wait for budget adds a reserve; a
+    /// retry adds a `retry_budget` call and a reserve/release pair.
+    /// - Parameters:
+    ///   - route: targets in order of preference (e.g. in-Region model, geo profile, a smaller model).
+    ///   - estimate: input and max output tokens: what Bedrock holds at the start.
+    ///   - options: app, priority, deadline and waiting policy.
+    ///   - operation: the Bedrock call for a target; returns the value and the usage Bedrock reported.
+    /// - Throws: `CallPathError` saying for every target why it was not used, or `CancellationError`.
+    public func call<Value: Sendable>(
+        route: [BudgetID], estimate: CallEstimate, options: CallOptions,
+        _ operation: @escaping @Sendable (BudgetID) async throws -> CallCompletion<Value>
+    ) async throws -> CallResult<Value> {
+        try validate(route: route, estimate: estimate, options: options)
+        var logger = logger
+        logger[metadataKey: "quotakeeper.request_id"] = "\(options.requestID)"
+        logger[metadataKey: "quotakeeper.app"] = "\(options.app)"
+        let clock = ContinuousClock()
+        let deadline = clock.now + options.deadline
+        var failures: [TargetFailure] = []
+        var attempts = 0
+        var waited = Duration.zero
+
+        for (index, target) in route.enumerated() {
+            logger[metadataKey: "quotakeeper.budget"] = "\(target)"
+            let isLastTarget = index == route.count - 1
+            var targetAttempts = 0
+            targetLoop: while true {
+                let remaining = deadline - clock.now
+                guard remaining > .zero else {
+                    failures += route[index...].map { TargetFailure(target: $0, reason: .deadlineExceeded) }
+                    throw finalError(.deadlineExceeded, "the deadline of \(options.deadline) passed", failures, logger)
+                }
+                let maximumWait = min(remaining, options.maximumWaitPerTarget ?? (isLastTarget ? remaining : .zero))
+
+                // 1. Admission: breaker and every limit in one round trip, waiting for budget within maximumWait.
+                let reservation: Reservation
+                let admissionStarted = clock.now
+                do {
+                    reservation = try await ledger.acquire(
+                        target, app: options.app, priority: options.priority, tokens: estimate.heldTokens, maxWait: maximumWait)
+                } catch let error as LedgerError {
+                    waited += clock.now - admissionStarted
+                    switch error.code {
+                    case .budgetExhausted:
+                        let denial = error.denial
+                        let reason: TargetFailure.Reason = denial.map {
+                            $0.reason == .breakerOpen ? .breakerOpen(retryAfter: $0.retryAfter) : .budgetExhausted($0)
+                        } ?? .breakerOpen(retryAfter: nil)
+                        failures.append(TargetFailure(target: target, reason: reason))
+                        Counter(label: "quotakeeper_call_denials_total", dimensions: [("budget", target.description), ("limit", denial?.reason.rawValue ?? "unknown")]).increment()
+                        logger.debug("target skipped", metadata: ["quotakeeper.reason": "\(failures.last!)"])
+                        break targetLoop
+                    case .storeUnavailable:
+                        throw finalError(.storeUnavailable, "the quota ledger is unreachable (policy failClosed): \(error.message)", failures, logger, underlying: error)
+                    default:
+                        throw CallPathError(code: .invalidRequest, message: error.message, failures: failures, underlying: error)
+                    }
+                }
+                let admissionWait = clock.now - admissionStarted
+                waited += admissionWait
+                Timer(label: "quotakeeper_admission_wait_seconds", dimensions: [("budget", target.description)]).recordDuration(admissionWait)
+
+                // 2. The caller's Bedrock call, bounded by the deadline.
+                attempts += 1
+                targetAttempts += 1
+                if targetAttempts == 1 { retryBudget.recordCall(on: target) }
+                let callStarted = clock.now
+                let outcome = await Self.run(until: deadline) { try await operation(target) }
+                let latency = clock.now - callStarted
+
+                switch outcome {
+                case .success(let completion):
+                    var charged: Int?
+                    do {
+                        // The breaker's own slow-call threshold judges the latency.
+                        charged = try await reservation.settle(usage: completion.usage, outcome: .success, latency: latency).chargedTokens
+                    } catch {
+                        logger.debug("settlement failed; the held tokens stay counted until they leave the window", metadata: ["quotakeeper.error": "\(error)"])
+                    }
+                    Counter(label: "quotakeeper_calls_total", dimensions: [("budget", target.description), ("outcome", index == 0 ? "served" : "served_by_fallback")]).increment()
+                    Timer(label: "quotakeeper_call_duration_seconds", dimensions: [("budget", target.description)]).recordDuration(clock.now - (deadline - options.deadline))
+                    await ceiling.success(on: target)
+                    return CallResult(
+                        value: completion.value, target: target, isFallback: index > 0, attempts: attempts, waited: waited,
+                        skipped: failures, chargedTokens: charged)
+
+                case .failure(let error) where error is CancellationError || Task.isCancelled:
+                    // In flight when cancelled: Bedrock may have charged; count the worst case.
+                    settleDetached(reservation, usage: estimate.worstCaseUsage, outcome: .notCounted, latency: latency, logger: logger)
+                    throw CancellationError()
+
+                case .failure(let error):
+                    let failure = error is DeadlinePassed
+                        ? BedrockError(kind: .timeout, message: "the call's deadline passed while Bedrock was answering", source: .client)
+                        : configuration.classifier.classify(error)
+                    let kind = failure.kind
+                    Counter(label: "quotakeeper_bedrock_errors_total", dimensions: [("budget", target.description), ("kind", kind.rawValue)]).increment()
+                    logger.debug("Bedrock call failed", metadata: ["quotakeeper.kind": "\(kind.rawValue)", "quotakeeper.attempt": "\(targetAttempts)"])
+                    await finishFailed(reservation, kind: kind, estimate: estimate, latency: latency, logger: logger)
+                    if kind == .tooManyConnections {
+                        Counter(label: "quotakeeper_too_many_connections_total", dimensions: [("budget", target.description)]).increment()
+                    }
+                    if kind.isQuotaThrottle { await ceiling.unexpectedThrottle(on: target) }
+
+                    if kind.isClientFault || kind == .modelError || kind == .unknown {
+                        failures.append(TargetFailure(target: target, reason: .failed(failure, attempts: targetAttempts)))
+                        throw finalError(.nonRetryable, "Bedrock refused the request (\(kind.rawValue)): not retried", failures, logger, underlying: failure)
+                    }
+                    guard kind.isRetryable, !kind.shouldFallBack, targetAttempts < configuration.retry.maximumAttemptsPerTarget else {
+                        failures.append(TargetFailure(target: target, reason: .failed(failure, attempts: targetAttempts)))
+                        break targetLoop
+                    }
+                    guard await retryBudget.permitRetry(on: target) else {
+                        Counter(label: "quotakeeper_retries_denied_total", dimensions: [("budget", target.description)]).increment()
+                        failures.append(TargetFailure(target: target, reason: .retryBudgetExhausted(failure)))
+                        break targetLoop
+                    }
+                    let delay = fullJitterDelay(afterAttempt: targetAttempts)
+                    guard clock.now + delay < deadline else {
+                        failures.append(TargetFailure(target: target, reason: .failed(failure, attempts: targetAttempts)))
+                        break targetLoop
+                    }
+                    Counter(label: "quotakeeper_retries_total", dimensions: [("budget", target.description), ("kind", kind.rawValue)]).increment()
+                    try await Task.sleep(for: delay)
+                    waited += delay
+                }
+            }
+            if !isLastTarget {
+                Counter(label: "quotakeeper_fallbacks_total", dimensions: [("from", target.description), ("to", route[index + 1].description)]).increment()
+                logger.debug("falling over to the next target", metadata: ["quotakeeper.next_budget": "\(route[index + 1])"])
+            }
+        }
+        throw finalError(.allTargetsFailed, "no target of the route served the call", failures, logger)
+    }
+
+    // MARK: Pieces
+
+    private func validate(route: [BudgetID], estimate: CallEstimate, options: CallOptions) throws(CallPathError) {
+        func invalid(_ message: String) -> CallPathError { CallPathError(code: .invalidRequest, message: message) }
+        guard !route.isEmpty else { throw invalid("the route has no targets") }
+        for (name, value) in [("inputTokens", estimate.inputTokens), ("maxOutputTokens", estimate.maxOutputTokens), ("cacheWriteTokens", estimate.cacheWriteTokens)]
+        where !(0...100_000_000).contains(value) {
+            throw invalid("estimate \(name) must be from 0 to 10^8, not \(value)")
+        }
+        guard options.deadline > .zero else { throw invalid("the deadline must be positive, not \(options.deadline)") }
+        guard QuotaLedger.isValidName(options.app) else {
+            throw invalid("app \"\(options.app)\" must be 1-64 characters of A-Z a-z 0-9 . _ -")
+        }
+    }
+
+    /// Gives back or charges a failed call's reservation and reports the outcome to the breaker.
+    ///
+    /// Bedrock does not charge throttled or failed requests, so their tokens are released; a timeout or
+    /// model error may have been charged, so the worst case is settled (counting more, never less).
+    private func finishFailed(_ reservation: consuming Reservation, kind: BedrockErrorKind, estimate: CallEstimate, latency: Duration, logger: Logger) async {
+        let outcome: CallOutcome = kind.countsAsBreakerFailure ? .failure : .notCounted
+        do {
+            if kind == .timeout || kind == .modelError {
+                try await reservation.settle(usage: estimate.worstCaseUsage, outcome: outcome, latency: latency)
+            } else {
+                try await reservation.release(outcome: outcome, latency: latency)
+            }
+        } catch {
+            logger.debug("could not finish a failed call's reservation; it stays counted", metadata: ["quotakeeper.error": "\(error)"])
+        }
+    }
+
+    /// Settles outside the (cancelled) calling task, so a cancellation still reaches the ledger.
+    private func settleDetached(_ reservation: consuming Reservation, usage: TokenUsage, outcome: CallOutcome, latency: Duration, logger: Logger) {
+        let record = ReservationRecord(reservation)
+        _ = consume reservation
+        let ledger = ledger
+        Task {
+            do {
+                _ = try await ledger.finish(record, mode: "settle", usage: usage, outcome: outcome, latency: latency)
+            } catch {
+                logger.debug("could not settle a cancelled call; it stays counted", metadata: ["quotakeeper.error": "\(error)"])
+            }
+        }
+    }
+
+    /// Full jitter: uniform in [0, min(maximumDelay, baseDelay x 2^(attempt-1))].
+    private func fullJitterDelay(afterAttempt attempt: Int) -> Duration {
+        let base = Double(configuration.retry.baseDelay.millisecondsRoundedUp)
+        let cap = Double(configuration.retry.maximumDelay.millisecondsRoundedUp)
+        let ceiling = min(cap, base * pow(2, Double(max(0, attempt - 1))))
+        return .milliseconds(Int64(Double.random(in: 0...ceiling)))
+    }
+
+    private func finalError(
+        _ code: CallPathError.Code, _ message: String, _ failures: [TargetFailure], _ logger: Logger,
+        underlying: (any Error & Sendable)? = nil
+    ) -> CallPathError {
+        var message = message
+        let pool = failures.contains {
+            if case .failed(let error, _) = $0.reason { return error.kind == .tooManyConnections }
+            return false
+        }
+        if pool {
+            message += " (\"Too many connections\" usually means the client's own HTTP connection pool is too small for its concurrency: raise it and share one client)"
+        }
+        Counter(label: "quotakeeper_calls_total", dimensions: [("budget", failures.first?.target.description ?? "none"), ("outcome", "failed_\(code)")]).increment()
+        logger.debug("call failed", metadata: ["quotakeeper.error_code": "\(code)", "quotakeeper.targets": "\(failures.map(\.description))"])
+        return CallPathError(code: code, message: message, failures: failures, underlying: underlying)
+    }
+
+    /// Runs `body`, answering `DeadlinePassed` at `deadline` (the body is cancelled then).
+    static func run<T: Sendable>(
+        until deadline: ContinuousClock.Instant, _ body: @escaping @Sendable () async throws -> T
+    ) async -> Result<T, any Error> {
+        await withTaskGroup(of: Result<T, any Error>?.self) { group in
+            group.addTask {
+                do { return .success(try await body()) } catch { return .failure(error) }
+            }
+            group.addTask {
+                do { try await Task.sleep(until: deadline, clock: .continuous) } catch { return nil }
+                return .failure(DeadlinePassed())
+            }
+            while let next = await group.next() {
+                if let result = next {
+                    group.cancelAll()
+                    return result
+                }
+            }
+            return .failure(CancellationError())
+        }
+    }
+}
+
+/// The call's deadline passed while the closure was running.
+struct DeadlinePassed: Error {}
+
+extension CallEstimate {
+    /// What Bedrock could have charged at most: every input token and `maxTokens` of output (settlement
+    /// applies the model's burndown to the output).
+    var worstCaseUsage: TokenUsage {
+        TokenUsage(inputTokens: inputTokens, outputTokens: maxOutputTokens, cacheWriteInputTokens: cacheWriteTokens)
+    }
+}
+
+extension Timer {
+    /// Records a `Duration` (nanosecond resolution).
+    func recordDuration(_ duration: Duration) {
+        let (seconds, attoseconds) = duration.components
+        recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+}

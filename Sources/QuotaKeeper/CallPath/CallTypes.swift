@@ -1,0 +1,73 @@
+import Foundation
+
+/// What a call will hold: Bedrock reserves input + max output (+ cache writes) at the start.
+public struct CallEstimate: Sendable, Hashable {
+    /// Input tokens (from CountTokens, or an estimate: settlement corrects the ledger).
+    public var inputTokens: Int
+    /// The request's `maxTokens`.
+    public var maxOutputTokens: Int
+    /// Prompt-cache writes expected (they count like input).
+    public var cacheWriteTokens: Int
+
+    public init(inputTokens: Int, maxOutputTokens: Int, cacheWriteTokens: Int = 0) {
+        self.inputTokens = inputTokens
+        self.maxOutputTokens = maxOutputTokens
+        self.cacheWriteTokens = cacheWriteTokens
+    }
+
+    /// The tokens held at admission.
+    public var heldTokens: Int { inputTokens + maxOutputTokens + cacheWriteTokens }
+}
+
+/// Who is calling, how important it is, and how long it may take.
+public struct CallOptions: Sendable {
+    /// The calling app (1-64 characters of `A-Z a-z 0-9 . _ -`), for attribution and caps.
+    public var app: String
+    public var priority: Priority
+    /// The whole call, every target, wait and retry included, ends within this.
+    public var deadline: Duration
+    /// The longest wait for budget on one target before falling over to the next (nil: up to the deadline
+    /// on the last target, and none on the others, where falling over is faster than waiting).
+    public var maximumWaitPerTarget: Duration?
+    /// Correlates log lines of one call; never contains request content.
+    public var requestID: String
+
+    public init(
+        app: String, priority: Priority = .interactive, deadline: Duration = .seconds(30),
+        maximumWaitPerTarget: Duration? = nil, requestID: String = UUID().uuidString
+    ) {
+        self.app = app
+        self.priority = priority
+        self.deadline = deadline
+        self.maximumWaitPerTarget = maximumWaitPerTarget
+        self.requestID = requestID
+    }
+}
+
+/// What the caller's closure returns: its value and the usage Bedrock reported.
+public struct CallCompletion<Value: Sendable>: Sendable {
+    public var value: Value
+    public var usage: TokenUsage
+
+    public init(value: Value, usage: TokenUsage) {
+        self.value = value
+        self.usage = usage
+    }
+}
+
+/// A call that succeeded: the value, which target served it, and what it took.
+public struct CallResult<Value: Sendable>: Sendable {
+    public var value: Value
+    /// The target that served the call.
+    public var target: BudgetID
+    /// Whether it was not the route's first target.
+    public var isFallback: Bool
+    /// Bedrock calls made, across targets.
+    public var attempts: Int
+    /// Time spent waiting for budget or backing off.
+    public var waited: Duration
+    /// Why earlier targets were not used (empty when the first target served it at once).
+    public var skipped: [TargetFailure]
+    /// Tokens charged by the ledger for the serving call.
+    public var chargedTokens: Int?
+}
