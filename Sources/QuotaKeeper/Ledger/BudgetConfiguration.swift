@@ -1,0 +1,91 @@
+/// One Bedrock quota scope: a model or inference-profile id in a Region (in-Region, geo and global
+/// profiles are separate budgets). It is also the target of one shared circuit breaker.
+public struct BudgetID: Hashable, Sendable, CustomStringConvertible {
+    /// The model or inference-profile id, e.g. `us.anthropic.claude-sonnet-4-20250514-v1:0`.
+    public var model: String
+    /// The source Region, e.g. `us-east-1`.
+    public var region: String
+
+    public init(model: String, region: String) {
+        self.model = model
+        self.region = region
+    }
+
+    /// `<model>@<region>`: the name inside the budget's Redis hash tag.
+    public var description: String { "\(model)@\(region)" }
+}
+
+/// Whether a caller may use a budget's whole limit or only its batch share.
+public enum Priority: String, Sendable, Hashable, CaseIterable {
+    /// May use the whole (effective) limit.
+    case interactive
+    /// May use only `batchCeiling` of each limit, so bulk jobs cannot starve users.
+    case batch
+}
+
+/// A budget's limits and ledger settings. Every limit is optional; set at least one.
+///
+/// Instances seed these into Redis at start (only if absent); `QuotaLedger.updateBudget(_:)` replaces them,
+/// so an operator can change a quota live for the whole fleet.
+public struct BudgetConfiguration: Sendable, Hashable {
+    /// Requests and tokens per sliding window, and tokens per day.
+    public struct Limits: Sendable, Hashable {
+        /// Requests per window (RPM for the default 60 s window); nil = no request limit.
+        public var requestsPerWindow: Int?
+        /// Input + output tokens per window (TPM for the default window); nil = no token limit.
+        public var tokensPerWindow: Int?
+        /// Tokens per day window; nil = none (Bedrock's default is TPM x 1440).
+        public var tokensPerDay: Int?
+
+        public init(requestsPerWindow: Int? = nil, tokensPerWindow: Int? = nil, tokensPerDay: Int? = nil) {
+            self.requestsPerWindow = requestsPerWindow
+            self.tokensPerWindow = tokensPerWindow
+            self.tokensPerDay = tokensPerDay
+        }
+    }
+
+    /// An optional cap on calls in flight at once, with crash-safe leases.
+    public struct InFlight: Sendable, Hashable {
+        /// Calls admitted and not yet settled or released.
+        public var limit: Int
+        /// How long a lease lives if its holder never settles (a crashed process).
+        public var lease: Duration = .seconds(120)
+
+        public init(limit: Int, lease: Duration = .seconds(120)) {
+            self.limit = limit
+            self.lease = lease
+        }
+    }
+
+    /// The budget this configures.
+    public var id: BudgetID
+    public var limits: Limits
+    /// Length of the sliding window the request and token limits apply to.
+    public var window: Duration = .seconds(60)
+    /// Buckets per window: the ledger's granularity is `window / bucketCount` (1 s by default).
+    public var bucketCount: Int = 60
+    /// Length of the window `tokensPerDay` applies to.
+    public var dayWindow: Duration = .seconds(86_400)
+    /// Buckets per day window (15 minutes each by default).
+    public var dayBucketCount: Int = 96
+    /// The share of every limit that `batch` callers may use.
+    public var batchCeiling: Double = 0.8
+    /// The share of every limit the ledger admits at all (lowered at run time after unexpected throttles).
+    public var effectiveCeiling: Double = 1.0
+    /// Per-app caps: an app's share of the window limits (0.001...1).
+    public var appCaps: [String: Double] = [:]
+    /// An optional limit on calls in flight.
+    public var inFlight: InFlight?
+    /// How long the per-minute history per budget and app is kept.
+    public var historyRetention: Duration = .seconds(86_400)
+    /// The budget's shared circuit breaker.
+    public var breaker = BreakerConfiguration()
+
+    public init(id: BudgetID, limits: Limits) {
+        self.id = id
+        self.limits = limits
+    }
+
+    /// The ledger's granularity: how far a window may be off from an arbitrary sliding window.
+    public var granularity: Duration { window / bucketCount }
+}

@@ -1,0 +1,99 @@
+import Foundation
+
+/// A budget as stored in Redis right now: configuration, usage per window and bucket, apps, breaker.
+/// Decoded from `ledger_read`'s JSON (see docs/ledger.md).
+public struct BudgetStatus: Sendable, Hashable, Decodable {
+    /// The stored settings, by their `ledger_configure` names (`rpm`, `tpm`, `tpd`, `win`, `n`, `b_open`, ...;
+    /// 0 = an optional setting that is not set).
+    public var settings: [String: Double]
+    /// Redis time of the read, in ms since 1970.
+    public var nowMilliseconds: Int64
+    /// Changes when the budget is seeded, its geometry changes or its usage is reset.
+    public var epoch: Int64
+    /// Reservations admitted since the budget was created.
+    public var reservations: Int64
+    public var window: WindowUsage
+    public var day: WindowUsage
+    /// Capped apps: cap and usage in the window.
+    public var apps: [String: AppUsage]
+    /// Leases of calls in flight.
+    public var inFlight: Int
+    public var breaker: BreakerStatus
+
+    /// Usage of one ring (the sliding window, or the day window).
+    public struct WindowUsage: Sendable, Hashable, Decodable {
+        public var windowMilliseconds: Int64
+        public var granularityMilliseconds: Int64
+        public var requests: Int?
+        public var tokens: Int
+        /// Buckets holding usage, oldest first (the newest bucket is always listed).
+        public var buckets: [Bucket]
+
+        enum CodingKeys: String, CodingKey {
+            case windowMilliseconds = "window_ms", granularityMilliseconds = "granularity_ms", requests, tokens, buckets
+        }
+    }
+
+    public struct Bucket: Sendable, Hashable, Decodable {
+        public var startMilliseconds: Int64
+        public var requests: Int?
+        public var tokens: Int
+
+        enum CodingKeys: String, CodingKey { case startMilliseconds = "start_ms", requests, tokens }
+    }
+
+    public struct AppUsage: Sendable, Hashable, Decodable {
+        public var cap: Double
+        public var requests: Int
+        public var tokens: Int
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case settings = "config", nowMilliseconds = "now_ms", epoch, reservations, window, day, apps,
+            inFlight = "in_flight", breaker
+    }
+
+    /// Decodes `ledger_read`'s reply (cjson writes an empty object for an empty map).
+    static func decode(_ json: String) throws -> BudgetStatus {
+        try JSONDecoder().decode(BudgetStatus.self, from: Data(json.utf8))
+    }
+}
+
+/// A budget's breaker as stored in Redis.
+public struct BreakerStatus: Sendable, Hashable, Decodable {
+    /// The state callers see now (an open breaker whose time is up is half-open).
+    public var state: BreakerState
+    /// When an open (or timed forced-open) breaker turns half-open, ms since 1970; 0 = not set / indefinite.
+    public var untilMilliseconds: Int64
+    /// Openings in a row (drives the open-duration backoff).
+    public var openings: Int
+    public var consecutiveFailures: Int
+    public var probeSuccesses: Int
+    /// Calls and failures in the breaker's rolling window.
+    public var calls: Int
+    public var failures: Int
+    /// Probe leases outstanding, and instances that reported failures within the window (quorum).
+    public var activeProbes: Int
+    public var failingInstances: Int
+
+    enum CodingKeys: String, CodingKey {
+        case state, untilMilliseconds = "until_ms", openings, consecutiveFailures = "consecutive_failures",
+            probeSuccesses = "probe_successes", calls, failures, activeProbes = "active_probes",
+            failingInstances = "failing_instances"
+    }
+}
+
+/// One minute of settled calls of a budget, per app.
+public struct HistoryMinute: Sendable, Hashable, Decodable {
+    public var startMilliseconds: Int64
+    public var requests: Int
+    public var tokens: Int
+    public var apps: [String: Usage]
+
+    public struct Usage: Sendable, Hashable, Decodable {
+        public var requests: Int
+        public var tokens: Int
+    }
+
+    enum CodingKeys: String, CodingKey { case startMilliseconds = "start_ms", requests, tokens, apps }
+}

@@ -1,0 +1,137 @@
+import QuotaKeeperRedis
+
+/// The ledger's scripts: `lua/ledger_lib.lua` followed by one operation script from `lua/` (embedded at build
+/// time, so the binaries run exactly what `lua/` holds).
+enum LedgerScripts {
+    static let reserve = script("ledger_reserve", EmbeddedLuaScripts.ledgerReserve)
+    static let settle = script("ledger_settle", EmbeddedLuaScripts.ledgerSettle)
+    static let configure = script("ledger_configure", EmbeddedLuaScripts.ledgerConfigure)
+    static let read = script("ledger_read", EmbeddedLuaScripts.ledgerRead)
+    static let history = script("ledger_history", EmbeddedLuaScripts.ledgerHistory)
+    static let delete = script("ledger_delete", EmbeddedLuaScripts.ledgerDelete)
+    static let breakerAdmin = script("breaker_admin", EmbeddedLuaScripts.breakerAdmin)
+
+    static let all = [reserve, settle, configure, read, history, delete, breakerAdmin]
+
+    private static func script(_ name: String, _ body: String) -> RedisScript {
+        RedisScript(name: name, source: EmbeddedLuaScripts.ledgerLib + "\n" + body)
+    }
+}
+
+extension Duration {
+    /// Whole milliseconds, rounded up (a wait or lease is never shortened).
+    var millisecondsRoundedUp: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000
+    }
+}
+
+extension BudgetConfiguration {
+    /// The `ledger_configure` settings (name, value pairs; an empty value = not set).
+    var scriptSettings: [String] {
+        func optional(_ value: Int?) -> String { value.map(String.init) ?? "" }
+        var settings = [
+            "win", String(window.millisecondsRoundedUp), "n", String(bucketCount),
+            "dwin", String(dayWindow.millisecondsRoundedUp), "dn", String(dayBucketCount),
+        ] + limits.scriptSettings + [
+            "batch", String(batchCeiling), "ceil", String(effectiveCeiling),
+            "infl", optional(inFlight?.limit),
+            "lease", String((inFlight?.lease ?? .seconds(120)).millisecondsRoundedUp),
+            "hist", String(historyRetention.millisecondsRoundedUp),
+        ]
+        settings += breaker.scriptSettings
+        for (app, cap) in appCaps.sorted(by: { $0.key < $1.key }) { settings += ["cap:\(app)", String(cap)] }
+        return settings
+    }
+
+    /// Checks what the scripts would refuse, naming the setting.
+    func validate() throws(LedgerError) {
+        func invalid(_ what: String) -> LedgerError {
+            LedgerError(code: .invalidConfiguration, message: "budget \(id): \(what)")
+        }
+        try id.validate()
+        let limitValues = [
+            ("requestsPerWindow", limits.requestsPerWindow), ("tokensPerWindow", limits.tokensPerWindow),
+            ("tokensPerDay", limits.tokensPerDay),
+        ]
+        for case let (name, value?) in limitValues where value < 1 || value > 1_000_000_000_000_000 {
+            throw invalid("\(name) must be from 1 to 10^15, not \(value)")
+        }
+        try Self.validate(window: window, buckets: bucketCount, name: "window", invalid)
+        try Self.validate(window: dayWindow, buckets: dayBucketCount, name: "dayWindow", invalid)
+        try Self.validate(window: breaker.window, buckets: breaker.bucketCount, name: "breaker.window", invalid)
+        if !(0.01...1).contains(batchCeiling) { throw invalid("batchCeiling must be from 0.01 to 1") }
+        if !(0.01...1).contains(effectiveCeiling) { throw invalid("effectiveCeiling must be from 0.01 to 1") }
+        if let inFlight, !(1...1_000_000).contains(inFlight.limit) || inFlight.lease <= .zero {
+            throw invalid("inFlight.limit must be from 1 to 10^6 with a positive lease")
+        }
+        if historyRetention < .seconds(60) { throw invalid("historyRetention must be at least one minute") }
+        for (app, cap) in appCaps {
+            guard QuotaLedger.isValidName(app) else { throw invalid("app cap name \"\(app)\" is not a valid app name") }
+            if !(0.001...1).contains(cap) { throw invalid("cap of app \(app) must be from 0.001 to 1") }
+        }
+        try breaker.validate(invalid)
+    }
+
+    private static func validate(
+        window: Duration, buckets: Int, name: String, _ invalid: (String) -> LedgerError
+    ) throws(LedgerError) {
+        let milliseconds = window.millisecondsRoundedUp
+        guard (1...600).contains(buckets) else { throw invalid("\(name) bucket count must be from 1 to 600") }
+        guard milliseconds >= buckets, milliseconds % Int64(buckets) == 0 else {
+            throw invalid("\(name) (\(milliseconds) ms) must be a whole multiple of its \(buckets) buckets, each at least 1 ms")
+        }
+    }
+}
+
+extension BudgetConfiguration.Limits {
+    /// `rpm`, `tpm` and `tpd` settings (empty = no limit).
+    var scriptSettings: [String] {
+        func optional(_ value: Int?) -> String { value.map(String.init) ?? "" }
+        return ["rpm", optional(requestsPerWindow), "tpm", optional(tokensPerWindow), "tpd", optional(tokensPerDay)]
+    }
+}
+
+extension BreakerConfiguration {
+    var scriptSettings: [String] {
+        [
+            "b_rate", String(failureRateThreshold), "b_min", String(minimumCalls),
+            "b_consec", consecutiveFailureThreshold.map(String.init) ?? "", "b_quorum", String(quorum),
+            "b_open", String(openDuration.millisecondsRoundedUp), "b_mult", String(backoffMultiplier),
+            "b_max", String(maximumOpenDuration.millisecondsRoundedUp), "b_probes", String(halfOpenProbes),
+            "b_close", String(successesToClose), "b_lease", String(probeLease.millisecondsRoundedUp),
+            "b_slow", slowCallThreshold.map { String($0.millisecondsRoundedUp) } ?? "",
+            "b_win", String(window.millisecondsRoundedUp), "b_n", String(bucketCount),
+        ]
+    }
+
+    func validate(_ invalid: (String) -> LedgerError) throws(LedgerError) {
+        if !(0.01...1).contains(failureRateThreshold) { throw invalid("breaker.failureRateThreshold must be from 0.01 to 1") }
+        if minimumCalls < 1 { throw invalid("breaker.minimumCalls must be at least 1") }
+        if let threshold = consecutiveFailureThreshold, threshold < 1 {
+            throw invalid("breaker.consecutiveFailureThreshold must be at least 1")
+        }
+        if !(1...1000).contains(quorum) { throw invalid("breaker.quorum must be from 1 to 1000") }
+        if openDuration < .milliseconds(1) || maximumOpenDuration < openDuration {
+            throw invalid("breaker.openDuration must be positive and at most maximumOpenDuration")
+        }
+        if !(1...100).contains(backoffMultiplier) { throw invalid("breaker.backoffMultiplier must be from 1 to 100") }
+        if !(1...1000).contains(halfOpenProbes) || !(1...1000).contains(successesToClose) {
+            throw invalid("breaker.halfOpenProbes and successesToClose must be from 1 to 1000")
+        }
+        if probeLease < .milliseconds(1) { throw invalid("breaker.probeLease must be positive") }
+        if let slow = slowCallThreshold, slow < .milliseconds(1) { throw invalid("breaker.slowCallThreshold must be positive") }
+    }
+}
+
+extension BudgetID {
+    func validate() throws(LedgerError) {
+        for (name, value) in [("model", model), ("region", region)] {
+            if value.isEmpty || value.count > 200 || value.contains(where: { "{}".contains($0) || $0.isWhitespace }) {
+                throw LedgerError(
+                    code: .invalidArgument,
+                    message: "budget \(name) \"\(value)\" must be 1-200 characters without braces or spaces")
+            }
+        }
+    }
+}

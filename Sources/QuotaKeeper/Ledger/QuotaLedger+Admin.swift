@@ -1,0 +1,110 @@
+import Foundation
+import QuotaKeeperRedis
+
+extension QuotaLedger {
+    /// Seeds every configured budget that Redis does not have yet (existing ones are left as they are).
+    ///
+    /// Redis cost: one `EVALSHA` (`ledger_configure` seed: TIME + HMGET + HSET) per budget.
+    public func seedBudgets() async throws {
+        for configuration in configurations.values { try await seed(configuration) }
+    }
+
+    /// Seeds one budget if Redis has no configuration for it.
+    ///
+    /// Redis cost: one `EVALSHA` (`ledger_configure` seed): HMGET, and TIME + HSET if absent.
+    /// - Returns: whether it was written (false: it existed).
+    @discardableResult
+    public func seed(_ configuration: BudgetConfiguration) async throws -> Bool {
+        try configuration.validate()
+        let reply = try await configure(configuration.id, mode: "seed", configuration.scriptSettings)
+        return reply.tag == "seeded"
+    }
+
+    /// Replaces a budget's configuration for the whole fleet (limits, windows, caps, breaker settings). Usage
+    /// is kept; if the window geometry changes, what the old window counts moves into the newest bucket.
+    ///
+    /// Redis cost: one `EVALSHA` (`ledger_configure` replace): TIME + HMGET + HKEYS + HSET (+ HDEL).
+    public func updateBudget(_ configuration: BudgetConfiguration) async throws {
+        try configuration.validate()
+        _ = try await configure(configuration.id, mode: "replace", configuration.scriptSettings)
+    }
+
+    /// Changes only the limits of a stored budget (nil removes a limit).
+    ///
+    /// Redis cost: one `EVALSHA` (`ledger_configure` set): TIME + HMGET + HKEYS + HSET.
+    public func updateLimits(_ limits: BudgetConfiguration.Limits, of budget: BudgetID) async throws {
+        try BudgetConfiguration(id: budget, limits: limits).validate()
+        _ = try await configure(budget, mode: "set", limits.scriptSettings)
+    }
+
+    /// Sets the share of every limit the ledger admits (lowered after unexpected throttles, raised again later).
+    ///
+    /// Redis cost: one `EVALSHA` (`ledger_configure` set).
+    /// - Parameter fraction: 0.01...1.
+    public func setEffectiveCeiling(_ fraction: Double, of budget: BudgetID) async throws {
+        guard (0.01...1).contains(fraction) else {
+            throw LedgerError(code: .invalidArgument, message: "effective ceiling must be from 0.01 to 1, not \(fraction)")
+        }
+        _ = try await configure(budget, mode: "set", ["ceil", String(fraction)])
+    }
+
+    /// Removes every key of a budget: ledger, leases, breaker sets and per-minute history.
+    ///
+    /// Redis cost: one `EVALSHA` (`ledger_delete`): one DEL per minute of history retention (1440 for a day).
+    /// - Returns: keys removed (0 if the budget did not exist).
+    @discardableResult
+    public func deleteBudget(_ budget: BudgetID) async throws -> Int {
+        let reply = try await evaluate(LedgerScripts.delete, budget, ["delete"])
+        return Int(reply.integers.count == 2 ? reply.integers[1] : 0)
+    }
+
+    /// Clears a budget's usage (windows, app usage, in-flight leases) but keeps its configuration and breaker.
+    /// Reservations made before settle without touching the new windows.
+    ///
+    /// Redis cost: one `EVALSHA` (`ledger_delete` reset_usage): TIME + HMGET + HKEYS + HDEL + HSET + DEL.
+    public func resetUsage(of budget: BudgetID) async throws {
+        _ = try await run(LedgerScripts.delete, budget, ["reset_usage"])
+    }
+
+    /// The budget's configuration, usage per window and bucket, capped apps, leases and breaker, as stored now.
+    ///
+    /// Redis cost: one `EVALSHA` (`ledger_read`): HMGET + HKEYS + one HMGET per ring + 3 ZCOUNT; for operators.
+    public func status(of budget: BudgetID) async throws -> BudgetStatus {
+        let reply = try await run(LedgerScripts.read, budget, [])
+        guard case .bulkString = reply, let json = reply.string else { throw Self.unexpected(reply, LedgerScripts.read) }
+        do {
+            return try BudgetStatus.decode(json)
+        } catch {
+            throw LedgerError(code: .unexpectedReply, message: "ledger_read answered JSON this version cannot read: \(error)")
+        }
+    }
+
+    /// Settled requests and tokens per minute over the last `minutes` (at most 7 days), per app.
+    ///
+    /// Redis cost: one `EVALSHA` (`ledger_history`): one HGETALL per minute; for operators.
+    /// - Parameter app: only this app (nil = every app).
+    public func history(of budget: BudgetID, minutes: Int, app: String? = nil) async throws -> [HistoryMinute] {
+        guard (1...10080).contains(minutes) else {
+            throw LedgerError(code: .invalidArgument, message: "minutes must be from 1 to 10080, not \(minutes)")
+        }
+        if let app { try Self.validateName(app, "app") }
+        let reply = try await evaluate(LedgerScripts.history, budget, [String(minutes), app ?? ""])
+        guard case .bulkString = reply, let json = reply.string else { throw Self.unexpected(reply, LedgerScripts.history) }
+        do {
+            return try JSONDecoder().decode([HistoryMinute].self, from: Data(json.utf8))
+        } catch {
+            throw LedgerError(code: .unexpectedReply, message: "ledger_history answered JSON this version cannot read: \(error)")
+        }
+    }
+
+    /// Loads every ledger script into Redis's script cache (optional: scripts load on first use anyway).
+    ///
+    /// Redis cost: one `SCRIPT LOAD` per script.
+    public func loadScripts() async throws {
+        for script in LedgerScripts.all { try await redis.loadScript(script) }
+    }
+
+    private func configure(_ budget: BudgetID, mode: String, _ settings: [String]) async throws -> RedisReply {
+        try await run(LedgerScripts.configure, budget, [mode] + settings)
+    }
+}

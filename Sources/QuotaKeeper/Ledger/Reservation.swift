@@ -1,0 +1,119 @@
+/// Tokens Bedrock reported for a finished call (Converse `usage`, or InvokeModel's token-count headers).
+public struct TokenUsage: Sendable, Hashable {
+    public var inputTokens: Int
+    public var outputTokens: Int
+    /// Cache reads do not count toward quotas; kept for reporting only.
+    public var cacheReadInputTokens: Int
+    /// Cache writes count like input tokens.
+    public var cacheWriteInputTokens: Int
+
+    public init(inputTokens: Int, outputTokens: Int, cacheReadInputTokens: Int = 0, cacheWriteInputTokens: Int = 0) {
+        self.inputTokens = inputTokens
+        self.outputTokens = outputTokens
+        self.cacheReadInputTokens = cacheReadInputTokens
+        self.cacheWriteInputTokens = cacheWriteInputTokens
+    }
+}
+
+/// What a call's outcome means to the budget's circuit breaker.
+public enum CallOutcome: String, Sendable, Hashable {
+    /// Bedrock answered (counts as a success; as a failure if slower than the breaker's slow-call threshold).
+    case success
+    /// A capacity or availability failure: 503, 500, "model is currently overloaded", timeout, model not ready.
+    case failure
+    /// Answered, but too slowly to count as healthy.
+    case slow
+    /// Not the breaker's business: quota throttles (the ledger owns those), validation, access, not found,
+    /// or a call that never reached Bedrock.
+    case notCounted = "none"
+}
+
+/// Budget held for one call. Settle it with what Bedrock charged, or release it if the call never reached
+/// Bedrock; both consume it, so a reservation cannot be settled twice. A reservation never settled (its
+/// process crashed) stays counted until it leaves the window, and its in-flight lease expires.
+public struct Reservation: ~Copyable, Sendable {
+    public let budget: BudgetID
+    public let app: String
+    public let priority: Priority
+    /// The ledger's id of this reservation (unique per budget and epoch).
+    public let id: Int64
+    /// Requests and tokens held.
+    public let requests: Int
+    public let heldTokens: Int
+    /// Whether this call is one of the breaker's half-open probes: report its outcome.
+    public let isProbe: Bool
+    /// Redis time of the admission, in milliseconds since 1970.
+    public let admittedAtMilliseconds: Int64
+    let epoch: Int64
+    let bucket: Int64
+    let dayBucket: Int64
+    let ledger: QuotaLedger
+
+    /// Charges what Bedrock charged: `input + cache-write + output x burndown(model)`, giving back the rest of
+    /// the held tokens at once; reports the outcome to the breaker and the usage to the per-minute history.
+    ///
+    /// Redis cost: one `EVALSHA` (`ledger_settle`): TIME + HMGET + HSET + 2 HINCRBY, plus an HMGET when the
+    /// held bucket is no longer the newest; a ZREM with an in-flight limit or for a probe.
+    /// - Parameters:
+    ///   - usage: the tokens Bedrock reported.
+    ///   - outcome: what the call means to the breaker.
+    ///   - latency: how long the call took (for the breaker's slow-call rule).
+    /// - Throws: `LedgerError` (`.invalidArgument` for negative or absurd counts, `.storeUnavailable`); if it
+    ///   throws, the held tokens stay counted until they leave the window.
+    @discardableResult
+    public consuming func settle(
+        usage: TokenUsage, outcome: CallOutcome = .success, latency: Duration = .zero
+    ) async throws -> Settlement {
+        try await ledger.finish(
+            ReservationRecord(self), mode: "settle", usage: usage, outcome: outcome, latency: latency)
+    }
+
+    /// Gives back the request and every held token: the call never reached Bedrock (or Bedrock did not
+    /// charge it). Still reports an outcome to the breaker if given.
+    ///
+    /// Redis cost: one `EVALSHA` (`ledger_settle` in release mode): TIME + HMGET + HSET (+ HMGET, ZREM as for
+    /// `settle`).
+    /// - Throws: `LedgerError` (`.storeUnavailable`); if it throws, the reservation stays counted until it
+    ///   leaves the window.
+    @discardableResult
+    public consuming func release(outcome: CallOutcome = .notCounted, latency: Duration = .zero) async throws -> Settlement {
+        try await ledger.finish(
+            ReservationRecord(self), mode: "release", usage: TokenUsage(inputTokens: 0, outputTokens: 0),
+            outcome: outcome, latency: latency)
+    }
+}
+
+/// The copyable fields of a consumed reservation, as the settle script needs them.
+struct ReservationRecord: Sendable {
+    let budget: BudgetID
+    let app: String
+    let id: Int64
+    let epoch: Int64
+    let bucket: Int64
+    let dayBucket: Int64
+    let requests: Int
+    let heldTokens: Int
+    let isProbe: Bool
+
+    init(_ reservation: borrowing Reservation) {
+        budget = reservation.budget
+        app = reservation.app
+        id = reservation.id
+        epoch = reservation.epoch
+        bucket = reservation.bucket
+        dayBucket = reservation.dayBucket
+        requests = reservation.requests
+        heldTokens = reservation.heldTokens
+        isProbe = reservation.isProbe
+    }
+}
+
+/// What a settlement or release did.
+public struct Settlement: Sendable, Hashable {
+    /// Tokens charged: `input + cache-write + ceil(output x burndown)` (0 on release).
+    public var chargedTokens: Int
+    /// Held tokens given back (negative when the charge exceeded what was held: the extra is counted too).
+    public var returnedTokens: Int
+    /// The breaker's state after the outcome was counted.
+    public var breakerState: BreakerState
+}

@@ -1,0 +1,112 @@
+import Foundation
+import Logging
+import QuotaKeeper
+
+// A process of the multi-process ledger and breaker tests (spawned by QuotaKeeperTests, never run by hand).
+//
+//   QuotaKeeperTestWorker <redis-url> <key-prefix> <model> <region> <mode> <tasks> <start-ms> <run-ms> [tokens...]
+//
+// Waits until wall-clock <start-ms>, then runs <tasks> concurrent tasks for <run-ms>:
+//   reserve  each task reserves again and again (token sizes drawn from [tokens...], default 1); prints
+//            {"admitted": n, "tokens": t, "denied": d}
+//   probe    each task reserves once; prints {"admitted": n, "probes": p}
+//   fail     each task reserves and releases with a breaker failure, once; then every task reserves once more
+//            after <run-ms>; prints {"reported": n, "sawOpen": m}
+// Exits 0 on success, 1 with a message on stderr otherwise.
+
+struct WorkerFailure: Error, CustomStringConvertible {
+    let description: String
+}
+
+let arguments = CommandLine.arguments
+guard arguments.count >= 9, let tasks = Int(arguments[6]), let startMilliseconds = Int64(arguments[7]),
+      let runMilliseconds = Int64(arguments[8])
+else {
+    FileHandle.standardError.write(Data("usage: QuotaKeeperTestWorker url prefix model region mode tasks start-ms run-ms [tokens...]\n".utf8))
+    exit(64)
+}
+let mode = arguments[5]
+let sizes = arguments.dropFirst(9).compactMap(Int.init)
+let budget = BudgetID(model: arguments[3], region: arguments[4])
+
+func wallMilliseconds() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+
+func sleep(untilWallMilliseconds target: Int64) async throws {
+    let remaining = target - wallMilliseconds()
+    if remaining > 0 { try await Task.sleep(for: .milliseconds(remaining)) }
+}
+
+func isBreakerDenial(_ error: any Error) -> Bool {
+    (error as? LedgerError)?.denial?.reason == .breakerOpen
+}
+
+do {
+    var configuration = try RedisConfiguration(url: arguments[1])
+    configuration.timeouts.command = .seconds(5)
+    configuration.pool.connections = 2
+    let redis = RedisClient(configuration: configuration)
+    let ledger = try QuotaLedger(
+        redis: redis, keyPrefix: arguments[2], instanceID: "worker-\(ProcessInfo.processInfo.processIdentifier)")
+    _ = try await ledger.status(of: budget)   // connected and the budget exists before the start signal
+    try await sleep(untilWallMilliseconds: startMilliseconds)
+    let end = startMilliseconds + runMilliseconds
+    let output: [String: Int] = try await withThrowingTaskGroup(of: [String: Int].self) { group in
+        for task in 0..<tasks {
+            group.addTask {
+                var counts: [String: Int] = [:]
+                switch mode {
+                case "reserve":
+                    var draw = task
+                    while wallMilliseconds() < end {
+                        draw += 1
+                        let tokens = sizes.isEmpty ? 1 : sizes[draw % sizes.count]
+                        do {
+                            let reservation = try await ledger.reserve(budget, app: "worker", tokens: tokens)
+                            counts["admitted", default: 0] += 1
+                            counts["tokens", default: 0] += reservation.heldTokens
+                            _ = consume reservation   // held until it leaves the window
+                        } catch let error as LedgerError where error.code == .budgetExhausted {
+                            counts["denied", default: 0] += 1
+                        }
+                    }
+                case "probe":
+                    do {
+                        let reservation = try await ledger.reserve(budget, app: "worker", tokens: 1)
+                        counts["admitted", default: 0] += 1
+                        if reservation.isProbe { counts["probes", default: 0] += 1 }
+                        _ = consume reservation   // a prober that never reports
+                    } catch where isBreakerDenial(error) {
+                        counts["denied", default: 0] += 1
+                    }
+                case "fail":
+                    do {
+                        let reservation = try await ledger.reserve(budget, app: "worker", tokens: 1)
+                        try await reservation.release(outcome: .failure, latency: .milliseconds(5))
+                        counts["reported", default: 0] += 1
+                    } catch where isBreakerDenial(error) {
+                        counts["deniedEarly", default: 0] += 1
+                    }
+                    try await sleep(untilWallMilliseconds: end)
+                    do {
+                        let reservation = try await ledger.reserve(budget, app: "worker", tokens: 1)
+                        try await reservation.release()
+                    } catch where isBreakerDenial(error) {
+                        counts["sawOpen", default: 0] += 1
+                    }
+                default:
+                    throw WorkerFailure(description: "unknown mode \(mode)")
+                }
+                return counts
+            }
+        }
+        var total: [String: Int] = [:]
+        for try await counts in group { total.merge(counts, uniquingKeysWith: +) }
+        return total
+    }
+    await redis.shutdown()
+    let json = try JSONSerialization.data(withJSONObject: output, options: [.sortedKeys])
+    print(String(decoding: json, as: UTF8.self))
+} catch {
+    FileHandle.standardError.write(Data("QuotaKeeperTestWorker: \(error)\n".utf8))
+    exit(1)
+}

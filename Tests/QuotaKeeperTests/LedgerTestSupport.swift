@@ -1,0 +1,121 @@
+import Foundation
+import Testing
+@testable import QuotaKeeper
+import QuotaKeeperTestSupport
+
+/// The key prefix of every ledger test; each test also has its own budget (a unique hash tag).
+let testKeyPrefix = "qk-test:"
+
+/// A budget unique to one test, e.g. `qk-ledger-rpm-1A2B3C4D@test-1`.
+func uniqueBudget(_ label: String, model: String = "qk-ledger") -> BudgetID {
+    BudgetID(model: "\(model)-\(label)-\(UUID().uuidString.prefix(8))", region: "test-1")
+}
+
+/// A configuration with short windows for tests: `window` split into 100 ms buckets, a 1 min day window.
+func testConfiguration(
+    _ budget: BudgetID, rpm: Int? = nil, tpm: Int? = nil, tpd: Int? = nil, window: Duration = .seconds(2)
+) -> BudgetConfiguration {
+    var configuration = BudgetConfiguration(
+        id: budget, limits: .init(requestsPerWindow: rpm, tokensPerWindow: tpm, tokensPerDay: tpd))
+    configuration.window = window
+    configuration.bucketCount = Int(window.millisecondsRoundedUp / 100)
+    configuration.dayWindow = .seconds(60)
+    configuration.dayBucketCount = 60
+    configuration.historyRetention = .seconds(120)
+    return configuration
+}
+
+/// Runs `body` with a ledger that knows `configuration` (seeded), then deletes every key of the budget.
+func withLedger(
+    _ configuration: BudgetConfiguration, instanceID: String = "test-instance",
+    _ body: (QuotaLedger, BudgetID) async throws -> Void
+) async throws {
+    let redis = RedisClient(configuration: try TestRedis.configuration())
+    let ledger = try QuotaLedger(redis: redis, keyPrefix: testKeyPrefix, budgets: [configuration], instanceID: instanceID)
+    var failure: (any Error)?
+    do {
+        try await ledger.seedBudgets()
+        try await body(ledger, configuration.id)
+    } catch {
+        failure = error
+    }
+    _ = try? await ledger.deleteBudget(configuration.id)
+    try? await TestRedis.deleteKeys(matching: "\(testKeyPrefix){\(configuration.id)}", using: redis)
+    await redis.shutdown()
+    if let failure { throw failure }
+}
+
+/// The denial `attempt` ends with; records an issue if it was admitted instead.
+func denial(
+    sourceLocation: SourceLocation = #_sourceLocation, _ attempt: () async throws -> Reservation
+) async throws -> Denial {
+    do {
+        let reservation = try await attempt()
+        Issue.record("expected a denial, got reservation \(reservation.id)", sourceLocation: sourceLocation)
+        _ = try await reservation.release()
+        throw LedgerError(code: .unexpectedReply, message: "admitted")
+    } catch let error as LedgerError where error.code == .budgetExhausted {
+        return try #require(error.denial, sourceLocation: sourceLocation)
+    }
+}
+
+/// Redis `TIME` in milliseconds.
+func redisMilliseconds(_ ledger: QuotaLedger) async throws -> Int64 {
+    let parts = try await ledger.redis.send(["TIME"]).array ?? []
+    return (parts[0].integer ?? 0) * 1000 + (parts[1].integer ?? 0) / 1000
+}
+
+/// Spawns `processes` QuotaKeeperTestWorker processes (built next to the test bundle) that start together
+/// `startDelay` from now, and returns each one's JSON counts.
+func runWorkers(
+    processes: Int, budget: BudgetID, mode: String, tasks: Int, startDelay: Duration = .milliseconds(1500),
+    run: Duration, tokens: [Int] = []
+) async throws -> [[String: Int]] {
+    let worker = try workerExecutable()
+    let start = Int64(Date().timeIntervalSince1970 * 1000) + startDelay.millisecondsRoundedUp
+    var launched: [(Process, Pipe, Pipe)] = []
+    for _ in 0..<processes {
+        let process = Process()
+        process.executableURL = worker
+        process.arguments = [
+            TestRedis.url, testKeyPrefix, budget.model, budget.region, mode, String(tasks), String(start),
+            String(run.millisecondsRoundedUp),
+        ] + tokens.map(String.init)
+        let output = Pipe(), errors = Pipe()
+        process.standardOutput = output
+        process.standardError = errors
+        try process.run()
+        launched.append((process, output, errors))
+    }
+    var results: [[String: Int]] = []
+    for (process, output, errors) in launched {
+        let data = try await Task.detached { try output.fileHandleForReading.readToEnd() ?? Data() }.value
+        let message = try await Task.detached { try errors.fileHandleForReading.readToEnd() ?? Data() }.value
+        await Task.detached { process.waitUntilExit() }.value
+        guard process.terminationStatus == 0 else {
+            throw LedgerError(code: .unexpectedReply, message: "worker failed: \(String(decoding: message, as: UTF8.self))")
+        }
+        let counts = try JSONSerialization.jsonObject(with: data) as? [String: Int]
+        results.append(try #require(counts))
+    }
+    return results
+}
+
+/// `QuotaKeeperTestWorker` in the build folder that holds the running test bundle.
+func workerExecutable() throws -> URL {
+    let candidates = [
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(),
+        Bundle.main.bundleURL.deletingLastPathComponent(), Bundle.main.bundleURL,
+    ]
+    for folder in candidates {
+        let url = folder.appending(path: "QuotaKeeperTestWorker")
+        if FileManager.default.isExecutableFile(atPath: url.path) { return url }
+    }
+    throw LedgerError(
+        code: .unexpectedReply,
+        message: "QuotaKeeperTestWorker not found next to the test bundle (looked in \(candidates.map(\.path))); build all targets first")
+}
+
+extension Dictionary where Key == String, Value == Int {
+    subscript(count key: String) -> Int { self[key] ?? 0 }
+}
