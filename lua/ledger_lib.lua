@@ -1,6 +1,6 @@
 -- ledger_lib.lua: helpers shared by every QuotaKeeper ledger script.
--- Not run alone: the Swift side sends `ledger_lib.lua` followed by one operation script as a single script (one
--- SHA per operation). By hand:
+-- Not run alone: the Swift side sends `ledger_lib.lua` (+ `ledger_lib_extra.lua` for every script but the
+-- admission) followed by one operation script, as a single script (one SHA per operation). By hand:
 --   cat lua/ledger_lib.lua lua/ledger_reserve.lua > /tmp/reserve.lua
 --   redis-cli --eval /tmp/reserve.lua 'qk:{m}:ledger' , app interactive 1 100 0
 -- Every script takes KEYS[1] = `<prefix>{<budget>}:ledger` and derives its sibling keys (same hash tag, so the
@@ -24,14 +24,10 @@ local PROBES_KEY = KEY_BASE .. ':probes'         -- ZSET reservation id -> half-
 local FAILERS_KEY = KEY_BASE .. ':failers'       -- ZSET instance id -> time of its latest failure (ms)
 
 -- Field `cfg`: the configuration as 27 packed doubles in the order of `config_fields()` (0 = an optional
--- setting that is not set; `caps` = how many apps have a cap). The admission reads only the first 15.
+-- setting that is not set; `caps` = how many apps have a cap; names: `config_fields()` in ledger_lib_extra.lua).
+-- The admission reads only the first 15.
 local CONFIG_FORMAT = '<ddddddddddddddddddddddddddd'
 local ADMISSION_CONFIG_FORMAT = '<ddddddddddddddd'
-local function config_fields()
-  return { 'win', 'n', 'dwin', 'dn', 'rpm', 'tpm', 'tpd', 'batch', 'ceil', 'infl', 'lease', 'ep', 'b_probes',
-    'b_lease', 'caps', 'hist', 'b_rate', 'b_min', 'b_consec', 'b_quorum', 'b_open', 'b_mult', 'b_max', 'b_close',
-    'b_slow', 'b_win', 'b_n' }
-end
 -- Field `st`: the admission state: 3 packed doubles (reservation counter, breaker state code and deadline),
 -- then the ring headers of the window and of the day.
 local STATE_FORMAT = '<ddd'
@@ -44,9 +40,6 @@ local RING_HEADER_SIZE = 48
 local SLOT_FORMAT = '<ddd'               -- a ring slot: its absolute bucket, counter 1, counter 2
 -- Breaker state codes in `st`.
 local CLOSED, OPEN, HALF_OPEN, FORCED_OPEN, DISABLED = 0, 1, 2, 3, 4
-local function breaker_state_name(code)
-  return ({ [0] = 'closed', 'open', 'half_open', 'forced_open', 'disabled' })[code]
-end
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -57,13 +50,6 @@ end
 local function int_arg(value, low, high)
   local n = tonumber(value)
   if n and n == floor(n) and n >= low and n <= high then return n end
-  return nil
-end
-
--- The number in `value` if it lies in [low, high], else nil.
-local function num_arg(value, low, high)
-  local n = tonumber(value)
-  if n and n >= low and n <= high then return n end
   return nil
 end
 
@@ -158,19 +144,6 @@ local function ring_add(ring, d1, d2)
   ring.total1, ring.total2 = ring.total1 + d1, ring.total2 + d2
 end
 
--- Takes up to (g1, g2) back from bucket `a` (never below zero), if `a` is still inside the window.
-local function ring_give_back(ring, a, g1, g2)
-  if a == ring.head then
-    ring_add(ring, -math.min(g1, ring.head1), -math.min(g2, ring.head2))
-  elseif a < ring.head and a > ring.head - ring.n then
-    local slot = ring_slots(ring, a, a)[1]
-    g1, g2 = math.min(g1, slot[2]), math.min(g2, slot[3])
-    if g1 == 0 and g2 == 0 then return end
-    ring.total1, ring.total2 = ring.total1 - g1, ring.total2 - g2
-    ring_write(ring, a, slot[2] - g1, slot[3] - g2)
-  end
-end
-
 -- The packed `st` field.
 local function state_pack(seq, breaker_code, breaker_until, window, day)
   return spack(STATE_FORMAT, seq, breaker_code, breaker_until) .. ring_header(window) .. ring_header(day)
@@ -187,18 +160,6 @@ end
 -- A per-app ring (for apps with a cap) from its header field `a:<app>`.
 local function app_ring(app, packed, win, n)
   return ring_from('a:' .. app .. ':', n, win / n, packed, 1)
-end
-
--- Breaker counters (openings, consecutive failures, probe successes, last close) and outcome ring from `bst`.
-local function breaker_unpack(packed, outcome_ms, outcome_n)
-  local openings, consecutive, successes, closed_at = 0, 0, 0, 0
-  if packed then openings, consecutive, successes, closed_at = sunpack(BREAKER_FORMAT, packed) end
-  return openings, consecutive, successes, closed_at,
-    ring_from('b', outcome_n, outcome_ms / outcome_n, packed, 33)
-end
-
-local function breaker_pack(openings, consecutive, successes, closed_at, outcomes)
-  return spack(BREAKER_FORMAT, openings, consecutive, successes, closed_at) .. ring_header(outcomes)
 end
 
 -- Milliseconds from `now` until the oldest buckets leaving the window have freed at least `needed` of

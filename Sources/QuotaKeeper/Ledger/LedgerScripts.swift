@@ -1,9 +1,10 @@
 import QuotaKeeperRedis
 
-/// The ledger's scripts: `lua/ledger_lib.lua` followed by one operation script from `lua/` (embedded at build
-/// time, so the binaries run exactly what `lua/` holds).
+/// The ledger's scripts: `lua/ledger_lib.lua` (+ `lua/ledger_lib_extra.lua` for all but the admission) followed
+/// by one operation script from `lua/`, embedded at build time, so the binaries run exactly what `lua/` holds.
 enum LedgerScripts {
-    static let reserve = script("ledger_reserve", EmbeddedLuaScripts.ledgerReserve)
+    static let reserve = RedisScript(
+        name: "ledger_reserve", source: EmbeddedLuaScripts.ledgerLib + "\n" + EmbeddedLuaScripts.ledgerReserve)
     static let settle = script("ledger_settle", EmbeddedLuaScripts.ledgerSettle)
     static let configure = script("ledger_configure", EmbeddedLuaScripts.ledgerConfigure)
     static let read = script("ledger_read", EmbeddedLuaScripts.ledgerRead)
@@ -14,7 +15,9 @@ enum LedgerScripts {
     static let all = [reserve, settle, configure, read, history, delete, breakerAdmin]
 
     private static func script(_ name: String, _ body: String) -> RedisScript {
-        RedisScript(name: name, source: EmbeddedLuaScripts.ledgerLib + "\n" + body)
+        RedisScript(
+            name: name,
+            source: EmbeddedLuaScripts.ledgerLib + "\n" + EmbeddedLuaScripts.ledgerLibExtra + "\n" + body)
     }
 }
 
