@@ -6,11 +6,13 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "QuotaKeeper", targets: ["QuotaKeeper"]),
+        .library(name: "QuotaKeeperEMF", targets: ["QuotaKeeperEMF"]),
         .executable(name: "quotakeeper", targets: ["QuotaKeeperCLI"]),
         .executable(name: "quotakeeper-bench", targets: ["QuotaKeeperBenchmarks"]),
         .library(name: "BedrockErrors", targets: ["BedrockErrors"]),
         .library(name: "BedrockRuntimeClient", targets: ["BedrockRuntime"]),
         .executable(name: "bedrock-sim", targets: ["BedrockSimulatorServer"]),
+        .executable(name: "quotakeeper-fleet", targets: ["QuotaKeeperFleet"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -44,6 +46,22 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
             ],
             plugins: ["EmbedLuaScripts"]
+        ),
+
+        // MARK: CloudWatch Embedded Metric Format backend for swift-metrics (issue 9)
+        .target(
+            name: "QuotaKeeperEMF",
+            dependencies: [
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ]
+        ),
+        .testTarget(
+            name: "QuotaKeeperEMFTests",
+            dependencies: [
+                "QuotaKeeperEMF",
+                .product(name: "Metrics", package: "swift-metrics"),
+            ]
         ),
 
         // MARK: Tools
@@ -89,6 +107,21 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // MARK: The fleet demo (issue 8): app instances as separate processes against bedrock-sim and Redis
+        .executableTarget(
+            name: "QuotaKeeperFleet",
+            dependencies: [
+                "QuotaKeeper",
+                "BedrockErrors",
+                "BedrockRuntime",
+                "BedrockSimulator",  // only its /stats types, to read the referee
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ]
+        ),
+        // Runs short fleet scenarios with the built quotakeeper-fleet and bedrock-sim binaries.
+        .testTarget(name: "QuotaKeeperFleetTests", dependencies: ["QuotaKeeperTestSupport"]),
         .testTarget(name: "BedrockErrorsTests", dependencies: ["BedrockErrors"]),
         .testTarget(
             name: "BedrockRuntimeTests",
@@ -107,7 +140,7 @@ let package = Package(
         ),
         .testTarget(
             name: "QuotaKeeperCallPathTests",
-            dependencies: ["QuotaKeeper", "BedrockErrors", "QuotaKeeperTestSupport"]
+            dependencies: ["QuotaKeeper", "BedrockErrors", "BedrockRuntime", "BedrockSimulator", "QuotaKeeperTestSupport"]
         ),
         .testTarget(
             name: "QuotaKeeperRedisTests",
