@@ -1,0 +1,93 @@
+import ArgumentParser
+import QuotaKeeper
+
+/// Parsers for the CLI's argument syntaxes (budget names, durations, limits); each throws a `ValidationError`
+/// naming the bad value and the expected form.
+enum ArgumentSyntax {
+    /// A budget named `MODEL@REGION` (split at the last `@`), as `BudgetID.description` prints it.
+    static func budget(_ text: String) throws -> BudgetID {
+        guard let at = text.lastIndex(of: "@") else {
+            throw ValidationError("budget '\(text)' must be MODEL@REGION, e.g. anthropic.claude-sonnet-4-5-20250929-v1:0@us-east-1")
+        }
+        let budget = BudgetID(model: String(text[..<at]), region: String(text[text.index(after: at)...]))
+        for (part, value) in [("model", budget.model), ("region", budget.region)] {
+            if value.isEmpty || value.count > 200 || value.contains(where: { "{}".contains($0) || $0.isWhitespace }) {
+                throw ValidationError("budget '\(text)': the \(part) must be 1-200 characters without braces or spaces (MODEL@REGION)")
+            }
+        }
+        return budget
+    }
+
+    /// A duration such as `500ms`, `90s`, `5m`, `24h`, `7d` or `1h30m`: positive, with a unit on every number.
+    static func duration(_ text: String) throws -> Duration {
+        let invalid = ValidationError("invalid duration '\(text)': use a positive number with a unit, e.g. 500ms, 90s, 5m, 24h, 7d, 1h30m")
+        var total: Duration = .zero
+        var rest = Substring(text.lowercased())
+        guard !rest.isEmpty else { throw invalid }
+        while !rest.isEmpty {
+            let digits = rest.prefix { $0.isASCII && ($0.isNumber || $0 == ".") }
+            guard !digits.isEmpty, let value = Double(digits), value.isFinite, value >= 0 else { throw invalid }
+            rest = rest.dropFirst(digits.count)
+            let unit = rest.prefix { $0.isLetter }
+            rest = rest.dropFirst(unit.count)
+            let seconds: Double
+            switch unit {
+            case "ms": seconds = 0.001
+            case "s": seconds = 1
+            case "m": seconds = 60
+            case "h": seconds = 3600
+            case "d": seconds = 86_400
+            default: throw invalid
+            }
+            guard value * seconds <= 366 * 86_400 else {
+                throw ValidationError("invalid duration '\(text)': at most one year")
+            }
+            total += .milliseconds(Int64((value * seconds * 1000).rounded()))
+        }
+        guard total > .zero else { throw invalid }
+        return total
+    }
+
+    /// A limit: a whole number from 1 to 10^15, or `none` to remove the limit.
+    static func limit(_ text: String) throws -> LimitSetting {
+        if text.lowercased() == "none" { return .none }
+        guard let value = Int(text), (1...1_000_000_000_000_000).contains(value) else {
+            throw ValidationError("invalid limit '\(text)': use a whole number from 1 to 10^15, or 'none' to remove the limit")
+        }
+        return .value(value)
+    }
+
+    /// A share from 0.01 to 1, given as a fraction (`0.8`) or a percentage (`80%`).
+    static func share(_ text: String) throws -> Double {
+        let isPercent = text.hasSuffix("%")
+        guard let number = Double(isPercent ? String(text.dropLast()) : text), number.isFinite else {
+            throw ValidationError("invalid share '\(text)': use a fraction from 0.01 to 1 or a percentage such as 80%")
+        }
+        let share = isPercent ? number / 100 : number
+        guard (0.01...1).contains(share) else {
+            throw ValidationError("invalid share '\(text)': must be from 0.01 to 1 (1% to 100%)")
+        }
+        return share
+    }
+
+    /// A whole number of at least `minimum`, naming the option in the error.
+    static func count(_ option: String, minimum: Int = 0, maximum: Int = 100_000_000) -> @Sendable (String) throws -> Int {
+        { text in
+            guard let value = Int(text), (minimum...maximum).contains(value) else {
+                throw ValidationError("invalid \(option) '\(text)': use a whole number from \(minimum) to \(maximum)")
+            }
+            return value
+        }
+    }
+}
+
+/// A limit given to `budget set`: a value, or `none` to remove it.
+enum LimitSetting: Sendable, Hashable {
+    case value(Int)
+    case none
+
+    var value: Int? {
+        if case .value(let value) = self { return value }
+        return nil
+    }
+}

@@ -1,0 +1,84 @@
+/// A JSON value with ordered object keys, so every command's output has a stable, documented field order.
+indirect enum JSON: Sendable, Equatable {
+    case null
+    case bool(Bool)
+    case int(Int)
+    case double(Double)
+    case string(String)
+    case array([JSON])
+    case object([(String, JSON)])
+
+    static func == (lhs: JSON, rhs: JSON) -> Bool { lhs.serialized(pretty: false) == rhs.serialized(pretty: false) }
+
+    /// `.int(value)` or `.null`.
+    static func optional(_ value: Int?) -> JSON { value.map { .int($0) } ?? .null }
+    /// `.double(value)` or `.null`.
+    static func optional(_ value: Double?) -> JSON { value.map { .double($0) } ?? .null }
+    /// `.string(value)` or `.null`.
+    static func optional(_ value: String?) -> JSON { value.map { .string($0) } ?? .null }
+
+    /// The JSON text: indented by two spaces when `pretty`, else on one line.
+    func serialized(pretty: Bool) -> String {
+        var text = ""
+        write(to: &text, pretty: pretty, indent: 0)
+        return text
+    }
+
+    private func write(to text: inout String, pretty: Bool, indent: Int) {
+        let newline = pretty ? "\n" : ""
+        let padding = pretty ? String(repeating: "  ", count: indent + 1) : ""
+        let closing = pretty ? String(repeating: "  ", count: indent) : ""
+        switch self {
+        case .null: text += "null"
+        case .bool(let value): text += value ? "true" : "false"
+        case .int(let value): text += String(value)
+        case .double(let value):
+            if !value.isFinite {
+                text += "null"
+            } else if value == value.rounded(), abs(value) < 1e15 {
+                text += String(Int64(value))
+            } else {
+                text += String(value)
+            }
+        case .string(let value): Self.writeString(value, to: &text)
+        case .array(let values):
+            if values.isEmpty { text += "[]"; return }
+            text += "[" + newline
+            for (index, value) in values.enumerated() {
+                text += padding
+                value.write(to: &text, pretty: pretty, indent: indent + 1)
+                text += (index < values.count - 1 ? "," : "") + newline
+            }
+            text += closing + "]"
+        case .object(let members):
+            if members.isEmpty { text += "{}"; return }
+            text += "{" + newline
+            for (index, (key, value)) in members.enumerated() {
+                text += padding
+                Self.writeString(key, to: &text)
+                text += pretty ? ": " : ":"
+                value.write(to: &text, pretty: pretty, indent: indent + 1)
+                text += (index < members.count - 1 ? "," : "") + newline
+            }
+            text += closing + "}"
+        }
+    }
+
+    private static func writeString(_ value: String, to text: inout String) {
+        text += "\""
+        for scalar in value.unicodeScalars {
+            switch scalar {
+            case "\"": text += "\\\""
+            case "\\": text += "\\\\"
+            case "\n": text += "\\n"
+            case "\r": text += "\\r"
+            case "\t": text += "\\t"
+            case _ where scalar.value < 0x20:
+                let hex = String(scalar.value, radix: 16)
+                text += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: text.unicodeScalars.append(scalar)
+            }
+        }
+        text += "\""
+    }
+}
