@@ -7,7 +7,6 @@ let package = Package(
     products: [
         .library(name: "QuotaKeeper", targets: ["QuotaKeeper"]),
         .library(name: "QuotaKeeperEMF", targets: ["QuotaKeeperEMF"]),
-        .library(name: "QuotaKeeperEMF", targets: ["QuotaKeeperEMF"]),
         .executable(name: "quotakeeper", targets: ["QuotaKeeperCLI"]),
         .executable(name: "quotakeeper-bench", targets: ["QuotaKeeperBenchmarks"]),
         .library(name: "BedrockErrors", targets: ["BedrockErrors"]),
@@ -47,22 +46,6 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
             ],
             plugins: ["EmbedLuaScripts"]
-        ),
-
-        // MARK: CloudWatch Embedded Metric Format backend for swift-metrics (issue 9)
-        .target(
-            name: "QuotaKeeperEMF",
-            dependencies: [
-                .product(name: "CoreMetrics", package: "swift-metrics"),
-                .product(name: "Metrics", package: "swift-metrics"),
-            ]
-        ),
-        .testTarget(
-            name: "QuotaKeeperEMFTests",
-            dependencies: [
-                "QuotaKeeperEMF",
-                .product(name: "Metrics", package: "swift-metrics"),
-            ]
         ),
 
         // MARK: CloudWatch Embedded Metric Format backend for swift-metrics (issue 9)
