@@ -41,19 +41,55 @@ public struct EMFConfiguration: Sendable {
             "from": Split(separator: "@", keys: ("FromModelId", "FromRegion")),
             "to": Split(separator: "@", keys: ("ToModelId", "ToRegion")),
         ]
+        /// Extra dimensions computed from another one's value; by default `HttpStatus` from a Bedrock error
+        /// `kind` (`throttled-tokens` -> `429`), so dashboards and alarms can split 429 from 503 directly.
+        public var derived: [Derived] = [.bedrockHTTPStatus]
         /// swift-metrics dimension names that are not turned into EMF dimensions (not written at all).
         public var excluded: Set<String> = []
         /// Dimensions added to every metric, e.g. `["App": "checkout"]` (this process's app name).
         public var fixed: [String: String] = [:]
         /// Extra, coarser dimension sets: each removes its keys from a metric's full dimension set.
         ///
-        /// The defaults publish every metric three ways: with all its dimensions; without `App` (the fleet,
-        /// per model and Region); and without `App`, `ModelId` and `Region` (the fleet, e.g. per `Kind` or
-        /// `Outcome`). A rollup that leaves the full set unchanged, or repeats another, is not written twice.
-        /// Every dimension set is a separate CloudWatch metric (and bill).
-        public var rollups: [Set<String>] = [["App"], ["App", "ModelId", "Region"]]
+        /// The defaults publish every metric with all its dimensions; without `App` (the fleet, per model and
+        /// Region); without `App`, `ModelId` and `Region` (the fleet, e.g. per `Kind` or `Outcome`); and, for
+        /// metrics with a `Kind`, without it too (per `HttpStatus`, with and without model and Region). A rollup
+        /// that leaves the full set unchanged, or repeats another, is not written twice. Every dimension set is
+        /// a separate CloudWatch metric (and bill).
+        public var rollups: [Set<String>] = [["App"], ["App", "ModelId", "Region"], ["App", "Kind"], ["App", "ModelId", "Region", "Kind"]]
 
         public init() {}
+
+        /// A dimension whose value is looked up from another dimension's value.
+        public struct Derived: Sendable {
+            /// The swift-metrics dimension name read (e.g. `kind`).
+            public var source: String
+            /// The EMF key written (e.g. `HttpStatus`).
+            public var key: String
+            /// Source value -> derived value.
+            public var values: [String: String]
+            /// Written for a source value not in `values`; `nil` writes nothing.
+            public var otherwise: String?
+
+            public init(source: String, key: String, values: [String: String], otherwise: String? = nil) {
+                self.source = source
+                self.key = key
+                self.values = values
+                self.otherwise = otherwise
+            }
+
+            /// The HTTP status of each `BedrockErrorKind` raw value; `connection-failed` (no HTTP answer) and
+            /// `unknown` become `none`.
+            public static let bedrockHTTPStatus = Derived(
+                source: "kind", key: "HttpStatus",
+                values: [
+                    "throttled-requests": "429", "throttled-tokens": "429", "throttled-daily": "429",
+                    "throttled-unknown": "429", "model-overloaded": "429", "model-not-ready": "429",
+                    "service-unavailable": "503", "too-many-connections": "503", "internal-server": "500",
+                    "timeout": "408", "model-error": "424", "validation": "400", "quota-exceeded": "400",
+                    "access-denied": "403", "not-found": "404",
+                ],
+                otherwise: "none")
+        }
 
         /// A dimension value made of two parts, such as `MODEL@REGION`.
         public struct Split: Sendable {

@@ -48,7 +48,8 @@ struct EMFEventEncoder: Sendable {
 
     // MARK: Dimensions
 
-    /// The EMF dimensions of a series: mapped, split (`MODEL@REGION`), excluded and fixed ones applied.
+    /// The EMF dimensions of a series: derived (even from an excluded one), mapped, split (`MODEL@REGION`),
+    /// then the fixed ones.
     func emfDimensions(of dimensions: [SeriesIdentity.Dimension]) -> [EMFDimension] {
         let settings = configuration.dimensions
         var result: [EMFDimension] = []
@@ -56,7 +57,11 @@ struct EMFEventEncoder: Sendable {
             guard !result.contains(where: { $0.key == key }) else { return }
             result.append(EMFDimension(key: key, value: String(value.prefix(configuration.limits.dimensionValueCharacters))))
         }
-        for dimension in dimensions where !settings.excluded.contains(dimension.name) {
+        for dimension in dimensions {
+            for derived in settings.derived where derived.source == dimension.name {
+                if let value = derived.values[dimension.value] ?? derived.otherwise { add(derived.key, value) }
+            }
+            guard !settings.excluded.contains(dimension.name) else { continue }
             if let split = settings.splits[dimension.name], let cut = dimension.value.lastIndex(of: split.separator),
                cut != dimension.value.startIndex, dimension.value.index(after: cut) != dimension.value.endIndex {
                 add(split.keys.first, String(dimension.value[..<cut]))

@@ -107,8 +107,14 @@ import Testing
         #expect(documents.count == 3)
 
         let errors = try #require(documents.first { $0.values["quotakeeper_bedrock_errors_total"] != nil })
-        #expect(errors.dimensions == ["ModelId": "anthropic.claude-3-haiku-20240307-v1:0", "Region": "us-east-1", "Kind": "throttled-tokens", "App": "checkout"])
-        #expect(errors.dimensionSets == [["ModelId", "Region", "Kind", "App"], ["ModelId", "Region", "Kind"], ["Kind"]])
+        #expect(errors.dimensions == [
+            "ModelId": "anthropic.claude-3-haiku-20240307-v1:0", "Region": "us-east-1", "HttpStatus": "429",
+            "Kind": "throttled-tokens", "App": "checkout",
+        ])
+        #expect(errors.dimensionSets == [
+            ["ModelId", "Region", "HttpStatus", "Kind", "App"], ["ModelId", "Region", "HttpStatus", "Kind"], ["HttpStatus", "Kind"],
+            ["ModelId", "Region", "HttpStatus"], ["HttpStatus"],
+        ])
 
         let fallbacks = try #require(documents.first { $0.values["quotakeeper_fallbacks_total"] != nil })
         #expect(fallbacks.root["ToModelId"] as? String == "us.anthropic.claude-3-haiku-20240307-v1:0")
@@ -118,6 +124,20 @@ import Testing
         // A value that is not MODEL@REGION keeps the plain key.
         let failed = try #require(documents.first { $0.values["quotakeeper_calls_total"] != nil })
         #expect(failed.dimensions == ["Budget": "none", "Outcome": "failed_invalidRequest", "App": "checkout"])
+    }
+
+    @Test func derivedDimensionsFollowTheirSourceEvenWhenItIsExcluded() throws {
+        let (emf, collector) = makeFactory { $0.dimensions.excluded = ["kind"] }
+        for kind in ["service-unavailable", "too-many-connections", "throttled-requests", "something-new"] {
+            Counter(label: "quotakeeper_bedrock_errors_total", dimensions: [("budget", Self.haiku), ("kind", kind)], factory: emf).increment()
+        }
+        try emf.flush()
+        let documents = try collector.take()
+        #expect(documents.count == 3)
+        #expect(documents.values(of: "quotakeeper_bedrock_errors_total", where: ["HttpStatus": "503"]) == [1, 1])
+        #expect(documents.values(of: "quotakeeper_bedrock_errors_total", where: ["HttpStatus": "429"]) == [1])
+        #expect(documents.values(of: "quotakeeper_bedrock_errors_total", where: ["HttpStatus": "none"]) == [1])
+        #expect(documents.allSatisfy { $0.root["Kind"] == nil })
     }
 
     @Test func unmappedDimensionNamesBecomeUpperCamelCaseAndExcludedOnesMerge() throws {
