@@ -1,0 +1,132 @@
+import ArgumentParser
+import Foundation
+import QuotaKeeper
+
+/// `quotakeeper-bench ledger`: reserve+settle latency and throughput, Redis server time per admission,
+/// goodput under saturation and memory per budget, beside `redis-benchmark` on the same reserve script.
+struct LedgerBenchmark: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ledger",
+        abstract: "Ledger admission cost and behaviour vs redis-benchmark running the same reserve script."
+    )
+
+    @OptionGroup var options: BenchmarkOptions
+
+    @Option(help: "Saturation test: the RPM limit, window seconds and number of windows.")
+    var goodputLimit: Int = 600
+    @Option var goodputWindowSeconds: Int = 3
+    @Option var goodputWindows: Int = 4
+
+    func run() async throws {
+        let (redis, configuration) = try options.client()
+        let tool = try RedisBenchmarkTool(configuration: configuration)
+        let prefix = "quotakeeper-bench-\(UUID().uuidString.prefix(6)):"
+        let model = "anthropic.claude-sonnet-4-20250514-v1:0"
+        let unlimited = BudgetID(model: model, region: "bench-unlimited")
+        var budget = BudgetConfiguration(id: unlimited, limits: .init(requestsPerWindow: 1_000_000_000, tokensPerWindow: 1_000_000_000_000, tokensPerDay: 1_000_000_000_000_000))
+        budget.bucketCount = 60
+        let ledger = try QuotaLedger(redis: redis, keyPrefix: prefix, budgets: [budget], instanceID: "bench")
+        try await ledger.seedBudgets()
+        try await ledger.loadScripts()
+        print("QuotaKeeper ledger vs redis-benchmark, Redis at \(configuration.endpoint), pool \(options.connections) connection(s)")
+        print("budget: RPM + TPM + tokens/day limits, breaker closed, 60 s window in 1 s buckets\n")
+
+        // 1. Latency of reserve + settle from one caller.
+        let usage = TokenUsage(inputTokens: 1000, outputTokens: 100)
+        let latency = try await measureLatency(count: options.latencySamples) {
+            let reservation = try await ledger.reserve(unlimited, app: "bench", tokens: 1500)
+            try await reservation.settle(usage: usage)
+        }
+        print("reserve+settle, single caller: p50 \(String(format: "%.1f", latency.percentile(0.5))) us, p99 \(String(format: "%.1f", latency.percentile(0.99))) us")
+
+        // 2. Throughput vs redis-benchmark running the same reserve script with the same arguments.
+        let reserveCommand = ["EVALSHA", QuotaLedger.reserveScript.sha1, "1", ledger.ledgerKey(unlimited), "bench", "interactive", "1", "1500", "0"]
+        print("  callers   reserve+settle pairs/s   reserve-only ops/s   redis-benchmark reserve ops/s   ratio (reserve-only)")
+        for callers in options.callerCounts {
+            let pairs = try await measureThroughput(total: options.requests / 2, callers: callers) {
+                let reservation = try await ledger.reserve(unlimited, app: "bench", tokens: 1500)
+                try await reservation.settle(usage: usage)
+            }
+            let reserves = try await measureThroughput(total: options.requests, callers: callers) {
+                _ = try await ledger.reserve(unlimited, app: "bench", tokens: 1500)
+            }
+            let theirs = try tool.requestsPerSecond(callers: callers, requests: options.requests, command: reserveCommand)
+            print("  " + padded(String(callers), 7) + "   " + padded(grouped(pairs), 22) + "   " + padded(grouped(reserves), 18) + "   " + padded(grouped(theirs), 29) + "   " + String(format: "%5.2f", reserves / theirs))
+        }
+
+        // 3. Server time per admission from INFO commandstats (redis-benchmark drives the reserve script alone).
+        _ = try await redis.send(["CONFIG", "RESETSTAT"])
+        _ = try tool.requestsPerSecond(callers: 16, requests: options.requests, command: reserveCommand)
+        let reserveMicroseconds = try await evalshaMicrosecondsPerCall(redis)
+        _ = try await redis.send(["CONFIG", "RESETSTAT"])
+        _ = try await measureThroughput(total: options.requests / 2, callers: 16) {
+            let reservation = try await ledger.reserve(unlimited, app: "bench", tokens: 1500)
+            try await reservation.settle(usage: usage)
+        }
+        let mixedMicroseconds = try await evalshaMicrosecondsPerCall(redis)
+        print("\nRedis server time (INFO commandstats, usec_per_call of EVALSHA):")
+        print("  reserve (breaker + RPM + TPM + daily, one EVALSHA): \(String(format: "%.2f", reserveMicroseconds)) us")
+        print("  settle: \(String(format: "%.2f", 2 * mixedMicroseconds - reserveMicroseconds)) us (from reserve+settle pairs averaging \(String(format: "%.2f", mixedMicroseconds)) us per call)")
+
+        // 4. Goodput under saturation: 64 callers acquire as fast as the ledger admits. The first window is
+        // warm-up; then admissions are counted (by their Redis admission time) over whole, bucket-aligned
+        // windows, where the ledger guarantees at most the limit per window.
+        let limited = BudgetID(model: model, region: "bench-goodput")
+        var saturated = BudgetConfiguration(id: limited, limits: .init(requestsPerWindow: goodputLimit))
+        saturated.window = .seconds(goodputWindowSeconds)
+        saturated.bucketCount = goodputWindowSeconds * 10
+        let goodputLedger = try QuotaLedger(redis: redis, keyPrefix: prefix, budgets: [saturated], instanceID: "bench")
+        try await goodputLedger.seedBudgets()
+        let admissions = try await saturate(goodputLedger, limited, callers: 64, duration: .seconds(goodputWindowSeconds * (goodputWindows + 1)) + .milliseconds(500))
+        let windowMilliseconds = Int64(goodputWindowSeconds) * 1000
+        let granularity = windowMilliseconds / Int64(saturated.bucketCount)
+        let first = admissions.min() ?? 0
+        let countFrom = ((first + windowMilliseconds) / granularity + 1) * granularity
+        let countTo = countFrom + Int64(goodputWindows) * windowMilliseconds
+        let counted = admissions.filter { $0 >= countFrom && $0 < countTo }.count
+        let allowed = goodputLimit * goodputWindows
+        print("\nGoodput under saturation (64 callers, RPM \(goodputLimit) per \(goodputWindowSeconds) s window in \(granularity) ms buckets):")
+        print("  admitted \(counted) in \(goodputWindows) whole windows after a warm-up window, of \(allowed) allowed = \(String(format: "%.1f", 100 * Double(counted) / Double(allowed)))%")
+
+        // 5. Memory of one budget's ledger state.
+        let bytes = try await redis.send(["MEMORY", "USAGE", ledger.ledgerKey(unlimited), "SAMPLES", "0"]).integer ?? 0
+        let limitedBytes = try await redis.send(["MEMORY", "USAGE", goodputLedger.ledgerKey(limited), "SAMPLES", "0"]).integer ?? 0
+        print("\nMemory (MEMORY USAGE of the ledger hash): 60-bucket budget after \(grouped(Double(options.requests) * 4)) reservations: \(bytes) bytes; \(goodputWindowSeconds * 10)-bucket budget: \(limitedBytes) bytes")
+
+        for id in [unlimited, limited] { _ = try await goodputLedger.deleteBudget(id) }
+        await redis.shutdown()
+    }
+
+    private func evalshaMicrosecondsPerCall(_ redis: RedisClient) async throws -> Double {
+        let stats = try await redis.send(["INFO", "commandstats"]).string ?? ""
+        guard let line = stats.split(separator: "\r\n").first(where: { $0.hasPrefix("cmdstat_evalsha:") }),
+              let field = line.split(separator: ",").first(where: { $0.hasPrefix("usec_per_call=") }),
+              let value = Double(field.dropFirst("usec_per_call=".count))
+        else { throw BenchmarkError("INFO commandstats has no evalsha line") }
+        return value
+    }
+
+    /// Runs `callers` tasks that acquire (and settle at once) for `duration`; returns the Redis admission time
+    /// (ms) of every admitted reservation.
+    private func saturate(_ ledger: QuotaLedger, _ budget: BudgetID, callers: Int, duration: Duration) async throws -> [Int64] {
+        let end = ContinuousClock.now + duration
+        return try await withThrowingTaskGroup(of: [Int64].self) { group in
+            for _ in 0..<callers {
+                group.addTask {
+                    var admitted: [Int64] = []
+                    while ContinuousClock.now < end {
+                        do {
+                            let reservation = try await ledger.acquire(budget, app: "bench", tokens: 100, maxWait: end - ContinuousClock.now)
+                            admitted.append(reservation.admittedAtMilliseconds)
+                            try await reservation.settle(usage: TokenUsage(inputTokens: 50, outputTokens: 50))
+                        } catch let error as LedgerError where error.code == .budgetExhausted {
+                            break
+                        }
+                    }
+                    return admitted
+                }
+            }
+            return try await group.reduce(into: []) { $0 += $1 }
+        }
+    }
+}
