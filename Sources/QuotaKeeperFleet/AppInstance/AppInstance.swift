@@ -1,0 +1,215 @@
+import BedrockErrors
+import BedrockRuntime
+import Foundation
+import Logging
+import QuotaKeeper
+import Synchronization
+
+/// The two ways an app instance calls Bedrock.
+enum FleetMode: String, Codable, Sendable, CaseIterable {
+    /// The article's per-process advice: backoff retries, a local token limiter, a local breaker.
+    case uncoordinated
+    /// QuotaKeeper: shared ledger, shared breaker, fleet retry budget, fallback route.
+    case coordinated
+}
+
+/// One application instance (a separate OS process): its own Bedrock client and, in coordinated mode, its
+/// own QuotaKeeper client; sends its app's demand open-loop (arrivals at a fixed rate, whatever the answers).
+struct AppInstance {
+    let settings: FleetSettings
+    let app: AppSpec
+    let appIndex: Int
+    let mode: FleetMode
+    let endpoint: URL
+    let redisURL: String?
+    let keyPrefix: String
+    /// The mode's start (Unix time): every instance begins its demand then.
+    let startAt: Date
+    let logger: Logger
+
+    func run() async throws -> AppReport {
+        var bedrockConfiguration = BedrockRuntimeConfiguration(region: settings.region, endpoint: endpoint)
+        bedrockConfiguration.credentials = StaticCredentialsProvider(AWSCredentials(accessKeyId: "AKIAFLEETDEMO", secretAccessKey: "fleet-demo"))
+        bedrockConfiguration.pool.maxConnectionsPerHost = 256
+        bedrockConfiguration.timeouts = .init(idle: .seconds(60), total: settings.wall(180))
+        let bedrock = BedrockRuntimeClient(configuration: bedrockConfiguration, logger: logger)
+        let observations = ClientObservations()
+        let request = ConverseRequest(
+            messages: [.user(Self.prompt(inputTokens: app.inputTokens, outputTokens: app.outputTokens))],
+            inferenceConfig: InferenceConfiguration(maxTokens: app.maxOutputTokens))
+
+        let caller: any FleetCaller
+        var redis: RedisClient?
+        switch mode {
+        case .uncoordinated:
+            caller = ArticleCaller(client: ArticleClient(settings: settings, observations: observations), settings: settings)
+        case .coordinated:
+            guard let redisURL else { throw FleetError("coordinated mode needs a Redis URL") }
+            var redisConfiguration = try RedisConfiguration(url: redisURL)
+            redisConfiguration.timeouts.command = .milliseconds(500)
+            let client = RedisClient(configuration: redisConfiguration, logger: logger)
+            redis = client
+            let ledger = try QuotaLedger(
+                redis: client, keyPrefix: keyPrefix, budgets: FleetBudgets.configurations(settings),
+                instanceID: "\(app.name)-\(getpid())", logger: logger)
+            let coordinator = CallCoordinator(ledger: ledger, configuration: FleetBudgets.callPath(settings), logger: logger)
+            caller = CoordinatedCaller(coordinator: coordinator, route: FleetBudgets.route(settings), settings: settings)
+        }
+
+        let interval = settings.wall(60 / app.demandRPM)
+        var random = SplitMix64(seed: settings.seed &+ UInt64(appIndex) &* 0x9E37_79B9)
+        let phase = interval * Double(random.nextUnit())
+        let clock = ContinuousClock()
+        let start = clock.now + .seconds(max(0, startAt.timeIntervalSinceNow))
+        let end = start + .seconds(settings.durationSeconds)
+        try await clock.sleep(until: start)
+
+        let records = try await withThrowingTaskGroup(of: RequestRecord.self) { group in
+            var arrival = start + phase
+            while arrival < end {
+                try await clock.sleep(until: arrival)
+                let arrivedAt = arrival
+                group.addTask {
+                    await Self.send(
+                        request, app: app, caller: caller, bedrock: bedrock, observations: observations,
+                        arrivedAt: arrivedAt, modeStart: start, settings: settings)
+                }
+                arrival += interval
+            }
+            var records: [RequestRecord] = []
+            for try await record in group { records.append(record) }
+            return records.sorted { $0.arrivalMilliseconds < $1.arrivalMilliseconds }
+        }
+        await redis?.shutdown()
+        return AppReport(
+            app: app.name, mode: mode.rawValue, requests: records, errorsSeen: observations.kinds,
+            breakerOpenings: observations.breakerOpenings)
+    }
+
+    /// Sends one request and records what its caller saw.
+    static func send(
+        _ request: ConverseRequest, app: AppSpec, caller: any FleetCaller, bedrock: BedrockRuntimeClient,
+        observations: ClientObservations, arrivedAt: ContinuousClock.Instant, modeStart: ContinuousClock.Instant,
+        settings: FleetSettings
+    ) async -> RequestRecord {
+        let converse: @Sendable (String) async throws -> BedrockRuntime.TokenUsage = { model in
+            do {
+                return try await bedrock.converse(modelId: model, request: request).usage
+            } catch let error as BedrockError {
+                observations.saw(error.kind.rawValue)
+                throw error
+            }
+        }
+        var record = await caller.send(app: app, converse)
+        let clock = ContinuousClock()
+        let latency = clock.now - arrivedAt
+        record.arrivalMilliseconds = Int((arrivedAt - modeStart).milliseconds)
+        record.latencyMilliseconds = Int(latency.milliseconds)
+        // A little grace for the scheduler of a loaded machine.
+        record.withinDeadline = latency <= settings.wall(app.deadlineSeconds) + .milliseconds(250)
+        return record
+    }
+
+    /// A user message of exactly `inputTokens` tokens as the simulator counts them (4 characters per token,
+    /// 4 characters of framing), asking for exactly `outputTokens` of output.
+    static func prompt(inputTokens: Int, outputTokens: Int) -> String {
+        let marker = "[[sim:output=\(outputTokens)]] "
+        let length = max(marker.count, 4 * inputTokens - 4)
+        return marker + String(repeating: "x", count: length - marker.count)
+    }
+}
+
+/// How an app instance turns one request into an answer.
+protocol FleetCaller: Sendable {
+    /// Sends one request (`converse` calls one model) and returns what the caller saw (times are filled in
+    /// by the instance).
+    func send(app: AppSpec, _ converse: @escaping @Sendable (String) async throws -> BedrockRuntime.TokenUsage) async -> RequestRecord
+}
+
+/// Uncoordinated: the article's retry loop, token limiter and breaker, primary model only.
+struct ArticleCaller: FleetCaller {
+    let client: ArticleClient
+    let settings: FleetSettings
+
+    func send(app: AppSpec, _ converse: @escaping @Sendable (String) async throws -> BedrockRuntime.TokenUsage) async -> RequestRecord {
+        var record = RequestRecord(arrivalMilliseconds: 0, latencyMilliseconds: 0, succeeded: false)
+        let attempts = Attempts()
+        do {
+            _ = try await client.call(app: app) {
+                attempts.increment()
+                let usage = try await converse(settings.primaryModel)
+                return usage.inputTokens + usage.outputTokens
+            }
+            record.succeeded = true
+            record.servedBy = settings.primaryModel
+        } catch let error as BedrockError {
+            record.error = "BedrockError.\(error.kind.rawValue)"
+        } catch {
+            record.error = "\(type(of: error))"
+        }
+        record.attempts = attempts.count
+        return record
+    }
+}
+
+/// Coordinated: QuotaKeeper's call path over the route (primary, then the fallback model).
+struct CoordinatedCaller: FleetCaller {
+    let coordinator: CallCoordinator
+    let route: [BudgetID]
+    let settings: FleetSettings
+
+    func send(app: AppSpec, _ converse: @escaping @Sendable (String) async throws -> BedrockRuntime.TokenUsage) async -> RequestRecord {
+        var record = RequestRecord(arrivalMilliseconds: 0, latencyMilliseconds: 0, succeeded: false)
+        do {
+            let result = try await coordinator.call(
+                route: route,
+                estimate: CallEstimate(inputTokens: app.inputTokens, maxOutputTokens: app.maxOutputTokens),
+                options: CallOptions(
+                    app: app.name, priority: Priority(rawValue: app.priority) ?? .interactive,
+                    deadline: settings.wall(app.deadlineSeconds))
+            ) { target in
+                let usage = try await converse(target.model)
+                return CallCompletion(
+                    value: (),
+                    usage: QuotaKeeper.TokenUsage(
+                        inputTokens: usage.inputTokens, outputTokens: usage.outputTokens,
+                        cacheReadInputTokens: usage.cacheReadInputTokens, cacheWriteInputTokens: usage.cacheWriteInputTokens))
+            }
+            record.succeeded = true
+            record.servedBy = result.target.model
+            record.isFallback = result.isFallback
+            record.attempts = result.attempts
+        } catch let error as CallPathError {
+            record.error = "CallPathError.\(error.code)"
+        } catch {
+            record.error = "\(type(of: error))"
+        }
+        return record
+    }
+}
+
+/// Bedrock calls made for one request.
+final class Attempts: Sendable {
+    private let value = Mutex(0)
+    func increment() { value.withLock { $0 += 1 } }
+    var count: Int { value.withLock { $0 } }
+}
+
+/// A small seeded generator (demand phases), so the same `--seed` gives the same schedule.
+struct SplitMix64 {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1).
+    mutating func nextUnit() -> Double { Double(next() >> 11) / Double(1 << 53) }
+}
+
+extension Duration {
+    var milliseconds: Double { Double(components.seconds) * 1000 + Double(components.attoseconds) / 1e15 }
+}

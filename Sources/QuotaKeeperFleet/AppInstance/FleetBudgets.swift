@@ -1,0 +1,53 @@
+import Foundation
+import QuotaKeeper
+
+/// QuotaKeeper's configuration for the fleet: one budget per model, time-scaled like the simulator.
+enum FleetBudgets {
+    /// The ledger's window is this much longer than Bedrock's, and has this many buckets.
+    ///
+    /// The ledger drops a bucket as a whole once the window has moved past it, so a request can leave the
+    /// ledger's window up to one granularity before it leaves Bedrock's continuously sliding one; Bedrock
+    /// also admits a request a little later than the ledger did (the HTTP hop). 3% of the window covers
+    /// both at every time scale the demo uses, and costs at most 3% of the quota.
+    static let windowMargin = 1.03
+    static let bucketCount = 100
+
+    static func route(_ settings: FleetSettings) -> [BudgetID] {
+        ([settings.primaryModel] + (settings.fallbackModel.map { [$0] } ?? [])).map {
+            BudgetID(model: $0, region: settings.region)
+        }
+    }
+
+    static func configurations(_ settings: FleetSettings) -> [BudgetConfiguration] {
+        route(settings).map { id in
+            var budget = BudgetConfiguration(
+                id: id, limits: .init(requestsPerWindow: settings.quotaRPM, tokensPerWindow: settings.quotaTPM))
+            budget.window = wholeBuckets(settings.wall(60 * windowMargin), bucketCount)
+            budget.bucketCount = bucketCount
+            budget.batchCeiling = settings.batchCeiling
+            var breaker = BreakerConfiguration()
+            breaker.window = wholeBuckets(settings.wall(60), breaker.bucketCount)
+            breaker.openDuration = settings.wall(15)
+            breaker.maximumOpenDuration = settings.wall(120)
+            breaker.probeLease = settings.wall(30)
+            budget.breaker = breaker
+            return budget
+        }
+    }
+
+    /// `window` rounded up to whole milliseconds per bucket (the ledger's rule).
+    static func wholeBuckets(_ window: Duration, _ buckets: Int) -> Duration {
+        let milliseconds = max(Int64(buckets), window.components.seconds * 1000 + window.components.attoseconds / 1_000_000_000_000_000)
+        return .milliseconds((milliseconds + Int64(buckets) - 1) / Int64(buckets) * Int64(buckets))
+    }
+
+    static func callPath(_ settings: FleetSettings) -> CallPathConfiguration {
+        var configuration = CallPathConfiguration()
+        configuration.retry.baseDelay = settings.wall(1)
+        configuration.retry.maximumDelay = settings.wall(10)
+        configuration.retryBudget.window = settings.wall(60)
+        configuration.retryBudget.bucket = settings.wall(10)
+        configuration.adaptiveCeiling.recoveryInterval = settings.wall(60)
+        return configuration
+    }
+}

@@ -1,0 +1,246 @@
+import BedrockSimulator
+import Foundation
+import Logging
+import QuotaKeeper
+import Synchronization
+
+/// Runs a scenario in each mode: a simulator (unless one was given), one OS process per app, the referee's
+/// numbers, and the comparison.
+struct Orchestrator {
+    let settings: FleetSettings
+    let modes: [FleetMode]
+    /// A simulator that is already running (`--endpoint`), instead of starting one per mode.
+    let endpoint: URL?
+    let redisURL: String?
+    /// This executable (the app instances are its hidden `app-instance` subcommand).
+    let executable: URL
+    let simulatorExecutable: URL
+    let logger: Logger
+
+    func run() async throws -> FleetReport {
+        let directory = FileManager.default.temporaryDirectory.appending(path: "quotakeeper-fleet-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        var reports: [ModeReport] = []
+        for (index, mode) in modes.enumerated() {
+            if index > 0, endpoint != nil {
+                // A shared simulator: let the previous mode's usage leave the quota window first.
+                try await Task.sleep(for: settings.wall(62))
+            }
+            logger.info("running \(settings.scenario) in \(mode.rawValue) mode (\(Int(settings.durationSeconds)) s)")
+            reports.append(try await runMode(mode, directory: directory))
+        }
+        return FleetReport(settings: settings, modes: reports)
+    }
+
+    func runMode(_ mode: FleetMode, directory: URL) async throws -> ModeReport {
+        // 1. The simulator, and the mode's start on its clock.
+        let lead = 1.0
+        let simulator = endpoint == nil
+            ? try await SimulatorProcess(executable: simulatorExecutable, settings: settings, overloadStartOffset: lead, directory: directory)
+            : nil
+        defer { simulator?.stop() }
+        let simulatorURL = endpoint ?? simulator!.endpoint
+        let initial = try await Referee.stats(from: simulatorURL, since: Int.max)
+        let simulatorStartedAt = Date().addingTimeInterval(-initial.uptimeSeconds)
+        let startAt = max(simulatorStartedAt.addingTimeInterval(endpoint == nil ? lead : initial.uptimeSeconds + 0.5), Date().addingTimeInterval(0.3))
+        let firstSecond = Int((startAt.timeIntervalSince(simulatorStartedAt) / settings.timeScale).rounded(.down))
+        let lastSecond = firstSecond + Int((settings.durationSeconds / settings.timeScale).rounded(.down))
+
+        // 2. Redis: a fresh key prefix per mode, budgets seeded, commands counted by the server.
+        let keyPrefix = "qk-fleet-\(UUID().uuidString.prefix(8).lowercased()):"
+        var redis: RedisClient?
+        var ledger: QuotaLedger?
+        if mode == .coordinated {
+            guard let redisURL else { throw FleetError("coordinated mode needs Redis: pass --redis-url or set QUOTAKEEPER_REDIS_URL") }
+            let client = RedisClient(configuration: try RedisConfiguration(url: redisURL), logger: logger)
+            redis = client
+            let shared = try QuotaLedger(redis: client, keyPrefix: keyPrefix, budgets: FleetBudgets.configurations(settings), logger: logger)
+            try await shared.seedBudgets()
+            ledger = shared
+        }
+        var commandsBefore = 0
+        if let redis { commandsBefore = try await Self.commandCount(redis) }
+
+        // 3. One process per app.
+        let settingsFile = directory.appending(path: "settings-\(mode.rawValue).json")
+        try JSONEncoder().encode(settings).write(to: settingsFile)
+        let clock = ContinuousClock()
+        let started = clock.now
+        let breakerWatch = ledger.map { BreakerWatch(ledger: $0, budgets: FleetBudgets.route(settings)) }
+        let watchTask = breakerWatch.map { watch in Task { await watch.run(every: .milliseconds(50)) } }
+        let longestDeadline = settings.apps.map(\.deadlineSeconds).max() ?? 30
+        let timeout = Duration.seconds(settings.durationSeconds + startAt.timeIntervalSinceNow) + settings.wall(max(longestDeadline, 200)) + .seconds(30)
+        let appReports = try await withThrowingTaskGroup(of: AppReport.self) { group in
+            for (index, app) in settings.apps.enumerated() {
+                let output = directory.appending(path: "\(mode.rawValue)-\(index).json")
+                var arguments = [
+                    "app-instance", "--settings", settingsFile.path, "--app-index", String(index), "--mode", mode.rawValue,
+                    "--endpoint", simulatorURL.absoluteString, "--key-prefix", keyPrefix,
+                    "--start-at", String(startAt.timeIntervalSince1970), "--output", output.path,
+                ]
+                if logger.logLevel <= .debug { arguments += ["--log-level", "\(logger.logLevel)"] }
+                var environment = ProcessInfo.processInfo.environment
+                if let redisURL { environment["QUOTAKEEPER_REDIS_URL"] = redisURL }  // not on the command line
+                let executable = executable
+                group.addTask {
+                    let status = try await ChildProcess.run(executable, arguments: arguments, environment: environment, timeout: timeout)
+                    guard status == 0 else { throw FleetError("app instance \(app.name) (\(mode.rawValue)) exited with status \(status)") }
+                    return try JSONDecoder().decode(AppReport.self, from: Data(contentsOf: output))
+                }
+            }
+            var reports: [AppReport] = []
+            for try await report in group { reports.append(report) }
+            return reports
+        }
+        watchTask?.cancel()
+        let sharedOpenings = await watchTask?.value ?? 0
+        let wallSeconds = (clock.now - started).milliseconds / 1000
+
+        // 4. Redis commands the fleet sent, and clean-up.
+        var redisCommands = 0
+        if let redis {
+            let after = try await Self.commandCount(redis)
+            // Our own INFO (the first one is counted in the second snapshot) and the breaker polls are not the fleet's.
+            redisCommands = max(0, after - commandsBefore - 1 - (breakerWatch?.polls ?? 0))
+            try? await Self.deleteKeys(prefix: keyPrefix, redis)
+            await redis.shutdown()
+        }
+
+        // 5. The referee: wait until the simulator has settled every admitted request.
+        var stats = try await Referee.stats(from: simulatorURL, since: firstSecond)
+        for _ in 0..<100 where stats.inFlight > 0 {
+            try await Task.sleep(for: .milliseconds(50))
+            stats = try await Referee.stats(from: simulatorURL, since: firstSecond)
+        }
+        return summarize(
+            mode, appReports: appReports, stats: stats, firstSecond: firstSecond, lastSecond: lastSecond,
+            sharedBreakerOpenings: sharedOpenings, redisCommands: redisCommands, wallSeconds: wallSeconds)
+    }
+
+    func summarize(
+        _ mode: FleetMode, appReports: [AppReport], stats: SimulatorStatsSnapshot, firstSecond: Int, lastSecond: Int,
+        sharedBreakerOpenings: Int, redisCommands: Int, wallSeconds: Double
+    ) -> ModeReport {
+        let scale = settings.timeScale
+        let apps = settings.apps.map { app in
+            AppSummary(app: app.name, reports: appReports.filter { $0.app == app.name }, expected: Self.expectedRequests(app, settings), timeScale: scale)
+        }
+        var fleet = AppSummary(app: "fleet", reports: appReports, expected: apps.reduce(0) { $0 + $1.attempted }, timeScale: scale)
+        if mode == .coordinated { fleet.breakerOpenings = sharedBreakerOpenings }
+        let window = Int(stats.quotaWindowSeconds)
+        var referee: [String: RefereeSummary] = [:]
+        var timeline: [String: [TimelineSecond]] = [:]
+        for (model, modelStats) in stats.models {
+            referee[model] = RefereeSummary(model: modelStats, from: firstSecond, to: lastSecond, quotaWindow: window)
+            timeline[model] = modelStats.seconds.filter { $0.second >= firstSecond }.map {
+                TimelineSecond(
+                    second: $0.second - firstSecond, admitted: $0.counters.admitted,
+                    quotaThrottles: $0.counters.throttledRequests + $0.counters.throttledTokens + $0.counters.throttledDaily,
+                    overloaded: $0.counters.overloaded, unavailable: $0.counters.serviceUnavailable + $0.counters.tooManyConnections)
+            }
+        }
+        return ModeReport(
+            mode: mode.rawValue, apps: apps, fleet: fleet, breakerOpenings: fleet.breakerOpenings,
+            redisCommandsPerRequest: fleet.attempted > 0 ? Double(redisCommands) / Double(fleet.attempted) : 0,
+            redisCommands: redisCommands, referee: referee, timeline: timeline, wallSeconds: wallSeconds)
+    }
+
+    /// How many requests an app's schedule sends (it skips none, so a shortfall means lost requests).
+    static func expectedRequests(_ app: AppSpec, _ settings: FleetSettings) -> Int {
+        // Arrivals at phase + k x interval < duration, phase in [0, interval): floor or ceil of duration / interval.
+        let perSecond = app.demandRPM / 60 / settings.timeScale
+        return Int((settings.durationSeconds * perSecond).rounded(.down))
+    }
+
+    /// Total commands Redis executed so far (INFO commandstats).
+    static func commandCount(_ redis: RedisClient) async throws -> Int {
+        let reply = try await redis.send(["INFO", "commandstats"])
+        guard let text = reply.string else { return 0 }
+        var total = 0
+        for line in text.split(whereSeparator: \.isNewline) where line.hasPrefix("cmdstat_") {
+            if let calls = line.split(separator: ":").last?.split(separator: ",").first(where: { $0.hasPrefix("calls=") }) {
+                total += Int(calls.dropFirst("calls=".count)) ?? 0
+            }
+        }
+        return total
+    }
+
+    static func deleteKeys(prefix: String, _ redis: RedisClient) async throws {
+        var cursor = "0"
+        repeat {
+            let reply = try await redis.send(["SCAN", cursor, "MATCH", prefix + "*", "COUNT", "1000"])
+            guard let parts = reply.array, parts.count == 2, let next = parts[0].string, let keys = parts[1].array else { return }
+            cursor = next
+            let names = keys.compactMap(\.string)
+            if !names.isEmpty { _ = try await redis.send(["UNLINK"] + names) }
+        } while cursor != "0"
+    }
+}
+
+/// Counts openings of the shared breakers by polling their state (coordinated mode).
+final class BreakerWatch: Sendable {
+    let ledger: QuotaLedger
+    let budgets: [BudgetID]
+    private let pollCount = Mutex(0)
+
+    init(ledger: QuotaLedger, budgets: [BudgetID]) {
+        self.ledger = ledger
+        self.budgets = budgets
+    }
+
+    /// Redis commands the polls sent.
+    var polls: Int { pollCount.withLock { $0 } }
+
+    /// Polls until cancelled; returns the openings seen (transitions into open).
+    func run(every interval: Duration) async -> Int {
+        var last: [BudgetID: BreakerState] = [:]
+        var openings = 0
+        while !Task.isCancelled {
+            for budget in budgets {
+                pollCount.withLock { $0 += 1 }
+                guard let state = try? await ledger.breakerStatus(of: budget).state else { continue }
+                if state == .open, last[budget] != .open { openings += 1 }
+                last[budget] = state
+            }
+            try? await Task.sleep(for: interval)
+        }
+        return openings
+    }
+}
+
+/// Runs a child process and waits for it without blocking a thread of the cooperative pool.
+enum ChildProcess {
+    static func run(_ executable: URL, arguments: [String], environment: [String: String], timeout: Duration) async throws -> Int32 {
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = arguments
+        process.environment = environment
+        let status = try await withTaskCancellationHandler {
+            try await withThrowingTaskGroup(of: Int32?.self) { group in
+                let exited = AsyncStream<Int32> { continuation in
+                    process.terminationHandler = { continuation.yield($0.terminationStatus); continuation.finish() }
+                }
+                try process.run()
+                group.addTask {
+                    for await status in exited { return status }
+                    return -1
+                }
+                group.addTask {
+                    try await Task.sleep(for: timeout)
+                    return nil
+                }
+                defer { group.cancelAll() }
+                while let next = try await group.next() {
+                    if let status = next { return status }
+                    process.terminate()
+                    throw FleetError("\(executable.lastPathComponent) \(arguments.first ?? "") did not finish within \(timeout)")
+                }
+                return -1
+            }
+        } onCancel: {
+            if process.isRunning { process.terminate() }
+        }
+        return status
+    }
+}

@@ -1,0 +1,68 @@
+import Foundation
+
+/// The comparison table printed at the end of a run.
+enum ComparisonTable {
+    static func render(_ report: FleetReport) -> String {
+        let settings = report.settings
+        var lines: [String] = []
+        let quota = [settings.quotaRPM.map { "\($0) RPM" }, settings.quotaTPM.map { "\($0) TPM" }].compactMap { $0 }.joined(separator: ", ")
+        let demand = settings.apps.map { "\($0.name) \(format($0.demandRPM)) RPM" }.joined(separator: ", ")
+        lines.append("scenario \(settings.scenario): \(demand) against \(quota.isEmpty ? "no quota" : quota) on \(settings.primaryModel)"
+            + (settings.fallbackModel.map { " (fallback \($0))" } ?? ""))
+        lines.append("time scale: \(format(settings.windowSeconds)) s of wall time stand for 60 s; latencies below are in Bedrock seconds")
+        lines.append("")
+        let header = ["mode", "app", "sent", "ok", "failed", "late", "lost", "429 quota", "429 overl.", "503", "fallback", "breaker", "p50 s", "p95 s", "p99 s"]
+        var rows: [[String]] = [header]
+        for mode in report.modes {
+            for app in mode.apps + [mode.fleet] {
+                rows.append([
+                    mode.mode, app.app, "\(app.attempted)", "\(app.succeeded)", "\(app.failed)", "\(app.late)", "\(app.lost)",
+                    "\(app.quotaThrottles)", "\(app.overloaded)", "\(app.unavailable)", "\(app.fallbacksServed)",
+                    "\(app.breakerOpenings)", format(app.latencyP50), format(app.latencyP95), format(app.latencyP99),
+                ])
+            }
+        }
+        lines += table(rows, separatorAfter: [0])
+        lines.append("")
+        lines.append("referee (bedrock-sim GET /stats), per model:")
+        var refereeRows: [[String]] = [["mode", "model", "received", "admitted", "quota 429", "overloaded", "503", "peak window", "utilization mean/min", "Redis cmds/req"]]
+        for mode in report.modes {
+            for (model, referee) in mode.referee.sorted(by: { $0.key == settings.primaryModel && $1.key != settings.primaryModel }) {
+                let peak = referee.quotaRPM.map { "\(referee.peakWindowRequests)/\($0) req" }
+                    ?? referee.quotaTPM.map { "\(referee.peakWindowTokens)/\($0) tok" } ?? "-"
+                let use = referee.utilizationMean.map { mean in "\(percent(mean)) / \(percent(referee.utilizationMinimum ?? mean))" } ?? "-"
+                refereeRows.append([
+                    mode.mode, model, "\(referee.received)", "\(referee.admitted)", "\(referee.quotaThrottles)", "\(referee.overloaded)",
+                    "\(referee.serviceUnavailable)", peak, use,
+                    mode.mode == FleetMode.coordinated.rawValue ? format(mode.redisCommandsPerRequest) : "-",
+                ])
+            }
+        }
+        lines += table(refereeRows, separatorAfter: [0])
+        let failures = report.modes.flatMap { mode in mode.fleet.failures.sorted { $0.key < $1.key }.map { "\(mode.mode): \($0.value) x \($0.key)" } }
+        if !failures.isEmpty {
+            lines.append("")
+            lines.append("typed errors returned to callers: " + failures.joined(separator: "; "))
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    static func table(_ rows: [[String]], separatorAfter: Set<Int>) -> [String] {
+        let widths = (0..<(rows.first?.count ?? 0)).map { column in rows.map { $0[column].count }.max() ?? 0 }
+        var lines: [String] = []
+        for (index, row) in rows.enumerated() {
+            lines.append(row.enumerated().map { column, cell in
+                column < 2 ? cell.padding(toLength: widths[column], withPad: " ", startingAt: 0)
+                    : String(repeating: " ", count: widths[column] - cell.count) + cell
+            }.joined(separator: "  "))
+            if separatorAfter.contains(index) { lines.append(widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ")) }
+        }
+        return lines
+    }
+
+    static func format(_ value: Double) -> String {
+        value == value.rounded() && abs(value) < 1e9 ? String(Int(value)) : String(format: "%.1f", value)
+    }
+
+    static func percent(_ fraction: Double) -> String { String(format: "%.1f%%", fraction * 100) }
+}

@@ -1,0 +1,168 @@
+import BedrockSimulator
+import Foundation
+
+/// The whole run: settings and one report per mode (the `--json` document).
+struct FleetReport: Codable, Sendable {
+    var settings: FleetSettings
+    var modes: [ModeReport]
+}
+
+/// One mode of the scenario: per app, the fleet total, the referee's view and the timeline.
+struct ModeReport: Codable, Sendable {
+    var mode: String
+    var apps: [AppSummary]
+    var fleet: AppSummary
+    /// Openings of the shared breakers (coordinated) or of the per-process breakers, summed (uncoordinated).
+    var breakerOpenings: Int
+    /// Redis commands the app instances sent per request (from the server's INFO commandstats; 0 when none).
+    var redisCommandsPerRequest: Double
+    var redisCommands: Int
+    /// What the simulator saw, per model.
+    var referee: [String: RefereeSummary]
+    /// Per simulated second since the mode's start, per model.
+    var timeline: [String: [TimelineSecond]]
+    /// Wall seconds the mode took (demand plus the wait for the last answers).
+    var wallSeconds: Double
+}
+
+/// What one app (or the whole fleet) got, as its callers saw it.
+struct AppSummary: Codable, Sendable {
+    var app: String
+    var attempted = 0
+    var succeeded = 0
+    /// Requests that ended with a typed error, by error.
+    var failed = 0
+    var failures: [String: Int] = [:]
+    /// Requests without any answer (an instance died): must be zero.
+    var lost = 0
+    /// Answers (success or typed error) that came after the request's deadline.
+    var late = 0
+    /// Bedrock answers seen per attempt, by error kind.
+    var errorsSeen: [String: Int] = [:]
+    var fallbacksServed = 0
+    var breakerOpenings = 0
+    /// Latency including waits and retries, in simulated (Bedrock-time) seconds.
+    var latencyP50 = 0.0
+    var latencyP95 = 0.0
+    var latencyP99 = 0.0
+
+    /// 429 quota throttles seen (requests, tokens, daily, unknown).
+    var quotaThrottles = 0
+    /// 429 "model is currently overloaded" seen.
+    var overloaded = 0
+    /// 503s seen (service unavailable, too many connections).
+    var unavailable = 0
+
+    init(app: String) { self.app = app }
+
+    /// Summarises one or more instances' reports; latencies in simulated seconds.
+    init(app: String, reports: [AppReport], expected: Int, timeScale: Double) {
+        self.app = app
+        var latencies: [Double] = []
+        for report in reports {
+            for request in report.requests {
+                attempted += 1
+                if request.succeeded {
+                    succeeded += 1
+                    if request.isFallback { fallbacksServed += 1 }
+                } else {
+                    failed += 1
+                    failures[request.error ?? "unknown", default: 0] += 1
+                }
+                if !request.withinDeadline { late += 1 }
+                latencies.append(Double(request.latencyMilliseconds) / 1000 / timeScale)
+            }
+            errorsSeen.merge(report.errorsSeen, uniquingKeysWith: +)
+            breakerOpenings += report.breakerOpenings
+        }
+        lost = max(0, expected - attempted)
+        attempted = max(attempted, expected)
+        quotaThrottles = ["throttled-requests", "throttled-tokens", "throttled-daily", "throttled-unknown"]
+            .reduce(0) { $0 + errorsSeen[$1, default: 0] }
+        overloaded = errorsSeen["model-overloaded", default: 0]
+        unavailable = errorsSeen["service-unavailable", default: 0] + errorsSeen["too-many-connections", default: 0]
+        latencies.sort()
+        latencyP50 = Self.percentile(latencies, 0.50)
+        latencyP95 = Self.percentile(latencies, 0.95)
+        latencyP99 = Self.percentile(latencies, 0.99)
+    }
+
+    /// Nearest-rank percentile of sorted values (0 for none).
+    static func percentile(_ sorted: [Double], _ p: Double) -> Double {
+        guard !sorted.isEmpty else { return 0 }
+        let rank = Int((p * Double(sorted.count)).rounded(.up)) - 1
+        return sorted[min(max(rank, 0), sorted.count - 1)]
+    }
+}
+
+/// The referee's (the simulator's) view of one model during a mode.
+struct RefereeSummary: Codable, Sendable {
+    var received = 0
+    var admitted = 0
+    var quotaThrottles = 0
+    var throttledRequests = 0
+    var throttledTokens = 0
+    var overloaded = 0
+    var serviceUnavailable = 0
+    var tokensCharged = 0
+    var peakWindowRequests = 0
+    var peakWindowTokens = 0
+    var quotaRPM: Int?
+    var quotaTPM: Int?
+    /// Quota use over every full 60 s window of the demand period: the binding dimension's mean and minimum
+    /// (requests for an RPM quota, charged tokens for a TPM quota); nil when no window fits.
+    var utilizationMean: Double?
+    var utilizationMinimum: Double?
+
+    init() {}
+
+    /// Builds the summary from `/stats` seconds `from..<to` (simulated seconds of the simulator's clock).
+    init(model: SimulatorModelStats, from: Int, to: Int, quotaWindow: Int) {
+        let seconds = model.seconds.filter { $0.second >= from && $0.second < to + quotaWindow * 3 }
+        for second in seconds {
+            let c = second.counters
+            received += c.received
+            admitted += c.admitted
+            throttledRequests += c.throttledRequests
+            throttledTokens += c.throttledTokens
+            quotaThrottles += c.throttledRequests + c.throttledTokens + c.throttledDaily
+            overloaded += c.overloaded
+            serviceUnavailable += c.serviceUnavailable + c.tooManyConnections
+            tokensCharged += c.tokensCharged
+        }
+        peakWindowRequests = model.peakWindowRequests
+        peakWindowTokens = model.peakWindowTokens
+        quotaRPM = model.limits.requestsPerMinute
+        quotaTPM = model.limits.tokensPerMinute
+
+        var admittedBySecond: [Int: Int] = [:]
+        var chargedBySecond: [Int: Int] = [:]
+        for second in seconds {
+            admittedBySecond[second.second] = second.counters.admitted
+            chargedBySecond[second.second] = second.counters.tokensCharged
+        }
+        var uses: [Double] = []
+        var start = from
+        while start + quotaWindow <= to {
+            let range = start..<(start + quotaWindow)
+            var use = 0.0
+            if let rpm = quotaRPM { use = max(use, Double(range.reduce(0) { $0 + admittedBySecond[$1, default: 0] }) / Double(rpm)) }
+            if let tpm = quotaTPM { use = max(use, Double(range.reduce(0) { $0 + chargedBySecond[$1, default: 0] }) / Double(tpm)) }
+            uses.append(use)
+            start += 1
+        }
+        if !uses.isEmpty {
+            utilizationMean = uses.reduce(0, +) / Double(uses.count)
+            utilizationMinimum = uses.min()
+        }
+    }
+}
+
+/// One simulated second of one model, relative to the mode's start.
+struct TimelineSecond: Codable, Sendable {
+    var second: Int
+    var admitted: Int
+    var quotaThrottles: Int
+    var overloaded: Int
+    var unavailable: Int
+}

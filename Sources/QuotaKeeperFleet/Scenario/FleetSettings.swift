@@ -1,0 +1,122 @@
+import Foundation
+
+/// One application of the fleet: its demand and the shape of its requests.
+struct AppSpec: Codable, Sendable, Hashable {
+    /// The app's name (1-64 characters of `A-Z a-z 0-9 . _ -`).
+    var name: String
+    /// Requests per (simulated) minute the app wants to send.
+    var demandRPM: Double
+    var inputTokens: Int
+    /// The request's `maxTokens`: what Bedrock holds at admission besides the input.
+    var maxOutputTokens: Int
+    /// The output the simulator produces for each request (`[[sim:output=N]]`).
+    var outputTokens: Int
+    /// `interactive` or `batch` (QuotaKeeper's priority; the uncoordinated mode ignores it).
+    var priority: String = "interactive"
+    /// Each request's deadline in simulated seconds (QuotaKeeper's whole-call deadline).
+    var deadlineSeconds: Double = 30
+
+    /// Tokens Bedrock holds at admission.
+    var heldTokens: Int { inputTokens + maxOutputTokens }
+}
+
+/// An overload period of the primary model, in wall seconds since the mode's start.
+struct OverloadPeriod: Codable, Sendable, Hashable {
+    var start: Double
+    var end: Double
+}
+
+/// Everything a run needs, shared by the orchestrator and every app instance (passed to them as JSON).
+struct FleetSettings: Codable, Sendable {
+    var scenario: String
+    var apps: [AppSpec]
+    var primaryModel: String
+    /// The route's second target in coordinated mode (nil: no fallback).
+    var fallbackModel: String?
+    var region: String = "us-east-1"
+    /// The quota of each model (RPM and TPM per minute, Bedrock's terms); nil = not enforced.
+    var quotaRPM: Int?
+    var quotaTPM: Int?
+    /// Wall seconds that stand for Bedrock's 60-second quota window (the time scale).
+    var windowSeconds: Double
+    /// Wall seconds each mode drives demand.
+    var durationSeconds: Double
+    /// Probability of an injected 503 per request on the primary model.
+    var fault503Rate: Double = 0
+    var overload: OverloadPeriod?
+    var seed: UInt64 = 1
+    /// QuotaKeeper's share of each limit that batch callers may use.
+    var batchCeiling: Double = 0.8
+    /// Simulated first-token latency and output speed of both models.
+    var firstTokenMilliseconds: Int = 400
+    var outputTokensPerSecond: Int = 200
+
+    /// Wall seconds per simulated second.
+    var timeScale: Double { windowSeconds / 60 }
+
+    /// The wall duration that stands for `simulatedSeconds` of Bedrock time.
+    func wall(_ simulatedSeconds: Double) -> Duration {
+        .nanoseconds(Int64((simulatedSeconds * timeScale * 1e9).rounded()))
+    }
+
+    /// Total demand in requests per minute.
+    var demandRPM: Double { apps.reduce(0) { $0 + $1.demandRPM } }
+
+    /// Total demand in tokens per minute, as Bedrock finally charges it (input + output).
+    var demandTPM: Double { apps.reduce(0) { $0 + $1.demandRPM * Double($1.inputTokens + $1.outputTokens) } }
+
+    /// Whether the fleet's demand exceeds a quota (so the quota should be used to the full).
+    var demandExceedsQuota: Bool {
+        if let quotaRPM, demandRPM > Double(quotaRPM) { return true }
+        if let quotaTPM, demandTPM > Double(quotaTPM) { return true }
+        return false
+    }
+}
+
+/// The named presets of `--scenario`.
+enum Scenario: String, CaseIterable, Sendable {
+    /// The article's three apps at 60/50/50 RPM against a 150 RPM quota.
+    case spike
+    /// A batch app at 10 RPM of 15,000 in / 5,000 out against a TPM quota, plus two small chat apps.
+    case tokens
+    /// 503s and an overload period on the primary model; the fallback serves meanwhile.
+    case outage
+
+    static let primaryModel = "anthropic.claude-haiku-4-5-20251001-v1:0"
+    static let fallbackModel = "amazon.nova-pro-v1:0"
+
+    /// The preset's settings (a 6 s window standing for 60 s, 30 s of demand per mode: 5 quota windows).
+    var settings: FleetSettings {
+        switch self {
+        case .spike:
+            let apps = [("app-a", 60.0), ("app-b", 50.0), ("app-c", 50.0)].map {
+                AppSpec(name: $0.0, demandRPM: $0.1, inputTokens: 1_000, maxOutputTokens: 400, outputTokens: 200)
+            }
+            return FleetSettings(
+                scenario: rawValue, apps: apps, primaryModel: Self.primaryModel, fallbackModel: nil,
+                quotaRPM: 150, quotaTPM: nil, windowSeconds: 6, durationSeconds: 30)
+        case .tokens:
+            let apps = [
+                AppSpec(name: "batch", demandRPM: 10, inputTokens: 15_000, maxOutputTokens: 5_000, outputTokens: 5_000,
+                        priority: "batch", deadlineSeconds: 120),
+                AppSpec(name: "chat-a", demandRPM: 30, inputTokens: 600, maxOutputTokens: 300, outputTokens: 150),
+                AppSpec(name: "chat-b", demandRPM: 30, inputTokens: 600, maxOutputTokens: 300, outputTokens: 150),
+            ]
+            var settings = FleetSettings(
+                scenario: rawValue, apps: apps, primaryModel: Self.primaryModel, fallbackModel: nil,
+                quotaRPM: nil, quotaTPM: 150_000, windowSeconds: 6, durationSeconds: 30)
+            settings.batchCeiling = 0.8
+            return settings
+        case .outage:
+            let apps = [("app-a", 40.0), ("app-b", 30.0), ("app-c", 30.0)].map {
+                AppSpec(name: $0.0, demandRPM: $0.1, inputTokens: 1_000, maxOutputTokens: 400, outputTokens: 200)
+            }
+            var settings = FleetSettings(
+                scenario: rawValue, apps: apps, primaryModel: Self.primaryModel, fallbackModel: Self.fallbackModel,
+                quotaRPM: 150, quotaTPM: nil, windowSeconds: 6, durationSeconds: 30)
+            settings.fault503Rate = 0.05
+            settings.overload = OverloadPeriod(start: 10, end: 20)
+            return settings
+        }
+    }
+}
