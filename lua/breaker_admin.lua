@@ -25,11 +25,11 @@ elseif command == 'close' or command == 'reset' then
   code, deadline = CLOSED, 0
   local openings = v[3] and sunpack(BREAKER_FORMAT, v[3]) or 0
   if command == 'reset' then openings = 0 end
-  append(fields, 'bst', breaker_pack(openings, 0, 0, now, ring_new('b', 1, 1)))
+  push(fields, 'bst', breaker_pack(openings, 0, 0, now, ring_new('b', 1, 1)))
   redis.call('DEL', PROBES_KEY, FAILERS_KEY)
 else
   return invalid('command', "must be 'force_open', 'close', 'disable' or 'reset'")
 end
-append(fields, 'st', state_pack(seq, code, deadline, window, day))
+push(fields, 'st', state_pack(seq, code, deadline, window, day))
 redis.call('HSET', LEDGER_KEY, unpack(fields))
 return { 'ok', breaker_state_name(code) }

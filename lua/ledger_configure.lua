@@ -89,18 +89,18 @@ local names = stored[1] and redis.call('HKEYS', LEDGER_KEY) or {}
 local writes, removals, caps = {}, {}, {}
 for _, name in ipairs(names) do
   if string.sub(name, 1, 4) == 'cap:' then
-    if mode == 'replace' and given[name] == nil then append(removals, name) else caps[name] = true end
+    if mode == 'replace' and given[name] == nil then push(removals, name) else caps[name] = true end
   end
 end
 for name, value in pairs(given) do
   if string.sub(name, 1, 4) == 'cap:' then
-    if value then append(writes, name, value) else append(removals, name) end
+    if value then push(writes, name, value) else push(removals, name) end
     caps[name] = value and true or nil
   end
 end
 for _, name in ipairs(names) do   -- the rings of apps that no longer have a cap
   local app = string.match(name, '^a:([^:]+)')
-  if app and not caps['cap:' .. app] then append(removals, name) end
+  if app and not caps['cap:' .. app] then push(removals, name) end
 end
 config.caps = 0
 for _ in pairs(caps) do config.caps = config.caps + 1 end
@@ -116,7 +116,7 @@ elseif old.win ~= config.win or old.n ~= config.n or old.dwin ~= config.dwin or 
     local head = floor(now / (win / n))
     return ring_new(ring.prefix, n, win / n, head, ring.total1, ring.total2, ring.total1, ring.total2, head)
   end
-  append(writes, 'st', state_pack(seq, code, deadline, fold(window, config.win, config.n),
+  push(writes, 'st', state_pack(seq, code, deadline, fold(window, config.win, config.n),
     fold(day, config.dwin, config.dn)))
   for _, name in ipairs(names) do
     local app = string.match(name, '^a:([^:]+)$')
@@ -124,17 +124,17 @@ elseif old.win ~= config.win or old.n ~= config.n or old.dwin ~= config.dwin or 
       ring_writes(fold(app_ring(app, redis.call('HGET', LEDGER_KEY, name), old.win, old.n), config.win, config.n),
         writes, name)
     end
-    if string.match(name, '^[wd]%d+$') or string.match(name, '^a:[^:]+:%d+$') then append(removals, name) end
+    if string.match(name, '^[wd]%d+$') or string.match(name, '^a:[^:]+:%d+$') then push(removals, name) end
   end
 end
 if config.infl == 0 and old.infl and old.infl > 0 then redis.call('DEL', INFLIGHT_KEY) end
 if old.b_win ~= config.b_win or old.b_n ~= config.b_n then
-  append(removals, 'bst')    -- the breaker's outcome window starts afresh (state and deadline stay in `st`)
+  push(removals, 'bst')    -- the breaker's outcome window starts afresh (state and deadline stay in `st`)
 end
 
 local values = {}
 for i, name in ipairs(config_fields()) do values[i] = config[name] end
-append(writes, 'cfg', spack(CONFIG_FORMAT, unpack(values)))
+push(writes, 'cfg', spack(CONFIG_FORMAT, unpack(values)))
 redis.call('HSET', LEDGER_KEY, unpack(writes))
 if #removals > 0 then redis.call('HDEL', LEDGER_KEY, unpack(removals)) end
 local replies = { seed = 'seeded', replace = 'replaced', set = 'set' }

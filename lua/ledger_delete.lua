@@ -26,7 +26,7 @@ end
 local seq, code, deadline = state_unpack(v[2], values[1], values[2], values[3], values[4])
 local removals = {}
 for _, name in ipairs(redis.call('HKEYS', LEDGER_KEY)) do
-  if string.match(name, '^[wd]%d+$') or string.match(name, '^a:') then append(removals, name) end
+  if string.match(name, '^[wd]%d+$') or string.match(name, '^a:') then push(removals, name) end
 end
 if #removals > 0 then redis.call('HDEL', LEDGER_KEY, unpack(removals)) end
 redis.call('DEL', INFLIGHT_KEY)

@@ -28,15 +28,14 @@ local FAILERS_KEY = KEY_BASE .. ':failers'       -- ZSET instance id -> time of 
 -- The admission reads only the first 15.
 local CONFIG_FORMAT = '<ddddddddddddddddddddddddddd'
 local ADMISSION_CONFIG_FORMAT = '<ddddddddddddddd'
--- Field `st`: the admission state: 3 packed doubles (reservation counter, breaker state code and deadline),
+-- Field `st`: the admission state as 15 packed doubles: reservation counter, breaker state code and deadline,
 -- then the ring headers of the window and of the day.
-local STATE_FORMAT = '<ddd'
+local STATE_FORMAT = '<ddddddddddddddd'
 -- Field `bst`: breaker counters: 4 packed doubles (openings, consecutive failures, probe successes, last close
 -- time), then the ring header of its outcome window (counter 1 = calls, counter 2 = failures).
 local BREAKER_FORMAT = '<dddd'
 -- A ring header: head bucket, total 1, total 2, head bucket counter 1 and 2, oldest bucket that may hold counts.
 local RING_FORMAT = '<dddddd'
-local RING_HEADER_SIZE = 48
 local SLOT_FORMAT = '<ddd'               -- a ring slot: its absolute bucket, counter 1, counter 2
 -- Breaker state codes in `st`.
 local CLOSED, OPEN, HALF_OPEN, FORCED_OPEN, DISABLED = 0, 1, 2, 3, 4
@@ -62,8 +61,10 @@ local function valid_name(name)
   return name ~= nil and #name >= 1 and #name <= 64 and not string.find(name, '[^%w%._%-]')
 end
 
-local function append(list, ...)
-  for _, x in ipairs({ ... }) do list[#list + 1] = x end
+-- Appends `a` (and `b`, if given) to `list`: field/value pairs for HSET, names for HDEL.
+local function push(list, a, b)
+  list[#list + 1] = a
+  if b ~= nil then list[#list + 1] = b end
 end
 
 -- A ring counts two numbers per time bucket over a sliding window of `n` buckets (absolute bucket =
@@ -88,9 +89,9 @@ end
 
 -- Appends the ring's slot writes (field, value pairs) to `fields`, and its header as `header_field` if named.
 local function ring_writes(ring, fields, header_field)
-  if header_field then append(fields, header_field, ring_header(ring)) end
+  if header_field then push(fields, header_field, ring_header(ring)) end
   if ring.pending then
-    for name, value in pairs(ring.pending) do append(fields, name, value) end
+    for name, value in pairs(ring.pending) do push(fields, name, value) end
   end
 end
 
@@ -145,16 +146,17 @@ local function ring_add(ring, d1, d2)
 end
 
 -- The packed `st` field.
-local function state_pack(seq, breaker_code, breaker_until, window, day)
-  return spack(STATE_FORMAT, seq, breaker_code, breaker_until) .. ring_header(window) .. ring_header(day)
+local function state_pack(seq, breaker_code, breaker_until, w, d)
+  return spack(STATE_FORMAT, seq, breaker_code, breaker_until, w.head, w.total1, w.total2, w.head1, w.head2, w.low,
+    d.head, d.total1, d.total2, d.head1, d.head2, d.low)
 end
 
 -- Seq, breaker code, breaker deadline, window ring, day ring from the packed `st` field (nil: a new budget).
 local function state_unpack(packed, win, n, dwin, dn)
-  local seq, code, deadline = 0, 0, 0
-  if packed then seq, code, deadline = sunpack(STATE_FORMAT, packed) end
-  return seq, code, deadline, ring_from('w', n, win / n, packed, 25),
-    ring_from('d', dn, dwin / dn, packed, 25 + RING_HEADER_SIZE)
+  if not packed then return 0, 0, 0, ring_new('w', n, win / n), ring_new('d', dn, dwin / dn) end
+  local seq, code, deadline, h, t1, t2, h1, h2, low, dh, dt1, dt2, dh1, dh2, dlow = sunpack(STATE_FORMAT, packed)
+  return seq, code, deadline, ring_new('w', n, win / n, h, t1, t2, h1, h2, low),
+    ring_new('d', dn, dwin / dn, dh, dt1, dt2, dh1, dh2, dlow)
 end
 
 -- A per-app ring (for apps with a cap) from its header field `a:<app>`.

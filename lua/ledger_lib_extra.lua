@@ -23,12 +23,12 @@ end
 
 -- Takes up to (g1, g2) back from bucket `a` (never below zero), if `a` is still inside the window.
 local function ring_give_back(ring, a, g1, g2)
+  if g1 == 0 and g2 == 0 then return end
   if a == ring.head then
     ring_add(ring, -math.min(g1, ring.head1), -math.min(g2, ring.head2))
   elseif a < ring.head and a > ring.head - ring.n then
     local slot = ring_slots(ring, a, a)[1]
     g1, g2 = math.min(g1, slot[2]), math.min(g2, slot[3])
-    if g1 == 0 and g2 == 0 then return end
     ring.total1, ring.total2 = ring.total1 - g1, ring.total2 - g2
     ring_write(ring, a, slot[2] - g1, slot[3] - g2)
   end

@@ -123,10 +123,10 @@ if outcome ~= 'none' then
       open_breaker(recently_closed and openings + 1 or 1)
     end
   end
-  append(fields, 'bst', breaker_pack(openings, consecutive, probe_successes, closed_at, outcomes))
+  push(fields, 'bst', breaker_pack(openings, consecutive, probe_successes, closed_at, outcomes))
   ring_writes(outcomes, fields)
 end
 
-append(fields, 'st', state_pack(seq, breaker_code, breaker_until, window, day))
+push(fields, 'st', state_pack(seq, breaker_code, breaker_until, window, day))
 redis.call('HSET', LEDGER_KEY, unpack(fields))
 return { mode == 'settle' and 'settled' or 'released', charged, delta, breaker_state_name(state) }
