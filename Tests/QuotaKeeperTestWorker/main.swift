@@ -8,7 +8,7 @@ import QuotaKeeper
 //
 // Waits until wall-clock <start-ms>, then runs <tasks> concurrent tasks for <run-ms>:
 //   reserve  each task reserves again and again (token sizes drawn from [tokens...], default 1); prints
-//            {"admitted": n, "tokens": t, "denied": d}
+//            {"admitted": n, "tokens": t, "denied": d, "times": [Redis admission time ms, ...]}
 //   probe    each task reserves once; prints {"admitted": n, "probes": p}
 //   fail     each task reserves and releases with a breaker failure, once; then every task reserves once more
 //            after <run-ms>; prints {"reported": n, "sawOpen": m}
@@ -50,10 +50,11 @@ do {
     _ = try await ledger.status(of: budget)   // connected and the budget exists before the start signal
     try await sleep(untilWallMilliseconds: startMilliseconds)
     let end = startMilliseconds + runMilliseconds
-    let output: [String: Int] = try await withThrowingTaskGroup(of: [String: Int].self) { group in
+    let (counts, times) = try await withThrowingTaskGroup(of: ([String: Int], [Int64]).self) { group in
         for task in 0..<tasks {
             group.addTask {
                 var counts: [String: Int] = [:]
+                var times: [Int64] = []
                 switch mode {
                 case "reserve":
                     var draw = task
@@ -64,6 +65,7 @@ do {
                             let reservation = try await ledger.reserve(budget, app: "worker", tokens: tokens)
                             counts["admitted", default: 0] += 1
                             counts["tokens", default: 0] += reservation.heldTokens
+                            times.append(reservation.admittedAtMilliseconds)
                             _ = consume reservation   // held until it leaves the window
                         } catch let error as LedgerError where error.code == .budgetExhausted {
                             counts["denied", default: 0] += 1
@@ -96,14 +98,19 @@ do {
                 default:
                     throw WorkerFailure(description: "unknown mode \(mode)")
                 }
-                return counts
+                return (counts, times)
             }
         }
-        var total: [String: Int] = [:]
-        for try await counts in group { total.merge(counts, uniquingKeysWith: +) }
+        var total: ([String: Int], [Int64]) = ([:], [])
+        for try await (counts, times) in group {
+            total.0.merge(counts, uniquingKeysWith: +)
+            total.1 += times
+        }
         return total
     }
     await redis.shutdown()
+    var output: [String: Any] = counts
+    output["times"] = times
     let json = try JSONSerialization.data(withJSONObject: output, options: [.sortedKeys])
     print(String(decoding: json, as: UTF8.self))
 } catch {

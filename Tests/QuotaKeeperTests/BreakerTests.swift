@@ -35,9 +35,9 @@ struct BreakerTests {
         try await withLedger(breakerConfiguration("fleet", open: .seconds(20))) { ledger, budget in
             let results = try await runWorkers(
                 processes: 4, budget: budget, mode: "fail", tasks: 4, startDelay: .milliseconds(1200), run: .milliseconds(800))
-            let reported = results.reduce(0) { $0 + $1[count: "reported"] }
+            let reported = results.total(\.reported)
             #expect(reported >= 5)
-            #expect(results.reduce(0) { $0 + $1[count: "sawOpen"] } == 16)     // every task of every process
+            #expect(results.total(\.sawOpen) == 16)     // every task of every process
             let status = try await ledger.breakerStatus(of: budget)
             #expect(status.state == .open && status.openings == 1)
             let refused = try await denial { try await ledger.reserve(budget, app: "bystander", tokens: 1) }
@@ -52,9 +52,9 @@ struct BreakerTests {
             #expect(try await ledger.breakerStatus(of: budget).state == .open)
             let results = try await runWorkers(
                 processes: 5, budget: budget, mode: "probe", tasks: 10, startDelay: .milliseconds(1800), run: .zero)
-            #expect(results.reduce(0) { $0 + $1[count: "probes"] } == 3)
-            #expect(results.reduce(0) { $0 + $1[count: "admitted"] } == 3)
-            #expect(results.reduce(0) { $0 + $1[count: "denied"] } == 47)
+            #expect(results.total(\.probes) == 3)
+            #expect(results.total(\.admitted) == 3)
+            #expect(results.total(\.denied) == 47)
             let status = try await ledger.breakerStatus(of: budget)
             #expect(status.state == .halfOpen && status.activeProbes == 3)
         }

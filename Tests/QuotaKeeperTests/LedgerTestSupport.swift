@@ -65,12 +65,23 @@ func redisMilliseconds(_ ledger: QuotaLedger) async throws -> Int64 {
     return (parts[0].integer ?? 0) * 1000 + (parts[1].integer ?? 0) / 1000
 }
 
+/// What one worker process reports: counters (`admitted`, `tokens`, `denied`, `probes`, `reported`, `sawOpen`)
+/// and the Redis times of its admissions.
+struct WorkerReport: Decodable {
+    var admitted: Int?, tokens: Int?, denied: Int?, probes: Int?, reported: Int?, sawOpen: Int?
+    var times: [Int64]
+}
+
+extension [WorkerReport] {
+    func total(_ counter: KeyPath<WorkerReport, Int?>) -> Int { reduce(0) { $0 + ($1[keyPath: counter] ?? 0) } }
+}
+
 /// Spawns `processes` QuotaKeeperTestWorker processes (built next to the test bundle) that start together
-/// `startDelay` from now, and returns each one's JSON counts.
+/// `startDelay` from now, and returns each one's report.
 func runWorkers(
     processes: Int, budget: BudgetID, mode: String, tasks: Int, startDelay: Duration = .milliseconds(1500),
     run: Duration, tokens: [Int] = []
-) async throws -> [[String: Int]] {
+) async throws -> [WorkerReport] {
     let worker = try workerExecutable()
     let start = Int64(Date().timeIntervalSince1970 * 1000) + startDelay.millisecondsRoundedUp
     var launched: [(Process, Pipe, Pipe)] = []
@@ -87,7 +98,7 @@ func runWorkers(
         try process.run()
         launched.append((process, output, errors))
     }
-    var results: [[String: Int]] = []
+    var results: [WorkerReport] = []
     for (process, output, errors) in launched {
         let data = try await Task.detached { try output.fileHandleForReading.readToEnd() ?? Data() }.value
         let message = try await Task.detached { try errors.fileHandleForReading.readToEnd() ?? Data() }.value
@@ -95,8 +106,7 @@ func runWorkers(
         guard process.terminationStatus == 0 else {
             throw LedgerError(code: .unexpectedReply, message: "worker failed: \(String(decoding: message, as: UTF8.self))")
         }
-        let counts = try JSONSerialization.jsonObject(with: data) as? [String: Int]
-        results.append(try #require(counts))
+        results.append(try JSONDecoder().decode(WorkerReport.self, from: data))
     }
     return results
 }
@@ -114,8 +124,4 @@ func workerExecutable() throws -> URL {
     throw LedgerError(
         code: .unexpectedReply,
         message: "QuotaKeeperTestWorker not found next to the test bundle (looked in \(candidates.map(\.path))); build all targets first")
-}
-
-extension Dictionary where Key == String, Value == Int {
-    subscript(count key: String) -> Int { self[key] ?? 0 }
 }

@@ -11,9 +11,9 @@ struct LedgerTests {
         let configuration = testConfiguration(uniqueBudget("rpm"), rpm: 100, window: .seconds(4))
         try await withLedger(configuration) { ledger, budget in
             let results = try await runWorkers(processes: 8, budget: budget, mode: "reserve", tasks: 32, run: .milliseconds(1200))
-            let admitted = results.reduce(0) { $0 + $1[count: "admitted"] }
+            let admitted = results.total(\.admitted)
             #expect(admitted == 100)
-            #expect(results.reduce(0) { $0 + $1[count: "denied"] } > 0)
+            #expect(results.total(\.denied) > 0)
             let status = try await ledger.status(of: budget)
             #expect(status.window.requests == 100)
             #expect(status.window.buckets.reduce(0) { $0 + ($1.requests ?? 0) } == 100)
@@ -27,10 +27,29 @@ struct LedgerTests {
             let results = try await runWorkers(
                 processes: 8, budget: budget, mode: "reserve", tasks: 32, run: .milliseconds(1200),
                 tokens: [3000, 50, 1000, 200, 700])
-            let tokens = results.reduce(0) { $0 + $1[count: "tokens"] }
+            let tokens = results.total(\.tokens)
             #expect(tokens <= 20_000)
             #expect(tokens > 20_000 - 50)
             #expect(try await ledger.status(of: budget).window.tokens == tokens)
+        }
+    }
+
+    @Test("under load across 4 processes for 3 windows, no window of whole buckets ever holds more than the limit")
+    func noAlignedWindowExceedsTheLimit() async throws {
+        let configuration = testConfiguration(uniqueBudget("sliding"), rpm: 40, window: .seconds(1))   // 10 x 100 ms
+        try await withLedger(configuration) { _, budget in
+            let results = try await runWorkers(
+                processes: 4, budget: budget, mode: "reserve", tasks: 8, startDelay: .milliseconds(1200),
+                run: .milliseconds(3000))
+            var perBucket: [Int64: Int] = [:]
+            for time in results.flatMap(\.times) { perBucket[time / 100, default: 0] += 1 }
+            let first = try #require(perBucket.keys.min()), last = try #require(perBucket.keys.max())
+            var busiest = 0
+            for start in (first - 9)...last {
+                busiest = max(busiest, (start..<start + 10).reduce(0) { $0 + perBucket[$1, default: 0] })
+            }
+            #expect(busiest == 40)                                      // never more, and reached
+            #expect(results.total(\.admitted) >= 3 * 40 - 40)           // goodput: about one limit per window
         }
     }
 
