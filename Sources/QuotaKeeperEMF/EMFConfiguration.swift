@@ -51,11 +51,13 @@ public struct EMFConfiguration: Sendable {
         /// Extra, coarser dimension sets: each removes its keys from a metric's full dimension set.
         ///
         /// The defaults publish every metric with all its dimensions; without `App` (the fleet, per model and
-        /// Region); without `App`, `ModelId` and `Region` (the fleet, e.g. per `Kind` or `Outcome`); and, for
+        /// Region); without `App`, `ModelId`, `Region` and `Budget` (the fleet, e.g. per `Kind` or `Outcome`); and, for
         /// metrics with a `Kind`, without it too (per `HttpStatus`, with and without model and Region). A rollup
         /// that leaves the full set unchanged, or repeats another, is not written twice. Every dimension set is
         /// a separate CloudWatch metric (and bill).
-        public var rollups: [Set<String>] = [["App"], ["App", "ModelId", "Region"], ["App", "Kind"], ["App", "ModelId", "Region", "Kind"]]
+        public var rollups: [Set<String>] = [
+            ["App"], ["App", "ModelId", "Region", "Budget"], ["App", "Kind"], ["App", "ModelId", "Region", "Budget", "Kind"],
+        ]
 
         public init() {}
 

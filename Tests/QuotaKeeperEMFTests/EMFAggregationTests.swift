@@ -124,6 +124,7 @@ import Testing
         // A value that is not MODEL@REGION keeps the plain key.
         let failed = try #require(documents.first { $0.values["quotakeeper_calls_total"] != nil })
         #expect(failed.dimensions == ["Budget": "none", "Outcome": "failed_invalidRequest", "App": "checkout"])
+        #expect(failed.dimensionSets.contains(["Outcome"]), "fleet-wide outcome counts include calls without a budget")
     }
 
     @Test func derivedDimensionsFollowTheirSourceEvenWhenItIsExcluded() throws {
