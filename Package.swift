@@ -150,6 +150,8 @@ let package = Package(
             name: "QuotaKeeperTests",
             dependencies: ["QuotaKeeper", "QuotaKeeperTestSupport"]
         ),
+        // Runs the built `quotakeeper` binary (found next to the test bundle) against a real redis-server.
+        .testTarget(name: "QuotaKeeperCLITests", dependencies: ["QuotaKeeper", "QuotaKeeperTestSupport"]),
         // Spawned by QuotaKeeperTests (8 processes against one budget); found next to the test bundle.
         .executableTarget(
             name: "QuotaKeeperTestWorker",

@@ -47,6 +47,9 @@ struct ConnectionOptions: ParsableArguments {
             let result = try await body(ledger)
             await client.shutdown()
             return result
+        } catch let error as LedgerError where error.code == .unknownBudget {
+            await client.shutdown()
+            throw CLIFailure(.unknownBudget, "\(error.message) (prefix '\(resolvedPrefix)'; 'quotakeeper budget list' lists the budgets)")
         } catch {
             await client.shutdown()
             throw error

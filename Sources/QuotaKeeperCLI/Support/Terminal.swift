@@ -116,12 +116,11 @@ enum Format {
     /// `0.8` as `80%`.
     static func percent(_ fraction: Double) -> String { decimal(fraction * 100) + "%" }
 
-    /// Milliseconds as the largest whole unit that fits: `250ms`, `90s`, `15m`, `24h`, `1h30m`.
+    /// Milliseconds for people: `250ms`, `1.5s` (under 10 s), else whole units `90s` -> `1m30s`, `24h`, `4m58s`.
     static func duration(milliseconds: Int64) -> String {
-        if milliseconds < 1000 || milliseconds % 1000 != 0 {
-            return milliseconds < 1000 ? "\(milliseconds)ms" : decimal(Double(milliseconds) / 1000, digits: 3) + "s"
-        }
-        var seconds = milliseconds / 1000
+        if milliseconds < 1000 { return "\(milliseconds)ms" }
+        if milliseconds < 10_000 { return decimal(Double(milliseconds) / 1000, digits: 3) + "s" }
+        var seconds = (milliseconds + 500) / 1000
         var parts: [String] = []
         for (unit, size) in [("d", Int64(86_400)), ("h", 3600), ("m", 60)] where seconds >= size {
             parts.append("\(seconds / size)\(unit)")

@@ -1,0 +1,71 @@
+import Foundation
+import QuotaKeeperTestSupport
+import Testing
+
+@Suite("quotakeeper connection failures and usage errors")
+struct ConnectionTests {
+    @Test("Redis down: exit 4 with one line naming the address; JSON with --json")
+    func redisDown() async throws {
+        let port = try RedisServerProcess.freePort()  // nothing listens there
+        let started = ContinuousClock.now
+        let run = try await CLIProcess.run(["status", "--redis-url", "redis://127.0.0.1:\(port)", "--connect-timeout", "1s"])
+        #expect(run.status == 4)
+        #expect(run.stderr.hasPrefix("quotakeeper: error: Redis unavailable"))
+        #expect(run.stderr.contains("127.0.0.1:\(port)"))
+        #expect(run.stderr.split(separator: "\n").count == 1)
+        #expect(ContinuousClock.now - started < .seconds(10))
+        let json = try await CLIProcess.run(["budget", "list", "--json"], environment: ["QUOTAKEEPER_REDIS_URL": "redis://127.0.0.1:\(port)"])
+        #expect(json.status == 4)
+        #expect(try json.jsonError["code"] as? String == "redis_unavailable")
+        #expect(json.stdout.isEmpty)
+    }
+
+    @Test("wrong or missing password: exit 5, the password never printed; the right one works")
+    func wrongPassword() async throws {
+        let server = try RedisServerProcess(arguments: ["--requirepass", "s3cret-pass"])
+        let wrong = try await CLIProcess.run(["budget", "list", "--redis-url", server.url(password: "hunter2-wrong")])
+        #expect(wrong.status == 5, "\(wrong.stderr)")
+        #expect(wrong.stderr.hasPrefix("quotakeeper: error: Redis refused the credentials"))
+        #expect(!wrong.stderr.contains("hunter2-wrong") && !wrong.stdout.contains("hunter2-wrong"))
+        let missing = try await CLIProcess.run(["budget", "list", "--json", "--redis-url", server.url()])
+        #expect(missing.status == 5, "\(missing.stderr)")
+        #expect(try missing.jsonError["code"] as? String == "redis_auth_failed")
+        let right = try await CLIProcess.run(["budget", "list", "--prefix", "qk-cli-auth:"], environment: ["QUOTAKEEPER_REDIS_URL": server.url(password: "s3cret-pass")])
+        #expect(right.status == 0, "\(right.stderr)")
+        #expect(right.stdout.contains("no budgets under prefix 'qk-cli-auth:'"))
+        #expect(!(try await CLIProcess.run(["--help"])).stdout.contains("s3cret-pass"))
+    }
+
+    @Test("usage errors: exit 1, one line; help exits 0; bad URL, prefix and budget names are named")
+    func usage() async throws {
+        let help = try await CLIProcess.run(["--help"])
+        #expect(help.status == 0)
+        for command in ["budget", "status", "inspect", "peaks", "reserve", "reset", "breaker", "watch"] {
+            #expect(help.stdout.contains("  \(command)"), "\(command)")
+        }
+        #expect(help.stdout.contains("Exit codes: 0 ok, 1 invalid input, 2 reservation denied"))
+        let group = try await CLIProcess.run(["breaker"])
+        #expect(group.status == 0)
+        #expect(group.stdout.contains("disable"))
+
+        let cases: [([String], String)] = [
+            (["frobnicate"], "Unexpected argument 'frobnicate'"),
+            (["status", "no-region"], "must be MODEL@REGION"),
+            (["status", "model@"], "the region must be"),
+            (["status", "--redis-url", "http://localhost"], "unsupported scheme"),
+            (["status", "--prefix", "bad{prefix}"], "must not contain braces"),
+            (["status", "--connect-timeout", "soon"], "invalid duration 'soon'"),
+            (["peaks", sonnet, "--since", "0s"], "invalid duration '0s'"),
+            (["peaks", sonnet, "--headroom=-1"], "invalid headroom"),
+            (["reserve", sonnet, "--input-tokens=-1", "--max-output-tokens", "1"], "invalid --input-tokens '-1'"),
+        ]
+        for (arguments, message) in cases {
+            let run = try await CLIProcess.run(arguments, environment: ["QUOTAKEEPER_REDIS_URL": TestRedis.url])
+            #expect(run.status == 1, "\(arguments): \(run.stderr)")
+            #expect(run.stderr.contains(message), "\(arguments): \(run.stderr)")
+            #expect(run.stderr.split(separator: "\n").count == 1, "\(arguments)")
+            let json = try await CLIProcess.run(arguments + ["--json"], environment: ["QUOTAKEEPER_REDIS_URL": TestRedis.url])
+            #expect(try json.jsonError["exit_code"] as? Int == 1, "\(arguments)")
+        }
+    }
+}
