@@ -174,7 +174,7 @@ public final class EMFMetricsFactory: MetricsFactory, Sendable {
 
     public func makeTimer(label: String, dimensions: [(String, String)]) -> any TimerHandler {
         let capacity = configuration.limits.samplesPerSeries
-        return series(SeriesIdentity(kind: .timer, label: label, dimensions: dimensions)) { TimerSeries(identity: $0, capacity: capacity) }
+        return series(SeriesIdentity(kind: .timer, label: label, dimensions: dimensions)) { SampleSeries(identity: $0, capacity: capacity) }
     }
 
     public func destroyCounter(_ handler: any CounterHandler) { retire(handler) }

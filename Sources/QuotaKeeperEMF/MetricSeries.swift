@@ -127,36 +127,9 @@ struct SampleReservoir {
     }
 }
 
-/// `Recorder` (aggregating): every sample of the interval.
-final class SampleSeries: AggregatingSeries, RecorderHandler {
-    let identity: SeriesIdentity
-    private let reservoir: Mutex<SampleReservoir>
-    private let capacity: Int
-
-    init(identity: SeriesIdentity, capacity: Int) {
-        self.identity = identity
-        self.capacity = capacity
-        self.reservoir = Mutex(SampleReservoir(capacity: capacity))
-    }
-
-    func record(_ value: Int64) { record(Double(value)) }
-    func record(_ value: Double) {
-        guard value.isFinite else { return }
-        reservoir.withLock { $0.add(value) }
-    }
-
-    func drain() -> DrainedValues? {
-        let capacity = capacity
-        let samples = reservoir.withLock { reservoir -> [Double] in
-            defer { reservoir = SampleReservoir(capacity: capacity) }
-            return reservoir.samples
-        }
-        return samples.isEmpty ? nil : DrainedValues(values: samples)
-    }
-}
-
-/// `Timer`: every duration of the interval, in nanoseconds until the flush converts them to the unit.
-final class TimerSeries: AggregatingSeries, TimerHandler {
+/// `Recorder` (aggregating) and `Timer`: every sample of the interval (a timer's in nanoseconds, which the
+/// flush converts to the timer's unit).
+final class SampleSeries: AggregatingSeries, RecorderHandler, TimerHandler {
     let identity: SeriesIdentity
     private let state: Mutex<State>
     private let capacity: Int
@@ -172,9 +145,13 @@ final class TimerSeries: AggregatingSeries, TimerHandler {
         self.state = Mutex(State(reservoir: SampleReservoir(capacity: capacity)))
     }
 
-    func recordNanoseconds(_ duration: Int64) {
-        state.withLock { $0.reservoir.add(Double(duration)) }
+    func record(_ value: Int64) { record(Double(value)) }
+    func record(_ value: Double) {
+        guard value.isFinite else { return }
+        state.withLock { $0.reservoir.add(value) }
     }
+
+    func recordNanoseconds(_ duration: Int64) { record(duration) }
 
     /// Maps swift-metrics' display unit to the nearest CloudWatch time unit (CloudWatch has no nanoseconds,
     /// minutes or hours).
@@ -187,7 +164,6 @@ final class TimerSeries: AggregatingSeries, TimerHandler {
         state.withLock { $0.preferredUnit = emfUnit }
     }
 
-    /// Nanoseconds; the encoder divides by the unit (see ``EMFUnit``).
     func drain() -> DrainedValues? {
         let capacity = capacity
         let (samples, unit) = state.withLock { state -> ([Double], EMFUnit?) in
