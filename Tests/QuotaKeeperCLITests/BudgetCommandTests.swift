@@ -27,6 +27,14 @@ struct BudgetCommandTests {
             #expect(configuration["batch_ceiling"] as? Double == 0.75)
             #expect(value(configuration, "breaker", "half_open_probes") as? Int == 3)
 
+            let capped = try await cli.run(["budget", "set", sonnet, "--app-cap", "reports=25%", "--app-cap", "search=0.5"])
+            #expect(capped.stdout.contains("app cap reports      25%"))
+            let uncapped = try await cli.run(["budget", "set", sonnet, "--app-cap", "search=none", "--json"])
+            #expect(uncapped.status == 1)  // budget set has no --json: a usage error
+            _ = try await cli.run(["budget", "set", sonnet, "--app-cap", "search=none"])
+            let caps = value(try await cli.run(["budget", "show", sonnet, "--json"]).json, "configuration", "app_caps") as? [String: Double]
+            #expect(caps == ["reports": 0.25])
+
             let showTable = try await cli.run(["budget", "show", sonnet])
             #expect(showTable.stdout.contains("requests per window  none"))
             #expect(showTable.stdout.contains("window               10s in 50 buckets"))
@@ -66,8 +74,9 @@ struct BudgetCommandTests {
             let noLimit = try await cli.run(["budget", "set", sonnet, "--batch-ceiling", "0.5"])
             #expect(noLimit.status == 1)
             #expect(noLimit.stderr.contains("needs at least one limit"))
-            for arguments in [["--rpm", "0"], ["--tpm", "-3"], ["--batch-ceiling", "150%"], ["--window-seconds", "0"], ["--burndown", "5"]] {
-                let run = try await cli.run(["budget", "set", sonnet] + arguments.map { $0 == "-3" ? "-3" : $0 })
+            for arguments in [["--rpm", "0"], ["--tpm", "-3"], ["--batch-ceiling", "150%"], ["--window-seconds", "0"], ["--burndown", "5"],
+                              ["--rpm", "5", "--app-cap", "reports=0"], ["--rpm", "5", "--app-cap", "bad app=1"]] {
+                let run = try await cli.run(["budget", "set", sonnet] + arguments)
                 #expect(run.status == 1, "\(arguments): \(run.stderr)")
                 #expect(run.stderr.hasPrefix("quotakeeper: error: "))
                 #expect(run.stderr.split(separator: "\n").count == 1)

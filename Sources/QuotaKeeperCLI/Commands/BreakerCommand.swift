@@ -66,19 +66,23 @@ struct BreakerCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Close the breaker now (clears its failure window and probes; keeps the opening count; ends disabled).")
         @OptionGroup var target: Target
-        func run() async throws { try await target.run { ledger, budget in
+        func run() async throws {
+            try await target.run { ledger, budget in
                 try await ledger.closeBreaker(of: budget)
                 return "closed"
-            } }
+            }
+        }
     }
 
     struct Disable: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Disable the breaker: it never trips, outcomes are still counted (a dry run).")
         @OptionGroup var target: Target
-        func run() async throws { try await target.run { ledger, budget in
+        func run() async throws {
+            try await target.run { ledger, budget in
                 try await ledger.disableBreaker(of: budget)
                 return "disabled"
-            } }
+            }
+        }
     }
 
     struct Enable: AsyncParsableCommand {
@@ -97,9 +101,11 @@ struct BreakerCommand: AsyncParsableCommand {
     struct Reset: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Close the breaker and clear every counter, including the opening count.")
         @OptionGroup var target: Target
-        func run() async throws { try await target.run { ledger, budget in
+        func run() async throws {
+            try await target.run { ledger, budget in
                 try await ledger.resetBreaker(of: budget)
                 return "reset"
-            } }
+            }
+        }
     }
 }

@@ -43,6 +43,11 @@ extension BudgetCommand {
         var effectiveCeiling: Double?
         @Option(name: .customLong("in-flight"), help: ArgumentHelp("Limit on calls in flight, or none.", valueName: "n"), transform: ArgumentSyntax.limit)
         var inFlight: LimitSetting?
+        @Option(
+            name: .customLong("app-cap"),
+            help: ArgumentHelp("An app's share of the window limits, APP=SHARE (checkout=50%) or APP=none; repeatable.", valueName: "app=share"),
+            transform: ArgumentSyntax.appCap)
+        var appCaps: [AppCapSetting] = []
         @Option(help: ArgumentHelp("Not a budget setting; refused with an explanation.", visibility: .hidden))
         var burndown: Double?
 
@@ -80,6 +85,7 @@ extension BudgetCommand {
                 if let inFlight {
                     configuration.inFlight = inFlight.value.map { .init(limit: $0, lease: configuration.inFlight?.lease ?? .seconds(120)) }
                 }
+                for cap in appCaps { configuration.appCaps[cap.app] = cap.share }
                 let limits = configuration.limits
                 guard limits.requestsPerWindow != nil || limits.tokensPerWindow != nil || limits.tokensPerDay != nil else {
                     throw CLIFailure(.invalidInput, "budget \(name) needs at least one limit: --rpm, --tpm or --tokens-per-day")
@@ -162,12 +168,10 @@ extension BudgetCommand {
                     ("budget", .string(name.description)), ("model", .string(name.model)), ("region", .string(name.region)),
                     ("epoch_ms", .int(Int(status.epoch))), ("configuration", settings.json),
                 ])) {
-                    style(name.description) + "\n" + settings.table(style: .standardOutput)
+                    Style.standardOutput.bold(name.description) + "\n" + settings.table(style: .standardOutput)
                 }
             }
         }
-
-        private func style(_ text: String) -> String { Style.standardOutput.bold(text) }
     }
 
     /// `budget delete NAME`

@@ -124,7 +124,7 @@ struct PeaksCommand: AsyncParsableCommand {
                 func limit(_ value: Int?) -> String { value.map(Format.count) ?? "none" }
                 let window = Format.duration(milliseconds: settings.windowMilliseconds)
                 return [
-                    "\(style.bold(name.description)): \(timeline.count) minutes observed (\(activeMinutes) with calls) since \(Format.timestamp(milliseconds: timeline[0].startMilliseconds))",
+                    "\(style.bold(name.description)): \(timeline.count) minute(s) observed (\(activeMinutes) with calls) since \(Format.timestamp(milliseconds: timeline[0].startMilliseconds))",
                     Table.render(rows, rightAligned: Swift.Set(1...7), style: style, indent: "  "),
                     "  sum of app peaks: \(Format.count(sumOfPeaks.requests)) RPM, \(Format.count(sumOfPeaks.tokens)) TPM",
                     "  suggested quota (max(peak, sum of app peaks) + \(Format.percent(headroom)) headroom): "

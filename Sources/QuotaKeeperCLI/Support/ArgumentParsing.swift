@@ -70,6 +70,22 @@ enum ArgumentSyntax {
         return share
     }
 
+    /// An app's cap, `APP=SHARE` (`checkout=0.5`, `checkout=50%`) or `APP=none` to remove it.
+    static func appCap(_ text: String) throws -> AppCapSetting {
+        let parts = text.split(separator: "=", maxSplits: 1).map(String.init)
+        guard parts.count == 2, (1...64).contains(parts[0].utf8.count),
+              parts[0].allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) })
+        else {
+            throw ValidationError("invalid app cap '\(text)': use APP=SHARE (APP: 1-64 characters of A-Z a-z 0-9 . _ -), e.g. checkout=50%")
+        }
+        if parts[1].lowercased() == "none" { return AppCapSetting(app: parts[0], share: nil) }
+        let isPercent = parts[1].hasSuffix("%")
+        guard let number = Double(isPercent ? String(parts[1].dropLast()) : parts[1]), number.isFinite,
+              (0.001...1).contains(isPercent ? number / 100 : number)
+        else { throw ValidationError("invalid app cap '\(text)': the share must be from 0.001 to 1 (0.1% to 100%), or none") }
+        return AppCapSetting(app: parts[0], share: isPercent ? number / 100 : number)
+    }
+
     /// A whole number of at least `minimum`, naming the option in the error.
     static func count(_ option: String, minimum: Int = 0, maximum: Int = 100_000_000) -> @Sendable (String) throws -> Int {
         { text in
@@ -90,4 +106,10 @@ enum LimitSetting: Sendable, Hashable {
         if case .value(let value) = self { return value }
         return nil
     }
+}
+
+/// An app cap given to `budget set`: the app's share of the window limits, or nil to remove its cap.
+struct AppCapSetting: Sendable, Hashable {
+    var app: String
+    var share: Double?
 }

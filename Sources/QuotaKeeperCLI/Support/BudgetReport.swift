@@ -90,7 +90,7 @@ struct BudgetReport: Sendable {
     static func json(_ usage: LimitUsage) -> JSON {
         .object([
             ("used", .int(usage.used)), ("limit", .optional(usage.limit)), ("effective_limit", .optional(usage.effectiveLimit)),
-            ("batch_limit", .optional(usage.batchLimit)), ("fraction", .optional(usage.fraction)),
+            ("batch_limit", .optional(usage.batchLimit)), ("fraction", .optional(usage.fraction.map { ($0 * 10_000).rounded() / 10_000 })),
             ("window_ms", .int(Int(usage.windowMilliseconds))),
         ])
     }
