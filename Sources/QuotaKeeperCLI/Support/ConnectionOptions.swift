@@ -49,7 +49,8 @@ struct ConnectionOptions: ParsableArguments {
             return result
         } catch let error as LedgerError where error.code == .unknownBudget {
             await client.shutdown()
-            throw CLIFailure(.unknownBudget, "\(error.message) (prefix '\(resolvedPrefix)'; 'quotakeeper budget list' lists the budgets)")
+            let message = error.message.replacingOccurrences(of: " or in this ledger", with: "")  // the CLI seeds nothing
+            throw CLIFailure(.unknownBudget, "\(message) (prefix '\(resolvedPrefix)'; 'quotakeeper budget list' lists the budgets)")
         } catch {
             await client.shutdown()
             throw error
