@@ -1,2 +1,148 @@
 import Foundation
+import QuotaKeeperTestSupport
 import Testing
+
+/// Short versions of the fleet demo's scenarios, run with the built `quotakeeper-fleet` and `bedrock-sim`
+/// binaries (separate processes: the orchestrator, one per app, the simulator) against the real test Redis.
+/// The simulator is the referee: every assertion about quota 429s and utilization uses its `/stats` numbers.
+///
+/// Scales are chosen for a loaded 2-core machine: a 4 s window (so the ledger's margin is 150 ms of wall
+/// time) and a few windows of demand per scenario.
+@Suite("quotakeeper-fleet scenarios", .serialized)
+struct FleetScenarioTests {
+    static let primary = "anthropic.claude-haiku-4-5-20251001-v1:0"
+
+    @Test("spike: coordinated has no quota 429s, loses nothing and uses >= 95% of the quota; uncoordinated is throttled")
+    func spike() async throws {
+        let report = try await FleetRun.run(["--scenario", "spike", "--window-seconds", "4", "--duration-seconds", "8"])
+        let coordinated = try report.mode("coordinated")
+        try Self.expectNothingLost(coordinated)
+        let referee = try #require(coordinated.referee[Self.primary])
+        #expect(referee.quotaThrottles == 0)
+        #expect(coordinated.fleet.quotaThrottles == 0)
+        #expect((referee.utilizationMean ?? 0) >= 0.95, "demand 160 RPM exceeds the 150 RPM quota: it must be used")
+        #expect(referee.peakWindowRequests <= 150)
+
+        let uncoordinated = try report.mode("uncoordinated")
+        #expect((uncoordinated.referee[Self.primary]?.quotaThrottles ?? 0) > 0, "three apps within 'their' share are throttled together")
+        #expect(uncoordinated.fleet.succeeded < coordinated.fleet.succeeded)
+    }
+
+    @Test("tokens: no quota 429s, nothing lost, and the batch app never starves the chat apps")
+    func tokens() async throws {
+        let report = try await FleetRun.run([
+            "--scenario", "tokens", "--modes", "coordinated", "--window-seconds", "4", "--duration-seconds", "6",
+        ])
+        let coordinated = try report.mode("coordinated")
+        try Self.expectNothingLost(coordinated)
+        #expect(coordinated.referee.values.allSatisfy { $0.quotaThrottles == 0 })
+        for chat in coordinated.apps where chat.app.hasPrefix("chat") {
+            #expect(chat.succeeded == chat.attempted, "interactive \(chat.app) starved: \(chat.failures)")
+            #expect(chat.latencyP95 < 10, "interactive \(chat.app) waited \(chat.latencyP95) s at p95")
+        }
+        let batch = try #require(coordinated.apps.first { $0.app == "batch" })
+        #expect(batch.succeeded > 0)
+    }
+
+    @Test("outage: the shared breaker bounds the calls reaching the sick model, the fallback serves, traffic returns")
+    func outage() async throws {
+        let report = try await FleetRun.run([
+            "--scenario", "outage", "--modes", "coordinated", "--window-seconds", "4", "--duration-seconds", "10",
+            "--overload-seconds", "2:4",
+        ])
+        let coordinated = try report.mode("coordinated")
+        try Self.expectNothingLost(coordinated)
+        #expect(coordinated.referee.values.allSatisfy { $0.quotaThrottles == 0 })
+        #expect(coordinated.fleet.fallbacksServed > 0)
+        #expect(coordinated.breakerOpenings >= 1)
+        // 5 consecutive failures open it; then each half-open period lets at most 3 probes through.
+        let reached = try #require(coordinated.primaryRequestsDuringOverload)
+        #expect(reached <= 5 + 3 * coordinated.breakerOpenings + 3, "\(reached) requests hit the overloaded model")
+        // The overload ends at 4 s of wall time (60 simulated seconds): the primary serves again after it.
+        let after = (coordinated.timeline[Self.primary] ?? []).filter { $0.second >= 75 }.reduce(0) { $0 + $1.admitted }
+        #expect(after > 0, "traffic did not return to the primary after the overload")
+    }
+
+    /// Every request succeeded or got a typed error from QuotaKeeper, within its deadline.
+    static func expectNothingLost(_ mode: FleetRun.Mode) throws {
+        #expect(mode.fleet.attempted > 0)
+        #expect(mode.fleet.lost == 0)
+        #expect(mode.fleet.late == 0)
+        #expect(mode.fleet.succeeded + mode.fleet.failed == mode.fleet.attempted)
+        for error in mode.fleet.failures.keys {
+            #expect(error.hasPrefix("CallPathError."), "untyped failure \(error)")
+        }
+    }
+}
+
+/// Runs the built `quotakeeper-fleet` and decodes its `--json` report.
+enum FleetRun {
+    struct Report: Decodable {
+        var modes: [Mode]
+        func mode(_ name: String) throws -> Mode { try #require(modes.first { $0.mode == name }) }
+    }
+
+    struct Mode: Decodable {
+        var mode: String
+        var apps: [App]
+        var fleet: App
+        var breakerOpenings: Int
+        var referee: [String: Referee]
+        var timeline: [String: [Second]]
+        var primaryRequestsDuringOverload: Int?
+    }
+
+    struct App: Decodable {
+        var app: String
+        var attempted: Int
+        var succeeded: Int
+        var failed: Int
+        var failures: [String: Int]
+        var lost: Int
+        var late: Int
+        var quotaThrottles: Int
+        var fallbacksServed: Int
+        var latencyP95: Double
+    }
+
+    struct Referee: Decodable {
+        var admitted: Int
+        var quotaThrottles: Int
+        var peakWindowRequests: Int
+        var utilizationMean: Double?
+    }
+
+    struct Second: Decodable {
+        var second: Int
+        var admitted: Int
+    }
+
+    /// `quotakeeper-fleet` and `bedrock-sim` in the build folder that holds the running test bundle.
+    static func binary(_ name: String) throws -> URL {
+        let candidates = [
+            URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(),
+            Bundle.main.bundleURL.deletingLastPathComponent(), Bundle.main.bundleURL,
+        ]
+        let found = candidates.map { $0.appending(path: name) }.first { FileManager.default.isExecutableFile(atPath: $0.path) }
+        return try #require(found, "\(name) is not built next to the test bundle (looked in \(candidates.map(\.path))): build all targets first")
+    }
+
+    static func run(_ arguments: [String]) async throws -> Report {
+        let fleet = try binary("quotakeeper-fleet")
+        _ = try binary("bedrock-sim")
+        let json = FileManager.default.temporaryDirectory.appending(path: "fleet-test-\(UUID().uuidString).json")
+        defer { try? FileManager.default.removeItem(at: json) }
+        let process = Process()
+        process.executableURL = fleet
+        process.arguments = ["run", "--redis-url", TestRedis.url, "--json", json.path, "--log-level", "warning"] + arguments
+        let output = Pipe()
+        process.standardOutput = output
+        let status = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Int32, any Error>) in
+            process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
+            do { try process.run() } catch { continuation.resume(throwing: error) }
+        }
+        let table = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        try #require(status == 0, "quotakeeper-fleet \(arguments.joined(separator: " ")) exited with \(status)\n\(table)")
+        return try JSONDecoder().decode(Report.self, from: Data(contentsOf: json))
+    }
+}

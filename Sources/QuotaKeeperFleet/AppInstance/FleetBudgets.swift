@@ -3,13 +3,17 @@ import QuotaKeeper
 
 /// QuotaKeeper's configuration for the fleet: one budget per model, time-scaled like the simulator.
 enum FleetBudgets {
-    /// The ledger's window is this much longer than Bedrock's, and has this many buckets.
+    /// The ledger's window is longer than Bedrock's by 3% (at least 150 ms of wall time), with 100 buckets.
     ///
     /// The ledger drops a bucket as a whole once the window has moved past it, so a request can leave the
-    /// ledger's window up to one granularity before it leaves Bedrock's continuously sliding one; Bedrock
-    /// also admits a request a little later than the ledger did (the HTTP hop). 3% of the window covers
-    /// both at every time scale the demo uses, and costs at most 3% of the quota.
-    static let windowMargin = 1.03
+    /// ledger's window up to one granularity (1%) before it leaves Bedrock's continuously sliding one; Bedrock
+    /// also admits a request a little later than the ledger did (the HTTP hop, longer on a loaded machine).
+    /// The margin covers both and costs about 3% of the quota.
+    static func ledgerWindow(_ settings: FleetSettings) -> Duration {
+        let window = settings.wall(60)
+        return wholeBuckets(window + max(window * 0.03, .milliseconds(150)), bucketCount)
+    }
+
     static let bucketCount = 100
 
     static func route(_ settings: FleetSettings) -> [BudgetID] {
@@ -22,7 +26,7 @@ enum FleetBudgets {
         route(settings).map { id in
             var budget = BudgetConfiguration(
                 id: id, limits: .init(requestsPerWindow: settings.quotaRPM, tokensPerWindow: settings.quotaTPM))
-            budget.window = wholeBuckets(settings.wall(60 * windowMargin), bucketCount)
+            budget.window = ledgerWindow(settings)
             budget.bucketCount = bucketCount
             budget.batchCeiling = settings.batchCeiling
             var breaker = BreakerConfiguration()

@@ -101,8 +101,8 @@ struct Orchestrator {
         var redisCommands = 0
         if let redis {
             let after = try await Self.commandCount(redis)
-            // Our own INFO (the first one is counted in the second snapshot) and the breaker polls are not the fleet's.
-            redisCommands = max(0, after - commandsBefore - 1 - (breakerWatch?.polls ?? 0))
+            // The breaker polls are ours, not the fleet's.
+            redisCommands = max(0, after - commandsBefore - (breakerWatch?.polls ?? 0))
             try? await Self.deleteKeys(prefix: keyPrefix, redis)
             await redis.shutdown()
         }
@@ -115,12 +115,12 @@ struct Orchestrator {
         }
         return summarize(
             mode, appReports: appReports, stats: stats, firstSecond: firstSecond, lastSecond: lastSecond,
-            sharedBreakerOpenings: sharedOpenings, redisCommands: redisCommands, wallSeconds: wallSeconds)
+            sharedBreakerOpenings: sharedOpenings, redisRoundTrips: redisCommands, wallSeconds: wallSeconds)
     }
 
     func summarize(
         _ mode: FleetMode, appReports: [AppReport], stats: SimulatorStatsSnapshot, firstSecond: Int, lastSecond: Int,
-        sharedBreakerOpenings: Int, redisCommands: Int, wallSeconds: Double
+        sharedBreakerOpenings: Int, redisRoundTrips: Int, wallSeconds: Double
     ) -> ModeReport {
         let scale = settings.timeScale
         let apps = settings.apps.map { app in
@@ -135,15 +135,23 @@ struct Orchestrator {
             referee[model] = RefereeSummary(model: modelStats, from: firstSecond, to: lastSecond, quotaWindow: window)
             timeline[model] = modelStats.seconds.filter { $0.second >= firstSecond }.map {
                 TimelineSecond(
-                    second: $0.second - firstSecond, admitted: $0.counters.admitted,
+                    second: $0.second - firstSecond, admitted: $0.counters.admitted, tokensHeld: $0.counters.tokensHeld, tokensCharged: $0.counters.tokensCharged,
                     quotaThrottles: $0.counters.throttledRequests + $0.counters.throttledTokens + $0.counters.throttledDaily,
                     overloaded: $0.counters.overloaded, unavailable: $0.counters.serviceUnavailable + $0.counters.tooManyConnections)
             }
         }
+        var duringOverload: Int?
+        if let overload = settings.overload {
+            let period = Int(overload.start / scale)..<Int(overload.end / scale)
+            duringOverload = (timeline[settings.primaryModel] ?? []).filter { period.contains($0.second) }.reduce(0) {
+                $0 + $1.admitted + $1.quotaThrottles + $1.overloaded + $1.unavailable
+            }
+        }
         return ModeReport(
             mode: mode.rawValue, apps: apps, fleet: fleet, breakerOpenings: fleet.breakerOpenings,
-            redisCommandsPerRequest: fleet.attempted > 0 ? Double(redisCommands) / Double(fleet.attempted) : 0,
-            redisCommands: redisCommands, referee: referee, timeline: timeline, wallSeconds: wallSeconds)
+            redisRoundTripsPerRequest: fleet.attempted > 0 ? Double(redisRoundTrips) / Double(fleet.attempted) : 0,
+            redisRoundTrips: redisRoundTrips, primaryRequestsDuringOverload: duringOverload, referee: referee,
+            timeline: timeline, wallSeconds: wallSeconds)
     }
 
     /// How many requests an app's schedule sends (it skips none, so a shortfall means lost requests).
@@ -153,12 +161,14 @@ struct Orchestrator {
         return Int((settings.durationSeconds * perSecond).rounded(.down))
     }
 
-    /// Total commands Redis executed so far (INFO commandstats).
+    /// Round trips Redis answered so far: the script calls (`EVALSHA`, `EVAL`, `SCRIPT LOAD`) from INFO
+    /// commandstats, which is everything the ledger sends (commands a script runs inside Redis are not round trips).
     static func commandCount(_ redis: RedisClient) async throws -> Int {
         let reply = try await redis.send(["INFO", "commandstats"])
         guard let text = reply.string else { return 0 }
         var total = 0
-        for line in text.split(whereSeparator: \.isNewline) where line.hasPrefix("cmdstat_") {
+        let roundTrips = ["cmdstat_evalsha:", "cmdstat_eval:", "cmdstat_script|load:"]
+        for line in text.split(whereSeparator: \.isNewline) where roundTrips.contains(where: { line.hasPrefix($0) }) {
             if let calls = line.split(separator: ":").last?.split(separator: ",").first(where: { $0.hasPrefix("calls=") }) {
                 total += Int(calls.dropFirst("calls=".count)) ?? 0
             }

@@ -11,7 +11,7 @@ enum ComparisonTable {
             + (settings.fallbackModel.map { " (fallback \($0))" } ?? ""))
         lines.append("time scale: \(format(settings.windowSeconds)) s of wall time stand for 60 s; latencies below are in Bedrock seconds")
         lines.append("")
-        let header = ["mode", "app", "sent", "ok", "failed", "late", "lost", "429 quota", "429 overl.", "503", "fallback", "breaker", "p50 s", "p95 s", "p99 s"]
+        let header = ["mode", "app", "sent", "ok", "failed", "late", "lost", "429 quota", "429 overl.", "503", "fallback", "breaker", "p50 s", "p95 s", "p99 s", "redis/req"]
         var rows: [[String]] = [header]
         for mode in report.modes {
             for app in mode.apps + [mode.fleet] {
@@ -19,13 +19,14 @@ enum ComparisonTable {
                     mode.mode, app.app, "\(app.attempted)", "\(app.succeeded)", "\(app.failed)", "\(app.late)", "\(app.lost)",
                     "\(app.quotaThrottles)", "\(app.overloaded)", "\(app.unavailable)", "\(app.fallbacksServed)",
                     "\(app.breakerOpenings)", format(app.latencyP50), format(app.latencyP95), format(app.latencyP99),
+                    app.app == mode.fleet.app && mode.mode == FleetMode.coordinated.rawValue ? format(mode.redisRoundTripsPerRequest) : "-",
                 ])
             }
         }
         lines += table(rows, separatorAfter: [0])
         lines.append("")
         lines.append("referee (bedrock-sim GET /stats), per model:")
-        var refereeRows: [[String]] = [["mode", "model", "received", "admitted", "quota 429", "overloaded", "503", "peak window", "utilization mean/min", "Redis cmds/req"]]
+        var refereeRows: [[String]] = [["mode", "model", "received", "admitted", "quota 429", "overloaded", "503", "peak window", "utilization mean/min"]]
         for mode in report.modes {
             for (model, referee) in mode.referee.sorted(by: { $0.key == settings.primaryModel && $1.key != settings.primaryModel }) {
                 let peak = referee.quotaRPM.map { "\(referee.peakWindowRequests)/\($0) req" }
@@ -34,11 +35,16 @@ enum ComparisonTable {
                 refereeRows.append([
                     mode.mode, model, "\(referee.received)", "\(referee.admitted)", "\(referee.quotaThrottles)", "\(referee.overloaded)",
                     "\(referee.serviceUnavailable)", peak, use,
-                    mode.mode == FleetMode.coordinated.rawValue ? format(mode.redisCommandsPerRequest) : "-",
                 ])
             }
         }
         lines += table(refereeRows, separatorAfter: [0])
+        lines.append("utilization: the quota's binding dimension used in every full 60 s window of the demand period (mean / minimum)")
+        for mode in report.modes {
+            if let reached = mode.primaryRequestsDuringOverload {
+                lines.append("\(mode.mode): \(reached) requests reached \(settings.primaryModel) during its overload period")
+            }
+        }
         let failures = report.modes.flatMap { mode in mode.fleet.failures.sorted { $0.key < $1.key }.map { "\(mode.mode): \($0.value) x \($0.key)" } }
         if !failures.isEmpty {
             lines.append("")

@@ -14,9 +14,13 @@ struct ModeReport: Codable, Sendable {
     var fleet: AppSummary
     /// Openings of the shared breakers (coordinated) or of the per-process breakers, summed (uncoordinated).
     var breakerOpenings: Int
-    /// Redis commands the app instances sent per request (from the server's INFO commandstats; 0 when none).
-    var redisCommandsPerRequest: Double
-    var redisCommands: Int
+    /// Redis round trips (script calls) the app instances made, per request and in all (from the server's
+    /// INFO commandstats; 0 in the uncoordinated mode, which uses no Redis).
+    var redisRoundTripsPerRequest: Double
+    var redisRoundTrips: Int
+    /// Requests that reached the primary model during its overload period (outage scenario), and how many of
+    /// them it answered "overloaded".
+    var primaryRequestsDuringOverload: Int?
     /// What the simulator saw, per model.
     var referee: [String: RefereeSummary]
     /// Per simulated second since the mode's start, per model.
@@ -110,7 +114,8 @@ struct RefereeSummary: Codable, Sendable {
     var quotaRPM: Int?
     var quotaTPM: Int?
     /// Quota use over every full 60 s window of the demand period: the binding dimension's mean and minimum
-    /// (requests for an RPM quota, charged tokens for a TPM quota); nil when no window fits.
+    /// (admitted requests for an RPM quota, charged tokens placed at admission for a TPM quota); nil when no
+    /// window fits.
     var utilizationMean: Double?
     var utilizationMinimum: Double?
 
@@ -135,11 +140,16 @@ struct RefereeSummary: Codable, Sendable {
         quotaRPM = model.limits.requestsPerMinute
         quotaTPM = model.limits.tokensPerMinute
 
+        // Bedrock keeps a request's charge at its admission instant, but /stats counts charges in the second
+        // of completion (up to tens of seconds later for long outputs): spread the run's charges over the
+        // admission seconds in proportion to the tokens held there.
+        let held = seconds.reduce(0) { $0 + $1.counters.tokensHeld }
+        let chargedPerHeld = held > 0 ? Double(tokensCharged) / Double(held) : 0
         var admittedBySecond: [Int: Int] = [:]
-        var chargedBySecond: [Int: Int] = [:]
+        var chargedBySecond: [Int: Double] = [:]
         for second in seconds {
             admittedBySecond[second.second] = second.counters.admitted
-            chargedBySecond[second.second] = second.counters.tokensCharged
+            chargedBySecond[second.second] = Double(second.counters.tokensHeld) * chargedPerHeld
         }
         var uses: [Double] = []
         var start = from
@@ -147,7 +157,7 @@ struct RefereeSummary: Codable, Sendable {
             let range = start..<(start + quotaWindow)
             var use = 0.0
             if let rpm = quotaRPM { use = max(use, Double(range.reduce(0) { $0 + admittedBySecond[$1, default: 0] }) / Double(rpm)) }
-            if let tpm = quotaTPM { use = max(use, Double(range.reduce(0) { $0 + chargedBySecond[$1, default: 0] }) / Double(tpm)) }
+            if let tpm = quotaTPM { use = max(use, range.reduce(0) { $0 + chargedBySecond[$1, default: 0] } / Double(tpm)) }
             uses.append(use)
             start += 1
         }
@@ -162,6 +172,9 @@ struct RefereeSummary: Codable, Sendable {
 struct TimelineSecond: Codable, Sendable {
     var second: Int
     var admitted: Int
+    /// Tokens held at admission in this second, and charged at completion in this second.
+    var tokensHeld: Int
+    var tokensCharged: Int
     var quotaThrottles: Int
     var overloaded: Int
     var unavailable: Int

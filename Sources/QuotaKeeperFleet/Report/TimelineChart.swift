@@ -1,12 +1,15 @@
 import Foundation
 
-/// An SVG timeline per mode: requests admitted over the trailing 60 s (per model) against the quota line,
-/// with quota 429s (red), overloads (purple) and 503s (orange) marked per second under the axis.
+/// An SVG timeline per mode: requests admitted (or, for a TPM-only quota, tokens charged) over the trailing
+/// 60 s per model against the quota line, with quota 429s (red), overloads (purple) and 503s (orange) marked
+/// per second under the axis. The x axis is Bedrock time (simulated seconds) since the mode's start.
 enum TimelineChart {
     static func svg(_ report: FleetReport) -> String {
         let settings = report.settings
         let panelWidth = 900.0, panelHeight = 260.0, left = 60.0, top = 40.0, plotWidth = 800.0, plotHeight = 170.0
-        let quota = settings.quotaRPM.map(Double.init)
+        let countsTokens = settings.quotaRPM == nil && settings.quotaTPM != nil
+        let quota = (settings.quotaRPM ?? settings.quotaTPM).map(Double.init)
+        let measure = countsTokens ? "tokens charged" : "requests admitted"
         let seconds = max(1, Int((settings.durationSeconds / settings.timeScale).rounded()) + 60)
         let models = [settings.primaryModel] + (settings.fallbackModel.map { [$0] } ?? [])
         let colors = ["#1f77b4", "#2ca02c"]
@@ -17,7 +20,7 @@ enum TimelineChart {
             for model in models {
                 var admitted = Array(repeating: 0.0, count: seconds + 1)
                 for second in mode.timeline[model] ?? [] where second.second >= 0 && second.second <= seconds {
-                    admitted[second.second] = Double(second.admitted)
+                    admitted[second.second] = Double(countsTokens ? second.tokensCharged : second.admitted)
                 }
                 var sums = Array(repeating: 0.0, count: seconds + 1)
                 var running = 0.0
@@ -43,7 +46,7 @@ enum TimelineChart {
         for (index, mode) in report.modes.enumerated() {
             svg += "<g transform=\"translate(0,\(Int(panelHeight) * index))\">\n"
             let referee = mode.referee[settings.primaryModel]
-            svg += "<text x=\"\(left)\" y=\"20\" font-size=\"14\" font-weight=\"bold\">\(settings.scenario), \(mode.mode): requests admitted in the last 60 s (Bedrock time) — quota 429s \(referee?.quotaThrottles ?? 0), 503s \(referee?.serviceUnavailable ?? 0)</text>\n"
+            svg += "<text x=\"\(left)\" y=\"20\" font-size=\"14\" font-weight=\"bold\">\(settings.scenario), \(mode.mode): \(measure) in the last 60 s (Bedrock time) — quota 429s \(referee?.quotaThrottles ?? 0), 503s \(referee?.serviceUnavailable ?? 0)</text>\n"
             svg += "<line x1=\"\(left)\" y1=\"\(y(0))\" x2=\"\(left + plotWidth)\" y2=\"\(y(0))\" stroke=\"black\"/>\n"
             svg += "<line x1=\"\(left)\" y1=\"\(top)\" x2=\"\(left)\" y2=\"\(y(0))\" stroke=\"black\"/>\n"
             for tick in stride(from: 0.0, through: yMax, by: max(1, (yMax / 4).rounded())) {
