@@ -45,9 +45,7 @@ struct AppInstance {
             caller = ArticleCaller(client: ArticleClient(settings: settings, observations: observations), settings: settings)
         case .coordinated:
             guard let redisURL else { throw FleetError("coordinated mode needs a Redis URL") }
-            var redisConfiguration = try RedisConfiguration(url: redisURL)
-            redisConfiguration.timeouts.command = .milliseconds(500)
-            let client = RedisClient(configuration: redisConfiguration, logger: logger)
+            let client = RedisClient(configuration: try RedisConfiguration(url: redisURL), logger: logger)
             redis = client
             let ledger = try QuotaLedger(
                 redis: client, keyPrefix: keyPrefix, budgets: FleetBudgets.configurations(settings),

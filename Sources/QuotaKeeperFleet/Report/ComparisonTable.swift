@@ -18,7 +18,7 @@ enum ComparisonTable {
                 rows.append([
                     mode.mode, app.app, "\(app.attempted)", "\(app.succeeded)", "\(app.failed)", "\(app.late)", "\(app.lost)",
                     "\(app.quotaThrottles)", "\(app.overloaded)", "\(app.unavailable)", "\(app.fallbacksServed)",
-                    "\(app.breakerOpenings)", format(app.latencyP50), format(app.latencyP95), format(app.latencyP99),
+                    "\(app.breakerOpenings)", seconds(app.latencyP50), seconds(app.latencyP95), seconds(app.latencyP99),
                     app.app == mode.fleet.app && mode.mode == FleetMode.coordinated.rawValue ? format(mode.redisRoundTripsPerRequest) : "-",
                 ])
             }
@@ -69,6 +69,8 @@ enum ComparisonTable {
     static func format(_ value: Double) -> String {
         value == value.rounded() && abs(value) < 1e9 ? String(Int(value)) : String(format: "%.1f", value)
     }
+
+    static func seconds(_ value: Double) -> String { String(format: "%.1f", value) }
 
     static func percent(_ fraction: Double) -> String { String(format: "%.1f%%", fraction * 100) }
 }
