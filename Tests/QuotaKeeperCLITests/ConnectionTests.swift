@@ -20,6 +20,19 @@ struct ConnectionTests {
         #expect(json.stdout.isEmpty)
     }
 
+    @Test("Redis paused (SIGSTOP): exit 4 after the timeouts, no hang")
+    func redisPaused() async throws {
+        let server = try RedisServerProcess()
+        server.pause()
+        let started = ContinuousClock.now
+        let run = try await CLIProcess.run(["status", "--json", "--redis-url", server.url(), "--connect-timeout", "300ms"])
+        server.resume()
+        #expect(run.status == 4)
+        #expect(try run.jsonError["code"] as? String == "redis_unavailable")
+        #expect(try (run.jsonError["message"] as? String)?.contains("did not answer within") == true)
+        #expect(ContinuousClock.now - started < .seconds(10))
+    }
+
     @Test("wrong or missing password: exit 5, the password never printed; the right one works")
     func wrongPassword() async throws {
         let server = try RedisServerProcess(arguments: ["--requirepass", "s3cret-pass"])

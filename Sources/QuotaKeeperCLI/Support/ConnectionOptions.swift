@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import QuotaKeeper
+import Synchronization
 
 /// The options every command shares: where Redis is and which key prefix the fleet uses.
 struct ConnectionOptions: ParsableArguments {
@@ -45,16 +46,48 @@ struct ConnectionOptions: ParsableArguments {
         do {
             let ledger = try QuotaLedger(redis: client, keyPrefix: resolvedPrefix, burndown: burndown, logger: logger)
             let result = try await body(ledger)
-            await client.shutdown()
+            await Self.shutDown(client)
             return result
         } catch let error as LedgerError where error.code == .unknownBudget {
-            await client.shutdown()
+            await Self.shutDown(client)
             let message = error.message.replacingOccurrences(of: " or in this ledger", with: "")  // the CLI seeds nothing
             throw CLIFailure(.unknownBudget, "\(message) (prefix '\(resolvedPrefix)'; 'quotakeeper budget list' lists the budgets)")
         } catch {
-            await client.shutdown()
+            await Self.shutDown(client)
             throw error
         }
+    }
+
+    /// Shuts the client down, waiting at most one second: a connection thread stuck in a blocking call (a
+    /// paused Redis during the connection handshake) must not keep the CLI from reporting and exiting.
+    private static func shutDown(_ client: RedisClient) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let finish = ResumeOnce(continuation)
+            Task {
+                await client.shutdown()
+                finish.resume()
+            }
+            Task {
+                try? await Task.sleep(for: .seconds(1))
+                finish.resume()
+            }
+        }
+    }
+}
+
+/// Resumes a continuation once, whichever of several racing tasks comes first.
+private final class ResumeOnce: Sendable {
+    private let continuation: CheckedContinuation<Void, Never>
+    private let resumed = Mutex(false)
+
+    init(_ continuation: CheckedContinuation<Void, Never>) { self.continuation = continuation }
+
+    func resume() {
+        let first = resumed.withLock { resumed in
+            defer { resumed = true }
+            return !resumed
+        }
+        if first { continuation.resume() }
     }
 }
 
