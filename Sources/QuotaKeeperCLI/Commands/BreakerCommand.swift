@@ -62,27 +62,19 @@ struct BreakerCommand: AsyncParsableCommand {
         }
     }
 
-    struct Close: AsyncParsableCommand {
+    struct Close: BreakerAction {
         static let configuration = CommandConfiguration(
             abstract: "Close the breaker now (clears its failure window and probes; keeps the opening count; ends disabled).")
+        static let done = "closed"
         @OptionGroup var target: Target
-        func run() async throws {
-            try await target.run { ledger, budget in
-                try await ledger.closeBreaker(of: budget)
-                return "closed"
-            }
-        }
+        static func apply(_ ledger: QuotaLedger, _ budget: BudgetID) async throws { try await ledger.closeBreaker(of: budget) }
     }
 
-    struct Disable: AsyncParsableCommand {
+    struct Disable: BreakerAction {
         static let configuration = CommandConfiguration(abstract: "Disable the breaker: it never trips, outcomes are still counted (a dry run).")
+        static let done = "disabled"
         @OptionGroup var target: Target
-        func run() async throws {
-            try await target.run { ledger, budget in
-                try await ledger.disableBreaker(of: budget)
-                return "disabled"
-            }
-        }
+        static func apply(_ ledger: QuotaLedger, _ budget: BudgetID) async throws { try await ledger.disableBreaker(of: budget) }
     }
 
     struct Enable: AsyncParsableCommand {
@@ -98,14 +90,27 @@ struct BreakerCommand: AsyncParsableCommand {
         }
     }
 
-    struct Reset: AsyncParsableCommand {
+    struct Reset: BreakerAction {
         static let configuration = CommandConfiguration(abstract: "Close the breaker and clear every counter, including the opening count.")
+        static let done = "reset"
         @OptionGroup var target: Target
-        func run() async throws {
-            try await target.run { ledger, budget in
-                try await ledger.resetBreaker(of: budget)
-                return "reset"
-            }
+        static func apply(_ ledger: QuotaLedger, _ budget: BudgetID) async throws { try await ledger.resetBreaker(of: budget) }
+    }
+}
+
+/// A breaker subcommand that runs one ledger operation and then shows the breaker.
+protocol BreakerAction: AsyncParsableCommand {
+    var target: BreakerCommand.Target { get }
+    /// What the operation did, shown before the breaker's state (`closed`, `disabled`, `reset`).
+    static var done: String { get }
+    static func apply(_ ledger: QuotaLedger, _ budget: BudgetID) async throws
+}
+
+extension BreakerAction {
+    func run() async throws {
+        try await target.run { ledger, budget in
+            try await Self.apply(ledger, budget)
+            return Self.done
         }
     }
 }
