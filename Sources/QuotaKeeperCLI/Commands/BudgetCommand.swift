@@ -16,8 +16,8 @@ extension BudgetCommand {
         static let configuration = CommandConfiguration(
             abstract: "Create a budget, or change the given settings of an existing one (usage is kept).",
             discussion: """
-                Limits take a whole number or 'none' (removes the limit). A new budget needs at least one limit.
-                Output burndown is not a budget setting: every instance applies its own burndown table when it
+                Limits take a whole number or 'none' (removes the limit). A new budget needs at least one limit. \
+                Output burndown is not a budget setting: every instance applies its own burndown table when it \
                 settles, so --burndown is refused here (see 'quotakeeper reserve --burndown').
                 """)
 

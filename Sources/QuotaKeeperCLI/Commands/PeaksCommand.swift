@@ -7,9 +7,9 @@ struct PeaksCommand: AsyncParsableCommand {
         commandName: "peaks",
         abstract: "Peak, p95 and mean requests and tokens per minute, per app, and a suggested quota (peak plus headroom).",
         discussion: """
-            From the per-minute history of settled calls. Statistics cover every minute from the first one with
-            settled calls in the span to the current minute (idle minutes count as 0). Plan for the larger of the
-            busiest minute and the sum of every app's own peak (apps peak at different times today, but may not
+            From the per-minute history of settled calls. Statistics cover every minute from the first one with \
+            settled calls in the span to the current minute (idle minutes count as 0). Plan for the larger of the \
+            busiest minute and the sum of every app's own peak (apps peak at different times today, but may not \
             tomorrow), plus headroom: suggested = ceil(plan x (1 + headroom)).
             """)
 

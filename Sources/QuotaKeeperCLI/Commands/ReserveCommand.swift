@@ -7,9 +7,9 @@ struct ReserveCommand: AsyncParsableCommand {
         commandName: "reserve",
         abstract: "Make one real reservation through the ledger's reserve script; exit 0 if admitted, 2 if denied.",
         discussion: """
-            Holds 1 request and input + max output tokens, as Bedrock does. By default the reservation stays
-            held until it leaves the window (like a call whose holder crashed). --dry-run releases it at once
-            (nothing stays counted), --settle charges it at once as if Bedrock reported the input tokens and
+            Holds 1 request and input + max output tokens, as Bedrock does. By default the reservation stays \
+            held until it leaves the window (like a call whose holder crashed). --dry-run releases it at once \
+            (nothing stays counted), --settle charges it at once as if Bedrock reported the input tokens and \
             the max output tokens (output x burndown), so it also appears in the per-minute history.
             """)
 

@@ -7,7 +7,7 @@ struct ResetCommand: AsyncParsableCommand {
         commandName: "reset",
         abstract: "Clear the usage of one budget or of all (asks unless --yes); configuration, breaker and history stay.",
         discussion: """
-            Clears the window and day usage, per-app usage and in-flight leases, and reports what it cleared.
+            Clears the window and day usage, per-app usage and in-flight leases, and reports what it cleared. \
             Reservations made before the reset settle without touching the new windows.
             """)
 

@@ -9,9 +9,9 @@ struct WatchCommand: AsyncParsableCommand {
         commandName: "watch",
         abstract: "The status view, refreshed until Ctrl-C (or --iterations).",
         discussion: """
-            On a terminal each frame is drawn over the last one (cursor home, clear to end of line and screen:
-            no flicker) with the cursor hidden; Ctrl-C restores the cursor and exits 0. Not on a terminal,
-            frames follow each other; with --json each frame is one line of JSON (the 'status --json' object
+            On a terminal each frame is drawn over the last one (cursor home, clear to end of line and screen: \
+            no flicker) with the cursor hidden; Ctrl-C restores the cursor and exits 0. Not on a terminal, \
+            frames follow each other; with --json each frame is one line of JSON (the 'status --json' object \
             plus 'frame'). A Redis failure is shown in the frame and the view keeps refreshing.
             """)
 
