@@ -68,8 +68,6 @@ struct CLIFailure: Error, Sendable {
             }
         case let error as ValidationError:
             self.init(.invalidInput, error.message)
-        case is CancellationError:
-            self.init(.redisUnavailable, "cancelled")
         default:
             self.init(.unexpected, String(describing: error))
         }

@@ -1,5 +1,5 @@
 /// A JSON value with ordered object keys, so every command's output has a stable, documented field order.
-indirect enum JSON: Sendable, Equatable {
+enum JSON: Sendable {
     case null
     case bool(Bool)
     case int(Int)
@@ -7,8 +7,6 @@ indirect enum JSON: Sendable, Equatable {
     case string(String)
     case array([JSON])
     case object([(String, JSON)])
-
-    static func == (lhs: JSON, rhs: JSON) -> Bool { lhs.serialized(pretty: false) == rhs.serialized(pretty: false) }
 
     /// `.int(value)` or `.null`.
     static func optional(_ value: Int?) -> JSON { value.map { .int($0) } ?? .null }
