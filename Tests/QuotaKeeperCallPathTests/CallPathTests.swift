@@ -191,13 +191,12 @@ struct CallPathTests {
                 try await bedrock.call($0, prompt: prompt)
             }
         }
-        try await Task.sleep(for: .milliseconds(200))
+        #expect(await eventually { bedrock.callCount(harness.primary) == 1 }, "the call is in flight")
         task.cancel()
         let result = await task.result
         #expect(throws: CancellationError.self) { try result.get() }
-        try await Task.sleep(for: .milliseconds(200))
-        let status = try await harness.ledger.status(of: harness.primary)
-        #expect(status.window.tokens == 10 + 90 * 5, "input + max output x burndown: counting more, never less")
+        let settled = try await eventually { try await harness.ledger.status(of: harness.primary).window.tokens == 10 + 90 * 5 }
+        #expect(settled, "input + max output x burndown: counting more, never less")
         try await harness.cleanUp()
     }
 
@@ -213,7 +212,7 @@ struct CallPathTests {
                 try await bedrock.call($0, prompt: prompt)
             }
         }
-        try await Task.sleep(for: .milliseconds(200))
+        try await Task.sleep(for: .milliseconds(100))
         task.cancel()
         await #expect(throws: CancellationError.self) { try await task.value }
         #expect(bedrock.callCount(harness.primary) == 1, "the waiting call never reached Bedrock")
@@ -259,9 +258,9 @@ struct CallPathTests {
 
     @Test("Redis down with failClosed: a typed error at once")
     func redisDownFailClosed() async throws {
-        let server = try RedisServerProcess()
+        let server = try await RedisServerProcess()
         let harness = try CallPathHarness(redisURL: server.url())
-        server.stop()
+        await server.stop()
         let clock = ContinuousClock()
         let started = clock.now
         let error = try await #require(throws: CallPathError.self) {

@@ -17,7 +17,7 @@ struct RedisFailureTests {
 
     @Test("AUTH with the right password works; a wrong or missing one is .authenticationFailed")
     func requirePass() async throws {
-        let server = try RedisServerProcess(arguments: ["--requirepass", "right-password"])
+        let server = try await RedisServerProcess(arguments: ["--requirepass", "right-password"])
         let good = try client(server.url(password: "right-password"))
         #expect(try await good.send("PING") == .status("PONG"))
         await good.shutdown()
@@ -37,7 +37,7 @@ struct RedisFailureTests {
 
     @Test("an ACL user authenticates with AUTH user password; a disabled user does not")
     func aclUser() async throws {
-        let server = try RedisServerProcess()
+        let server = try await RedisServerProcess()
         let admin = try client(server.url())
         _ = try await admin.send(["ACL", "SETUSER", "quota-app", "on", ">app-secret", "~{qk}*", "+@all"])
         _ = try await admin.send(["ACL", "SETUSER", "retired", "off", ">old-secret", "~*", "+@all"])
@@ -71,7 +71,7 @@ struct RedisFailureTests {
 
     @Test("a paused server (SIGSTOP): commands time out within their bound, then recover on SIGCONT")
     func pausedServer() async throws {
-        let server = try RedisServerProcess()
+        let server = try await RedisServerProcess()
         let paused = try client(server.url(), commandTimeout: .milliseconds(300))
         #expect(try await paused.send("PING") == .status("PONG"))
         server.pause()
@@ -104,16 +104,49 @@ struct RedisFailureTests {
         await paused.shutdown()
     }
 
+    @Test("a cancelled caller stops waiting at once (long before the timeout), and the connection stays usable")
+    func cancellation() async throws {
+        let server = try await RedisServerProcess()
+        let redis = try client(server.url(), commandTimeout: .seconds(10))
+        _ = try await redis.send(["RPUSH", "{qk}:l", "x"])
+        server.pause()
+        let task = Task { try await redis.send("PING") }
+        try await Task.sleep(for: .milliseconds(50))
+        let clock = ContinuousClock()
+        let started = clock.now
+        task.cancel()
+        let result = await task.result
+        #expect(clock.now - started < .seconds(2), "cancellation, not the 10 s timeout, ended the wait")
+        #expect(throws: CancellationError.self) { try result.get() }
+        server.resume()
+        #expect(try await redis.send(["LPOP", "{qk}:l"]).string == "x", "the written PING's reply was read and dropped")
+        await redis.shutdown()
+    }
+
+    @Test("a new connection to a paused server: the handshake times out and shutdown still returns")
+    func pausedDuringHandshake() async throws {
+        let server = try await RedisServerProcess()
+        server.pause()
+        let paused = try client(server.url(), commandTimeout: .milliseconds(300))
+        let clock = ContinuousClock()
+        let started = clock.now
+        let error = try await #require(throws: RedisError.self) { try await paused.send("PING") }
+        #expect(error.code == .timeout)
+        await paused.shutdown()
+        #expect(clock.now - started < .seconds(3), "connect timeout 500 ms bounds the handshake; took \(clock.now - started)")
+        server.resume()
+    }
+
     @Test("a server killed and restarted: callers fail cleanly, the pool recovers, scripts reload")
     func restartedServer() async throws {
-        let server = try RedisServerProcess()
+        let server = try await RedisServerProcess()
         let restarted = try client(server.url())
         let script = RedisScript(name: "test_echo", source: "return ARGV[1]")
         #expect(try await restarted.evalScript(script, keys: [], arguments: ["before"]).string == "before")
-        server.stop()
+        await server.stop()
         let error = try await #require(throws: RedisError.self) { try await restarted.send("PING") }
         #expect([.connectionClosed, .connectionRefused].contains(error.code), "\(error)")
-        try server.start()
+        try await server.start()
         var answer: String?
         for _ in 0..<100 where answer == nil {
             answer = try? await restarted.evalScript(script, keys: [], arguments: ["after"]).string
@@ -126,7 +159,7 @@ struct RedisFailureTests {
     @Test("a Unix domain socket endpoint")
     func unixSocket() async throws {
         let socketPath = FileManager.default.temporaryDirectory.appending(path: "qk-\(UUID().uuidString.prefix(8)).sock").path
-        let server = try RedisServerProcess(arguments: ["--unixsocket", socketPath, "--unixsocketperm", "700"])
+        let server = try await RedisServerProcess(arguments: ["--unixsocket", socketPath, "--unixsocketperm", "700"])
         let viaSocket = try client("unix://\(socketPath)?db=1")
         #expect(try await viaSocket.send(["SET", "{qk}:socket", "yes"]) == .status("OK"))
         await viaSocket.shutdown()

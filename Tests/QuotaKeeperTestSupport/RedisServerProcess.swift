@@ -11,19 +11,23 @@ public final class RedisServerProcess: Sendable {
     private let directory: URL
     private let process: Mutex<Process?>
 
-    /// Starts a server on a free loopback port and waits until it accepts connections.
+    /// Starts a server on a free loopback port and waits (without blocking a thread) until it accepts
+    /// connections.
     /// - Parameter arguments: extra `redis-server` arguments, e.g. `["--requirepass", "secret"]`.
-    public init(arguments: [String] = []) throws {
+    public init(arguments: [String] = []) async throws {
         port = try Self.freePort()
         extraArguments = arguments
         directory = FileManager.default.temporaryDirectory.appending(path: "qk-redis-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         process = Mutex(nil)
-        try start()
+        try await start()
     }
 
     deinit {
-        stop()
+        if let pid = process.withLock({ $0?.processIdentifier }) {
+            kill(pid, SIGCONT)
+            kill(pid, SIGKILL)
+        }
         try? FileManager.default.removeItem(at: directory)
     }
 
@@ -37,7 +41,7 @@ public final class RedisServerProcess: Sendable {
     }
 
     /// Starts (or restarts) the server on the same port.
-    public func start() throws {
+    public func start() async throws {
         let server = Process()
         server.executableURL = try Self.redisServerPath()
         server.arguments = [
@@ -48,15 +52,15 @@ public final class RedisServerProcess: Sendable {
         server.standardError = FileHandle.nullDevice
         try server.run()
         process.withLock { $0 = server }
-        try waitUntilAccepting()
+        try await waitUntilAccepting()
     }
 
     /// Stops the server (SIGKILL, as a crash would) and waits for it to exit.
-    public func stop() {
+    public func stop() async {
         guard let server = process.withLock({ current -> Process? in defer { current = nil }; return current }) else { return }
         kill(server.processIdentifier, SIGCONT)
         kill(server.processIdentifier, SIGKILL)
-        server.waitUntilExit()
+        while server.isRunning { try? await Task.sleep(for: .milliseconds(5)) }
     }
 
     /// Freezes the server (SIGSTOP): connections stay open, nothing is answered.
@@ -69,10 +73,10 @@ public final class RedisServerProcess: Sendable {
         if let pid = process.withLock({ $0?.processIdentifier }) { kill(pid, number) }
     }
 
-    private func waitUntilAccepting() throws {
-        for _ in 0..<200 {
+    private func waitUntilAccepting() async throws {
+        for _ in 0..<500 {
             if Self.canConnect(port: port) { return }
-            usleep(10_000)
+            try await Task.sleep(for: .milliseconds(10))
         }
         throw TestSupportError("redis-server did not start listening on 127.0.0.1:\(port)")
     }

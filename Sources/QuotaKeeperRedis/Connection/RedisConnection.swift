@@ -32,6 +32,11 @@ final class RedisConnection {
         if case .tcp = configuration.endpoint, configuration.tcpKeepAlive {
             _ = redisEnableKeepAlive(context)
         }
+        // The handshake's reads are bounded by the connect timeout: a server that accepts but never answers
+        // (paused with SIGSTOP, overloaded) must not hold this thread.
+        guard redisSetTimeout(context, connectTimeout) == REDIS_OK else {
+            throw Self.contextError(context, endpoint: endpoint, during: "setting the connect timeout")
+        }
         try handshake(configuration)
         guard redisSetTimeout(context, chiredis_timeval_ms(Self.milliseconds(configuration.timeouts.command))) == REDIS_OK else {
             throw Self.contextError(context, endpoint: endpoint, during: "setting the command timeout")
