@@ -44,7 +44,7 @@ struct AppInstance {
         case .uncoordinated:
             caller = ArticleCaller(client: ArticleClient(settings: settings, observations: observations), settings: settings)
         case .coordinated:
-            guard let redisURL else { throw FleetError("coordinated mode needs a Redis URL") }
+            guard let redisURL else { throw FleetError(.invalidConfiguration, "coordinated mode needs a Redis URL (env QUOTAKEEPER_REDIS_URL)") }
             let client = RedisClient(configuration: try RedisConfiguration(url: redisURL), logger: logger)
             redis = client
             let ledger = try QuotaLedger(

@@ -52,7 +52,7 @@ struct Orchestrator {
         var redis: RedisClient?
         var ledger: QuotaLedger?
         if mode == .coordinated {
-            guard let redisURL else { throw FleetError("coordinated mode needs Redis: pass --redis-url or set QUOTAKEEPER_REDIS_URL") }
+            guard let redisURL else { throw FleetError(.invalidConfiguration, "coordinated mode needs Redis: pass --redis-url or set QUOTAKEEPER_REDIS_URL") }
             let client = RedisClient(configuration: try RedisConfiguration(url: redisURL), logger: logger)
             redis = client
             let shared = try QuotaLedger(redis: client, keyPrefix: keyPrefix, budgets: FleetBudgets.configurations(settings), logger: logger)
@@ -85,7 +85,7 @@ struct Orchestrator {
                 let executable = executable
                 group.addTask {
                     let status = try await ChildProcess.run(executable, arguments: arguments, environment: environment, timeout: timeout)
-                    guard status == 0 else { throw FleetError("app instance \(app.name) (\(mode.rawValue)) exited with status \(status)") }
+                    guard status == 0 else { throw FleetError(.instanceFailed, "app instance \(app.name) (\(mode.rawValue)) exited with status \(status)") }
                     return try JSONDecoder().decode(AppReport.self, from: Data(contentsOf: output))
                 }
             }
@@ -244,7 +244,7 @@ enum ChildProcess {
                 while let next = try await group.next() {
                     if let status = next { return status }
                     process.terminate()
-                    throw FleetError("\(executable.lastPathComponent) \(arguments.first ?? "") did not finish within \(timeout)")
+                    throw FleetError(.instanceFailed, "\(executable.lastPathComponent) \(arguments.first ?? "") did not finish within \(timeout)")
                 }
                 return -1
             }

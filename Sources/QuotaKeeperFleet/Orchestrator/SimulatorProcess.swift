@@ -18,7 +18,7 @@ final class SimulatorProcess: Sendable {
     /// - Throws: `FleetError` when the binary is missing or does not come up within 20 s.
     init(executable: URL, settings: FleetSettings, overloadStartOffset: Double, directory: URL) async throws {
         guard FileManager.default.isExecutableFile(atPath: executable.path) else {
-            throw FleetError("bedrock-sim not found at \(executable.path): build it (swift build --product bedrock-sim)")
+            throw FleetError(.simulatorUnavailable, "bedrock-sim not found at \(executable.path): build it (swift build --product bedrock-sim)")
         }
         let portFile = directory.appending(path: "sim-\(UUID().uuidString.prefix(8)).port")
         var arguments = [
@@ -53,11 +53,11 @@ final class SimulatorProcess: Sendable {
                 endpoint = URL(string: "http://127.0.0.1:\(port)")!
                 return
             }
-            guard process.isRunning else { throw FleetError("bedrock-sim exited with status \(process.terminationStatus) at start") }
+            guard process.isRunning else { throw FleetError(.simulatorUnavailable, "bedrock-sim exited with status \(process.terminationStatus) at start") }
             try await Task.sleep(for: .milliseconds(20))
         }
         process.terminate()
-        throw FleetError("bedrock-sim did not start listening within 20 s")
+        throw FleetError(.simulatorUnavailable, "bedrock-sim did not start listening within 20 s")
     }
 
     /// Stops the simulator (SIGTERM) and waits for it.
@@ -76,15 +76,34 @@ enum Referee {
         if let second { url.append(queryItems: [URLQueryItem(name: "since", value: String(second))]) }
         let (data, response) = try await URLSession.shared.data(from: url)
         guard (response as? HTTPURLResponse)?.statusCode == 200 else {
-            throw FleetError("GET \(url) answered \((response as? HTTPURLResponse)?.statusCode ?? 0)")
+            throw FleetError(.simulatorUnavailable, "GET \(url) answered \((response as? HTTPURLResponse)?.statusCode ?? 0)")
         }
         return try JSONDecoder().decode(SimulatorStatsSnapshot.self, from: data)
     }
 }
 
-/// A failure of the demo itself (not of a Bedrock call): bad flags, a missing binary, a worker that died.
+/// A failure of the demo itself (not of a Bedrock call): a missing binary, a simulator or app instance that
+/// failed, a configuration that cannot run.
 struct FleetError: Error, CustomStringConvertible {
+    struct Code: Hashable, Sendable, CustomStringConvertible {
+        private let name: String
+        private init(_ name: String) { self.name = name }
+        /// `bedrock-sim` is missing, did not start, or did not answer `/stats`.
+        static let simulatorUnavailable = Code("simulatorUnavailable")
+        /// An app instance exited with an error or did not finish in time.
+        static let instanceFailed = Code("instanceFailed")
+        /// The run cannot be set up as asked (e.g. coordinated mode without Redis).
+        static let invalidConfiguration = Code("invalidConfiguration")
+        var description: String { name }
+    }
+
+    var code: Code
     var message: String
-    init(_ message: String) { self.message = message }
-    var description: String { message }
+
+    init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    var description: String { "FleetError.\(code): \(message)" }
 }

@@ -31,7 +31,8 @@ enum ComparisonTable {
             for (model, referee) in mode.referee.sorted(by: { $0.key == settings.primaryModel && $1.key != settings.primaryModel }) {
                 let peak = referee.quotaRPM.map { "\(referee.peakWindowRequests)/\($0) req" }
                     ?? referee.quotaTPM.map { "\(referee.peakWindowTokens)/\($0) tok" } ?? "-"
-                let use = referee.utilizationMean.map { mean in "\(percent(mean)) / \(percent(referee.utilizationMinimum ?? mean))" } ?? "-"
+                let use = !settings.demandExceedsQuota ? "n/a: demand < quota"
+                    : referee.utilizationMean.map { mean in "\(percent(mean)) / \(percent(referee.utilizationMinimum ?? mean))" } ?? "-"
                 refereeRows.append([
                     mode.mode, model, "\(referee.received)", "\(referee.admitted)", "\(referee.quotaThrottles)", "\(referee.overloaded)",
                     "\(referee.serviceUnavailable)", peak, use,
