@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import Metrics
 
 /// `quotakeeper-fleet`: the article's multi-app scenarios, uncoordinated vs QuotaKeeper, judged by bedrock-sim.
 @main
@@ -200,11 +201,14 @@ extension FleetCommand {
                 throw ValidationError("bad app-instance arguments")
             }
             logger[metadataKey: "quotakeeper.app"] = "\(settings.apps[appIndex].name)"
+            let metrics = RoundTripMetrics()
+            MetricsSystem.bootstrap(metrics)
             let instance = AppInstance(
                 settings: settings, app: settings.apps[appIndex], appIndex: appIndex, mode: mode, endpoint: endpoint,
                 redisURL: ProcessInfo.processInfo.environment["QUOTAKEEPER_REDIS_URL"], keyPrefix: keyPrefix,
                 startAt: Date(timeIntervalSince1970: startAt), logger: logger)
-            let report = try await instance.run()
+            var report = try await instance.run()
+            report.redisRoundTrips = metrics.roundTrips
             try JSONEncoder().encode(report).write(to: URL(fileURLWithPath: output))
         }
     }

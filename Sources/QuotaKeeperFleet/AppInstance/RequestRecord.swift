@@ -40,4 +40,6 @@ struct AppReport: Codable, Sendable {
     var errorsSeen: [String: Int]
     /// Local circuit-breaker openings (uncoordinated mode; the shared breaker is counted by the orchestrator).
     var breakerOpenings: Int
+    /// Redis round trips of this instance, from the call path's metrics (coordinated mode).
+    var redisRoundTrips = 0
 }

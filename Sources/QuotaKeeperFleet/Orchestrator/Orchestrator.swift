@@ -127,7 +127,10 @@ struct Orchestrator {
             AppSummary(app: app.name, reports: appReports.filter { $0.app == app.name }, expected: Self.expectedRequests(app, settings), timeScale: scale)
         }
         var fleet = AppSummary(app: "fleet", reports: appReports, expected: apps.reduce(0) { $0 + $1.attempted }, timeScale: scale)
-        if mode == .coordinated { fleet.breakerOpenings = sharedBreakerOpenings }
+        if mode == .coordinated {
+            fleet.breakerOpenings = sharedBreakerOpenings
+            fleet.redisRoundTripsPerRequest = fleet.attempted > 0 ? Double(redisRoundTrips) / Double(fleet.attempted) : 0
+        }
         let window = Int(stats.quotaWindowSeconds)
         var referee: [String: RefereeSummary] = [:]
         var timeline: [String: [TimelineSecond]] = [:]

@@ -19,7 +19,7 @@ enum ComparisonTable {
                     mode.mode, app.app, "\(app.attempted)", "\(app.succeeded)", "\(app.failed)", "\(app.late)", "\(app.lost)",
                     "\(app.quotaThrottles)", "\(app.overloaded)", "\(app.unavailable)", "\(app.fallbacksServed)",
                     "\(app.breakerOpenings)", seconds(app.latencyP50), seconds(app.latencyP95), seconds(app.latencyP99),
-                    app.app == mode.fleet.app && mode.mode == FleetMode.coordinated.rawValue ? format(mode.redisRoundTripsPerRequest) : "-",
+                    mode.mode == FleetMode.coordinated.rawValue ? String(format: "%.1f", app.redisRoundTripsPerRequest) : "-",
                 ])
             }
         }

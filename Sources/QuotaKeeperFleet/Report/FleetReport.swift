@@ -45,6 +45,9 @@ struct AppSummary: Codable, Sendable {
     var errorsSeen: [String: Int] = [:]
     var fallbacksServed = 0
     var breakerOpenings = 0
+    /// Redis round trips per request: from the instances' call-path metrics per app; for the fleet row, the
+    /// server's exact count (see `ModeReport.redisRoundTripsPerRequest`).
+    var redisRoundTripsPerRequest = 0.0
     /// Latency including waits and retries, in simulated (Bedrock-time) seconds.
     var latencyP50 = 0.0
     var latencyP95 = 0.0
@@ -77,10 +80,12 @@ struct AppSummary: Codable, Sendable {
                 latencies.append(Double(request.latencyMilliseconds) / 1000 / timeScale)
             }
             errorsSeen.merge(report.errorsSeen, uniquingKeysWith: +)
+            redisRoundTripsPerRequest += Double(report.redisRoundTrips)
             breakerOpenings += report.breakerOpenings
         }
         lost = max(0, expected - attempted)
         attempted = max(attempted, expected)
+        redisRoundTripsPerRequest = attempted > 0 ? redisRoundTripsPerRequest / Double(attempted) : 0
         quotaThrottles = ["throttled-requests", "throttled-tokens", "throttled-daily", "throttled-unknown"]
             .reduce(0) { $0 + errorsSeen[$1, default: 0] }
         overloaded = errorsSeen["model-overloaded", default: 0]
