@@ -125,7 +125,7 @@ let package = Package(
         .testTarget(name: "BedrockErrorsTests", dependencies: ["BedrockErrors"]),
         .testTarget(
             name: "BedrockRuntimeTests",
-            dependencies: ["BedrockRuntime", "BedrockErrors", "BedrockSimulator"]
+            dependencies: ["BedrockRuntime", "BedrockErrors", "BedrockSimulator", "QuotaKeeperTestSupport"]
         ),
 
         // MARK: Build-time embedding of lua/
@@ -135,7 +135,7 @@ let package = Package(
         // MARK: Tests (all against a real redis-server)
         .target(
             name: "QuotaKeeperTestSupport",
-            dependencies: ["QuotaKeeperRedis"],
+            dependencies: ["QuotaKeeperRedis", .product(name: "Logging", package: "swift-log")],
             path: "Tests/QuotaKeeperTestSupport"
         ),
         .testTarget(

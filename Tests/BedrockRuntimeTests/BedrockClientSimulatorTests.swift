@@ -3,6 +3,7 @@ import BedrockRuntime
 import BedrockSimulator
 import Foundation
 import Logging
+import QuotaKeeperTestSupport
 import Testing
 #if canImport(FoundationNetworking)
 import FoundationNetworking
@@ -177,15 +178,15 @@ struct BedrockClientSimulatorTests {
 
     @Test("no prompt, response text or credential appears in any log line at trace level")
     func nothingSensitiveLogged() async throws {
-        let handler = RecordingLogHandler()
-        let logger = Logger(label: "test.bedrock", factory: { _ in handler })
+        let log = RecordedLog()
+        let logger = log.logger(label: "test.bedrock")
         let secretPrompt = "TOP-SECRET-PROMPT-7781"
         try await withSimulator(configure: { configuration in
             configuration.models["throttled"] = instantModel(rpm: 0)
         }, logger: logger) { _, client in
             let response = try await client.converse(modelId: Self.sonnet, request: prompt(secretPrompt, maxTokens: 20, forcedOutput: 4))
             _ = await converseError(client, model: "throttled", prompt(secretPrompt, maxTokens: 20))
-            let lines = handler.lines
+            let lines = log.all
             #expect(lines.count >= 2)
             for line in lines {
                 #expect(!line.contains(secretPrompt))

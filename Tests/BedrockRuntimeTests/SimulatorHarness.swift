@@ -87,25 +87,3 @@ func rawRequest(_ url: URL, method: String = "POST", body: String = "{}", header
     let http = response as! HTTPURLResponse
     return (http.statusCode, http.allHeaderFields, data)
 }
-
-/// Collects every log line (message and metadata) so tests can check what is never logged.
-final class RecordingLogHandler: LogHandler, @unchecked Sendable {
-    // @unchecked: `lines` is only touched under `lock`; the other stored properties are set before sharing.
-    private let lock = NSLock()
-    private var storage: [String] = []
-    var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level = .trace
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-
-    func log(event: LogEvent) {
-        let all = metadata.merging(event.metadata ?? [:]) { $1 }
-        let error = event.error.map { " error=\($0)" } ?? ""
-        lock.withLock { storage.append("\(event.level) \(event.message) \(all)\(error)") }
-    }
-
-    var lines: [String] { lock.withLock { storage } }
-}

@@ -127,7 +127,8 @@ struct SimulatorQuotaTests {
         try await withSimulator(configure: { configuration in
             configuration.timeScale = 0.01
             var profile = instantModel()
-            profile.overloadPeriods = [SimulatedPeriod(startSeconds: 0, durationSeconds: 200)]  // first 2 s of wall time
+            // The first 4 s of wall time: long enough that the first request lands inside it on a loaded machine.
+            profile.overloadPeriods = [SimulatedPeriod(startSeconds: 0, durationSeconds: 400)]
             configuration.models[haiku] = profile
         }) { simulator, client in
             let error = await converseError(client, model: haiku, prompt(maxTokens: 10))
@@ -135,11 +136,11 @@ struct SimulatorQuotaTests {
             #expect(error?.message == "Model \(haiku) is currently overloaded. Please try again later.")
             #expect(error?.kind.shouldFallBack == true)
             #expect(error?.kind.isQuotaThrottle == false)
-            _ = try await firstSuccess(within: .seconds(6)) {
+            _ = try await firstSuccess(within: .seconds(12)) {
                 await converseError(client, model: haiku, prompt(maxTokens: 10, forcedOutput: 1))
             }
             let stats = await simulator.stats()
-            #expect(stats.simulatedSeconds >= 200)
+            #expect(stats.simulatedSeconds >= 400)
             let totals = stats.models[haiku]?.totals
             #expect((totals?.overloaded ?? 0) >= 1)
             #expect(totals?.admitted == 1)

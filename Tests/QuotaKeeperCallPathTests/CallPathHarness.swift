@@ -88,34 +88,3 @@ final class BedrockDouble: Sendable {
         }
     }
 }
-
-/// Keeps every log line (message and metadata) at every level, to prove nothing sensitive is logged.
-final class RecordedLog: Sendable {
-    private let lines = Mutex<[String]>([])
-
-    var all: [String] { lines.withLock { $0 } }
-
-    func append(_ line: String) { lines.withLock { $0.append(line) } }
-
-    func logger() -> Logger {
-        var logger = Logger(label: "recorded") { _ in RecordingHandler(log: self) }
-        logger.logLevel = .trace
-        return logger
-    }
-
-    struct RecordingHandler: LogHandler {
-        let log: RecordedLog
-        var metadata: Logger.Metadata = [:]
-        var logLevel: Logger.Level = .trace
-
-        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-            get { metadata[key] }
-            set { metadata[key] = newValue }
-        }
-
-        func log(event: LogEvent) {
-            let merged = metadata.merging(event.metadata ?? [:]) { $1 }
-            log.append("\(event.level) \(event.message) \(merged)")
-        }
-    }
-}
