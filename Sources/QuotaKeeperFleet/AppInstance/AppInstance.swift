@@ -55,8 +55,10 @@ struct AppInstance {
         }
 
         let interval = settings.wall(60 / app.demandRPM)
-        var random = SplitMix64(seed: settings.seed &+ UInt64(appIndex) &* 0x9E37_79B9)
-        let phase = interval * Double(random.nextUnit())
+        // Apps' arrivals are spread over one interval, shifted by the seed (golden-ratio steps).
+        let shift = (Double(appIndex) / Double(settings.apps.count) + Double(settings.seed % 1_000_003) * 0.618_033_988_749_895)
+            .truncatingRemainder(dividingBy: 1)
+        let phase = interval * shift
         let clock = ContinuousClock()
         let start = clock.now + .seconds(max(0, startAt.timeIntervalSinceNow))
         let end = start + .seconds(settings.durationSeconds)
@@ -191,21 +193,6 @@ final class Attempts: Sendable {
     private let value = Mutex(0)
     func increment() { value.withLock { $0 += 1 } }
     var count: Int { value.withLock { $0 } }
-}
-
-/// A small seeded generator (demand phases), so the same `--seed` gives the same schedule.
-struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    mutating func nextUnit() -> Double { Double(next() >> 11) / Double(1 << 53) }
 }
 
 extension Duration {
