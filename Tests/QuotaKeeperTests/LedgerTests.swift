@@ -209,6 +209,41 @@ struct LedgerTests {
         }
     }
 
+    @Test("after a real Redis restart (state and scripts lost) the ledger re-seeds and keeps admitting")
+    func survivesRedisRestart() async throws {
+        let server = try await RedisServerProcess()
+        var redisConfiguration = try RedisConfiguration(url: server.url())
+        redisConfiguration.timeouts.command = .seconds(2)
+        let redis = RedisClient(configuration: redisConfiguration)
+        let configuration = testConfiguration(uniqueBudget("restart"), rpm: 5, window: .seconds(4))
+        let ledger = try QuotaLedger(redis: redis, keyPrefix: testKeyPrefix, budgets: [configuration])
+        let budget = configuration.id
+        let before = try await ledger.reserve(budget, app: "app", tokens: 10)
+        await server.stop()
+        try await server.start()
+        func reserveOnceReconnected() async throws -> Reservation {
+            for _ in 0..<50 {
+                do {
+                    return try await ledger.reserve(budget, app: "app", tokens: 10)
+                } catch let error as LedgerError where error.code == .storeUnavailable {
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+            }
+            return try await ledger.reserve(budget, app: "app", tokens: 10)
+        }
+        let after = try await reserveOnceReconnected()
+        let (afterID, afterEpoch, beforeEpoch) = (after.id, after.epoch, before.epoch)
+        #expect(afterID == 1 && afterEpoch != beforeEpoch)      // re-seeded: a new ledger
+        let settled = try await before.settle(usage: TokenUsage(inputTokens: 1, outputTokens: 1))
+        #expect(settled.chargedTokens == 2)
+        // Its hold was lost with the restart; an old-epoch settlement gives nothing back (only a charge above
+        // the hold would be added).
+        #expect(try await ledger.status(of: budget).window.tokens == 10)
+        _ = try await after.release()
+        await redis.shutdown()
+        await server.stop()
+    }
+
     @Test("acquire waits for the retry-after, gives up at maxWait and honours cancellation")
     func acquireWaitsWithinItsDeadline() async throws {
         try await withLedger(testConfiguration(uniqueBudget("acquire"), rpm: 2, window: .seconds(1))) { ledger, budget in
