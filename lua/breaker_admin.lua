@@ -10,7 +10,7 @@
 
 local command = ARGV[1]
 local v = redis.call('HMGET', LEDGER_KEY, 'cfg', 'st', 'bst')
-if not v[1] then return { 'no_budget' } end
+if not v[1] or #v[1] ~= CONFIG_SIZE then return { 'no_budget' } end
 local now = now_ms()
 local win, n, dwin, dn = sunpack(ADMISSION_CONFIG_FORMAT, v[1])
 local seq, code, deadline, window, day = state_unpack(v[2], win, n, dwin, dn)

@@ -57,6 +57,7 @@ for i = 2, #ARGV, 2 do
 end
 
 local stored = redis.call('HMGET', LEDGER_KEY, 'cfg', 'st')
+if stored[1] and #stored[1] ~= CONFIG_SIZE then stored = { false, false } end   -- another layout: start afresh
 if mode == 'seed' and stored[1] then return { 'exists', (select(12, sunpack(CONFIG_FORMAT, stored[1]))) } end
 if mode == 'set' and not stored[1] then return { 'no_budget' } end
 local old = {}

@@ -12,17 +12,18 @@ if command ~= 'delete' and command ~= 'reset_usage' then
   return invalid('command', "must be 'delete' or 'reset_usage'")
 end
 local v = redis.call('HMGET', LEDGER_KEY, 'cfg', 'st')
-if not v[1] then return { 'no_budget' } end
 local now = now_ms()
-local values = { sunpack(CONFIG_FORMAT, v[1]) }
-if command == 'delete' then
+local valid = v[1] and #v[1] == CONFIG_SIZE
+local values = valid and { sunpack(CONFIG_FORMAT, v[1]) } or {}
+if command == 'delete' then     -- also a budget whose configuration is missing or of another layout
   local removed = redis.call('DEL', LEDGER_KEY, INFLIGHT_KEY, PROBES_KEY, FAILERS_KEY)
-  local history_ms = values[16]
+  local history_ms = values[16] or 86400000
   for minute = floor((now - history_ms - 60000) / 60000), floor(now / 60000) do
     removed = removed + redis.call('DEL', KEY_BASE .. ':hist:' .. minute)
   end
   return { 'deleted', removed }
 end
+if not valid then return { 'no_budget' } end
 local seq, code, deadline = state_unpack(v[2], values[1], values[2], values[3], values[4])
 local removals = {}
 for _, name in ipairs(redis.call('HKEYS', LEDGER_KEY)) do

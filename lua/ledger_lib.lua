@@ -27,10 +27,12 @@ local FAILERS_KEY = KEY_BASE .. ':failers'       -- ZSET instance id -> time of 
 -- setting that is not set; `caps` = how many apps have a cap; names: `config_fields()` in ledger_lib_extra.lua).
 -- The admission reads only the first 15.
 local CONFIG_FORMAT = '<ddddddddddddddddddddddddddd'
+local CONFIG_SIZE = 216                  -- a `cfg` of any other size is from another layout: no budget
 local ADMISSION_CONFIG_FORMAT = '<ddddddddddddddd'
 -- Field `st`: the admission state as 15 packed doubles: reservation counter, breaker state code and deadline,
 -- then the ring headers of the window and of the day.
 local STATE_FORMAT = '<ddddddddddddddd'
+local STATE_SIZE = 120
 -- Field `bst`: breaker counters: 4 packed doubles (openings, consecutive failures, probe successes, last close
 -- time), then the ring header of its outcome window (counter 1 = calls, counter 2 = failures).
 local BREAKER_FORMAT = '<dddd'
@@ -79,7 +81,7 @@ end
 
 -- A ring whose header is stored in `packed` at byte `position` (a new, empty ring if `packed` is nil).
 local function ring_from(prefix, n, granularity, packed, position)
-  if not packed then return ring_new(prefix, n, granularity) end
+  if not packed or #packed < position + 47 then return ring_new(prefix, n, granularity) end
   return ring_new(prefix, n, granularity, sunpack(RING_FORMAT, packed, position))
 end
 
@@ -153,7 +155,9 @@ end
 
 -- Seq, breaker code, breaker deadline, window ring, day ring from the packed `st` field (nil: a new budget).
 local function state_unpack(packed, win, n, dwin, dn)
-  if not packed then return 0, 0, 0, ring_new('w', n, win / n), ring_new('d', dn, dwin / dn) end
+  if not packed or #packed ~= STATE_SIZE then   -- new budget, or a state of another layout: start afresh
+    return 0, 0, 0, ring_new('w', n, win / n), ring_new('d', dn, dwin / dn)
+  end
   local seq, code, deadline, h, t1, t2, h1, h2, low, dh, dt1, dt2, dh1, dh2, dlow = sunpack(STATE_FORMAT, packed)
   return seq, code, deadline, ring_new('w', n, win / n, h, t1, t2, h1, h2, low),
     ring_new('d', dn, dwin / dn, dh, dt1, dt2, dh1, dh2, dlow)

@@ -5,7 +5,7 @@
 -- Redis cost: TIME + HMGET + HKEYS + one HMGET per ring (its slots) + ZCOUNT x3; for operators, not hot paths.
 
 local v = redis.call('HMGET', LEDGER_KEY, 'cfg', 'st', 'bst')
-if not v[1] then return { 'no_budget' } end
+if not v[1] or #v[1] ~= CONFIG_SIZE then return { 'no_budget' } end
 local now = now_ms()
 local values = { sunpack(CONFIG_FORMAT, v[1]) }
 local config = {}

@@ -27,7 +27,7 @@ local lease_ms = int_arg(ARGV[5] or '0', 0, MAX_MS)
 if not lease_ms then return invalid('lease_ms', 'must be an integer from 0 to ' .. MAX_MS) end
 
 local v = redis.call('HMGET', LEDGER_KEY, 'cfg', 'st')
-if not v[1] then return { 'no_budget' } end
+if not v[1] or #v[1] ~= CONFIG_SIZE then return { 'no_budget' } end
 local now = now_ms()
 local win, n, dwin, dn, rpm, tpm, tpd, batch, ceiling, in_flight_limit, lease, epoch, probes, probe_lease, caps =
   sunpack(ADMISSION_CONFIG_FORMAT, v[1])

@@ -43,7 +43,7 @@ local probe = ARGV[16] == '1'
 
 local app_field = 'a:' .. app
 local v = redis.call('HMGET', LEDGER_KEY, 'cfg', 'st', 'bst', 'cap:' .. app, app_field)
-if not v[1] then return { 'no_budget' } end
+if not v[1] or #v[1] ~= CONFIG_SIZE then return { 'no_budget' } end
 local now = now_ms()
 local win, n, dwin, dn, _, _, _, _, _, in_flight_limit, _, epoch, _, _, _, history_ms, failure_rate, minimum_calls,
   consecutive_limit, quorum, open_ms, open_multiplier, open_max_ms, close_after, slow_ms, outcome_ms, outcome_n =
