@@ -31,7 +31,7 @@ struct FleetScenarioTests {
     @Test("tokens: no quota 429s, nothing lost, and the batch app never starves the chat apps")
     func tokens() async throws {
         let report = try await FleetRun.run([
-            "--scenario", "tokens", "--modes", "coordinated", "--window-seconds", "4", "--duration-seconds", "6",
+            "--scenario", "tokens", "--modes", "coordinated", "--window-seconds", "4", "--duration-seconds", "9",
         ])
         let coordinated = try report.mode("coordinated")
         try Self.expectNothingLost(coordinated)
@@ -132,17 +132,11 @@ enum FleetRun {
         _ = try binary("bedrock-sim")
         let json = FileManager.default.temporaryDirectory.appending(path: "fleet-test-\(UUID().uuidString).json")
         defer { try? FileManager.default.removeItem(at: json) }
-        let process = Process()
-        process.executableURL = fleet
-        process.arguments = ["run", "--redis-url", TestRedis.url, "--json", json.path, "--log-level", "warning"] + arguments
-        let output = Pipe()
-        process.standardOutput = output
-        let status = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Int32, any Error>) in
-            process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
-            do { try process.run() } catch { continuation.resume(throwing: error) }
-        }
-        let table = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        try #require(status == 0, "quotakeeper-fleet \(arguments.joined(separator: " ")) exited with \(status)\n\(table)")
+        let result = try await ChildProcess.run(
+            fleet, arguments: ["run", "--redis-url", TestRedis.url, "--json", json.path, "--log-level", "warning"] + arguments)
+        try #require(
+            result.status == 0,
+            "quotakeeper-fleet \(arguments.joined(separator: " ")) exited with \(result.status)\n\(result.output)\(result.errorOutput)")
         return try JSONDecoder().decode(Report.self, from: Data(contentsOf: json))
     }
 }

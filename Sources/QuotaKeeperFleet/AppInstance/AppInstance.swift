@@ -65,7 +65,7 @@ struct AppInstance {
         try await clock.sleep(until: start)
 
         let records = try await withThrowingTaskGroup(of: RequestRecord.self) { group in
-            var arrival = start + phase
+            var arrival = start + settings.wall(app.startSeconds) + phase
             while arrival < end {
                 try await clock.sleep(until: arrival)
                 let arrivedAt = arrival

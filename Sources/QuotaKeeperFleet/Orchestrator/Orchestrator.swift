@@ -135,7 +135,9 @@ struct Orchestrator {
         var referee: [String: RefereeSummary] = [:]
         var timeline: [String: [TimelineSecond]] = [:]
         for (model, modelStats) in stats.models {
-            referee[model] = RefereeSummary(model: modelStats, from: firstSecond, to: lastSecond, quotaWindow: window)
+            referee[model] = RefereeSummary(
+                model: modelStats, from: firstSecond, to: lastSecond, quotaWindow: window,
+                fullDemandFrom: firstSecond + Int(settings.fullDemandStartSeconds.rounded(.up)))
             timeline[model] = modelStats.seconds.filter { $0.second >= firstSecond }.map {
                 TimelineSecond(
                     second: $0.second - firstSecond, admitted: $0.counters.admitted, tokensHeld: $0.counters.tokensHeld, tokensCharged: $0.counters.tokensCharged,
@@ -161,7 +163,8 @@ struct Orchestrator {
     static func expectedRequests(_ app: AppSpec, _ settings: FleetSettings) -> Int {
         // Arrivals at phase + k x interval < duration, phase in [0, interval): floor or ceil of duration / interval.
         let perSecond = app.demandRPM / 60 / settings.timeScale
-        return Int((settings.durationSeconds * perSecond).rounded(.down))
+        let sending = settings.durationSeconds - app.startSeconds * settings.timeScale
+        return max(0, Int((sending * perSecond).rounded(.down)))
     }
 
     /// Round trips Redis answered so far: the script calls (`EVALSHA`, `EVAL`, `SCRIPT LOAD`) from INFO

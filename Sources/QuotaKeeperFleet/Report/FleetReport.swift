@@ -118,7 +118,8 @@ struct RefereeSummary: Codable, Sendable {
     var peakWindowTokens = 0
     var quotaRPM: Int?
     var quotaTPM: Int?
-    /// Quota use over every full 60 s window of the demand period: the binding dimension's mean and minimum
+    /// Quota use over every full 60 s window of the demand period (from when every app is sending): the
+    /// binding dimension's mean and minimum
     /// (admitted requests for an RPM quota, charged tokens placed at admission for a TPM quota); nil when no
     /// window fits.
     var utilizationMean: Double?
@@ -126,8 +127,9 @@ struct RefereeSummary: Codable, Sendable {
 
     init() {}
 
-    /// Builds the summary from `/stats` seconds `from..<to` (simulated seconds of the simulator's clock).
-    init(model: SimulatorModelStats, from: Int, to: Int, quotaWindow: Int) {
+    /// Builds the summary from `/stats` seconds `from..<to` (simulated seconds of the simulator's clock);
+    /// utilization counts the windows from `fullDemandFrom` on, when every app is sending.
+    init(model: SimulatorModelStats, from: Int, to: Int, quotaWindow: Int, fullDemandFrom: Int) {
         let seconds = model.seconds.filter { $0.second >= from && $0.second < to + quotaWindow * 3 }
         for second in seconds {
             let c = second.counters
@@ -157,7 +159,7 @@ struct RefereeSummary: Codable, Sendable {
             chargedBySecond[second.second] = Double(second.counters.tokensHeld) * chargedPerHeld
         }
         var uses: [Double] = []
-        var start = from
+        var start = fullDemandFrom
         while start + quotaWindow <= to {
             let range = start..<(start + quotaWindow)
             var use = 0.0
