@@ -256,20 +256,70 @@ struct CallPathTests {
         try await harness.cleanUp()
     }
 
-    @Test("Redis down with failClosed: a typed error at once")
+    @Test("Redis killed mid-run with failClosed: a typed error at once")
     func redisDownFailClosed() async throws {
         let server = try await RedisServerProcess()
         let harness = try CallPathHarness(redisURL: server.url())
+        let coordinator = harness.coordinator()
+        let bedrock = BedrockDouble([:])
+        _ = try await coordinator.call(route: harness.route, estimate: CallEstimate(inputTokens: 1, maxOutputTokens: 1), options: CallOptions(app: "a")) {
+            try await bedrock.call($0, prompt: prompt)
+        }
         await server.stop()
         let clock = ContinuousClock()
         let started = clock.now
         let error = try await #require(throws: CallPathError.self) {
-            try await harness.coordinator().call(route: harness.route, estimate: CallEstimate(inputTokens: 1, maxOutputTokens: 1), options: CallOptions(app: "a")) { _ in
-                CallCompletion(value: "", usage: TokenUsage(inputTokens: 0, outputTokens: 0))
+            try await coordinator.call(route: harness.route, estimate: CallEstimate(inputTokens: 1, maxOutputTokens: 1), options: CallOptions(app: "a")) {
+                try await bedrock.call($0, prompt: prompt)
             }
         }
         #expect(error.code == .storeUnavailable)
-        #expect(clock.now - started < .seconds(1))
+        #expect(error.message.contains("127.0.0.1:\(server.port)"))
+        #expect(clock.now - started < .seconds(2))
+        #expect(bedrock.callLog.count == 1, "nothing reached Bedrock without the ledger")
+        await harness.redis.shutdown()
+    }
+
+    @Test("Redis killed mid-run with failOpen: calls use the local share, the usage is replayed once Redis is back")
+    func redisDownFailOpen() async throws {
+        let server = try await RedisServerProcess()
+        let harness = try CallPathHarness(rpm: 10, tpm: 100_000, window: .seconds(30), redisURL: server.url())
+        let coordinator = harness.coordinator { $0.storeFailurePolicy = .failOpen(expectedInstances: 2) }
+        let bedrock = BedrockDouble([harness.primary: [.success(input: 100, output: 10)]])
+        let estimate = CallEstimate(inputTokens: 100, maxOutputTokens: 100)
+        let route = [harness.primary]
+        _ = try await coordinator.call(route: route, estimate: estimate, options: CallOptions(app: "a")) { try await bedrock.call($0, prompt: prompt) }
+
+        await server.stop()
+        var served = 0
+        for _ in 0..<6 {
+            do {
+                _ = try await coordinator.call(route: route, estimate: estimate, options: CallOptions(app: "a")) { try await bedrock.call($0, prompt: prompt) }
+                served += 1
+            } catch let error as CallPathError {
+                guard case .localShareExhausted = error.failures.first?.reason else {
+                    Issue.record("expected the local share to be spent, got \(error)")
+                    continue
+                }
+            }
+        }
+        #expect(served == 5, "RPM 10 shared by 2 expected instances: 5 for this one while Redis is away")
+        #expect(coordinator.hasUnreplayedUsage)
+
+        try await server.start()  // a new, empty Redis: configuration, usage and scripts are gone
+        #expect(await eventually { (try? await harness.redis.send("PING")) != nil }, "the pool reconnects within its backoff")
+        _ = try await coordinator.call(route: route, estimate: estimate, options: CallOptions(app: "a")) { try await bedrock.call($0, prompt: prompt) }
+        let replayed = try await eventually { !coordinator.hasUnreplayedUsage }
+        #expect(replayed)
+        let status = try await harness.ledger.status(of: harness.primary)
+        #expect(status.window.requests == 1 + 5, "the call after the restart plus the 5 replayed")
+        #expect(status.window.tokens == 6 * (100 + 10 * 5))
+
+        // A replay whose reply was lost is sent again with the same id: charged once.
+        let again = UsageReplay(id: "retry-check", budget: harness.primary, app: "a", requests: 1, tokens: 7)
+        #expect(try await harness.ledger.replay(again))
+        #expect(try await harness.ledger.replay(again) == false)
+        #expect(try await harness.ledger.status(of: harness.primary).window.tokens == 6 * 150 + 7)
         await harness.redis.shutdown()
     }
 

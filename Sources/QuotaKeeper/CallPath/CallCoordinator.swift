@@ -26,6 +26,8 @@ public struct CallCoordinator: Sendable {
     public let configuration: CallPathConfiguration
     let retryBudget: RetryBudget
     let ceiling: AdaptiveCeilingController
+    let localShare = LocalShareLimiter()
+    let journal: ReplayJournal
     let logger: Logger
 
     /// Creates the call path over a ledger.
@@ -34,8 +36,20 @@ public struct CallCoordinator: Sendable {
         self.configuration = configuration
         self.retryBudget = RetryBudget(ledger: ledger, configuration: configuration.retryBudget)
         self.ceiling = AdaptiveCeilingController(ledger: ledger, configuration: configuration.adaptiveCeiling, logger: logger)
+        self.journal = ReplayJournal(instanceID: ledger.instanceID)
         self.logger = logger
     }
+
+    /// Replays usage admitted on the local share while Redis was away (policy `failOpen`) into the ledger now.
+    /// The call path does this by itself after its next successful admission; call it before shutting down.
+    ///
+    /// Redis cost: one `ledger_replay` per budget and app with unreplayed usage.
+    public func replayFailOpenUsage() async {
+        await journal.flush(into: ledger, logger: logger)
+    }
+
+    /// Whether usage admitted while Redis was away is still waiting to be replayed.
+    public var hasUnreplayedUsage: Bool { !journal.isEmpty }
 
     /// Runs one Bedrock call along `route` and returns its value with the target that served it.
     ///
@@ -74,11 +88,16 @@ public struct CallCoordinator: Sendable {
                 let maximumWait = min(remaining, options.maximumWaitPerTarget ?? (isLastTarget ? remaining : .zero))
 
                 // 1. Admission: breaker and every limit in one round trip, waiting for budget within maximumWait.
-                let reservation: Reservation
+                let ticket: AdmissionTicket
                 let admissionStarted = clock.now
                 do {
-                    reservation = try await ledger.acquire(
+                    let reservation = try await ledger.acquire(
                         target, app: options.app, priority: options.priority, tokens: estimate.heldTokens, maxWait: maximumWait)
+                    ticket = AdmissionTicket(reservation, ledger: ledger, localShare: localShare, journal: journal)
+                    if !journal.isEmpty {
+                        let (journal, ledger, logger) = (journal, ledger, logger)
+                        Task { await journal.flush(into: ledger, logger: logger) }
+                    }
                 } catch let error as LedgerError {
                     waited += clock.now - admissionStarted
                     switch error.code {
@@ -92,7 +111,21 @@ public struct CallCoordinator: Sendable {
                         logger.debug("target skipped", metadata: ["quotakeeper.reason": "\(failures.last!)"])
                         break targetLoop
                     case .storeUnavailable:
-                        throw finalError(.storeUnavailable, "the quota ledger is unreachable (policy failClosed): \(error.message)", failures, logger, underlying: error)
+                        guard case .failOpen(let instances) = configuration.storeFailurePolicy else {
+                            throw finalError(.storeUnavailable, "the quota ledger is unreachable (policy failClosed): \(error.message)", failures, logger, underlying: error)
+                        }
+                        guard let budget = ledger.configurations[target] else {
+                            failures.append(TargetFailure(target: target, reason: .storeUnavailable(error.message)))
+                            break targetLoop
+                        }
+                        guard let hold = localShare.admit(budget, tokens: estimate.heldTokens, expectedInstances: instances) else {
+                            failures.append(TargetFailure(target: target, reason: .localShareExhausted))
+                            Counter(label: "quotakeeper_call_denials_total", dimensions: [("budget", target.description), ("limit", "local_share")]).increment()
+                            break targetLoop
+                        }
+                        ticket = AdmissionTicket(local: hold, app: options.app, ledger: ledger, localShare: localShare, journal: journal)
+                        Counter(label: "quotakeeper_fail_open_admissions_total", dimensions: [("budget", target.description)]).increment()
+                        logger.info("Redis unreachable: admitted on this instance's local share", metadata: ["quotakeeper.error": "\(error.message)"])
                     default:
                         throw CallPathError(code: .invalidRequest, message: error.message, failures: failures, underlying: error)
                     }
@@ -114,7 +147,7 @@ public struct CallCoordinator: Sendable {
                     var charged: Int?
                     do {
                         // The breaker's own slow-call threshold judges the latency.
-                        charged = try await reservation.settle(usage: completion.usage, outcome: .success, latency: latency).chargedTokens
+                        charged = try await ticket.settle(usage: completion.usage, outcome: .success, latency: latency)
                     } catch {
                         logger.debug("settlement failed; the held tokens stay counted until they leave the window", metadata: ["quotakeeper.error": "\(error)"])
                     }
@@ -127,7 +160,7 @@ public struct CallCoordinator: Sendable {
 
                 case .failure(let error) where error is CancellationError || Task.isCancelled:
                     // In flight when cancelled: Bedrock may have charged; count the worst case.
-                    settleDetached(reservation, usage: estimate.worstCaseUsage, outcome: .notCounted, latency: latency, logger: logger)
+                    ticket.settleDetached(usage: estimate.worstCaseUsage, outcome: .notCounted, latency: latency, logger: logger)
                     throw CancellationError()
 
                 case .failure(let error):
@@ -137,7 +170,7 @@ public struct CallCoordinator: Sendable {
                     let kind = failure.kind
                     Counter(label: "quotakeeper_bedrock_errors_total", dimensions: [("budget", target.description), ("kind", kind.rawValue)]).increment()
                     logger.debug("Bedrock call failed", metadata: ["quotakeeper.kind": "\(kind.rawValue)", "quotakeeper.attempt": "\(targetAttempts)"])
-                    await finishFailed(reservation, kind: kind, estimate: estimate, latency: latency, logger: logger)
+                    await finishFailed(ticket, kind: kind, estimate: estimate, latency: latency, logger: logger)
                     if kind == .tooManyConnections {
                         Counter(label: "quotakeeper_too_many_connections_total", dimensions: [("budget", target.description)]).increment()
                     }
@@ -193,30 +226,16 @@ public struct CallCoordinator: Sendable {
     ///
     /// Bedrock does not charge throttled or failed requests, so their tokens are released; a timeout or
     /// model error may have been charged, so the worst case is settled (counting more, never less).
-    private func finishFailed(_ reservation: consuming Reservation, kind: BedrockErrorKind, estimate: CallEstimate, latency: Duration, logger: Logger) async {
+    private func finishFailed(_ ticket: consuming AdmissionTicket, kind: BedrockErrorKind, estimate: CallEstimate, latency: Duration, logger: Logger) async {
         let outcome: CallOutcome = kind.countsAsBreakerFailure ? .failure : .notCounted
         do {
             if kind == .timeout || kind == .modelError {
-                try await reservation.settle(usage: estimate.worstCaseUsage, outcome: outcome, latency: latency)
+                _ = try await ticket.settle(usage: estimate.worstCaseUsage, outcome: outcome, latency: latency)
             } else {
-                try await reservation.release(outcome: outcome, latency: latency)
+                try await ticket.release(outcome: outcome, latency: latency)
             }
         } catch {
             logger.debug("could not finish a failed call's reservation; it stays counted", metadata: ["quotakeeper.error": "\(error)"])
-        }
-    }
-
-    /// Settles outside the (cancelled) calling task, so a cancellation still reaches the ledger.
-    private func settleDetached(_ reservation: consuming Reservation, usage: TokenUsage, outcome: CallOutcome, latency: Duration, logger: Logger) {
-        let record = ReservationRecord(reservation)
-        _ = consume reservation
-        let ledger = ledger
-        Task {
-            do {
-                _ = try await ledger.finish(record, mode: "settle", usage: usage, outcome: outcome, latency: latency)
-            } catch {
-                logger.debug("could not settle a cancelled call; it stays counted", metadata: ["quotakeeper.error": "\(error)"])
-            }
         }
     }
 

@@ -27,8 +27,8 @@ public struct CallPathConfiguration: Sendable {
     public enum StoreFailurePolicy: Sendable, Hashable {
         /// Refuse the call at once with `CallPathError.storeUnavailable`.
         case failClosed
-        /// Admit calls against an in-process share of each limit (limit / expected instances) and replay
-        /// the usage into the ledger when Redis returns.
+        /// Admit calls against an in-process share of each limit (limit x ceiling / expected instances, over
+        /// the budget's own windows) and replay the usage into the ledger when Redis answers again.
         case failOpen(expectedInstances: Int)
     }
 

@@ -13,6 +13,10 @@ public struct TargetFailure: Sendable, CustomStringConvertible {
         case retryBudgetExhausted(BedrockError)
         /// The deadline passed before this target could be tried.
         case deadlineExceeded
+        /// Redis was unreachable and this target has no configuration to take a local share of (failOpen).
+        case storeUnavailable(String)
+        /// Redis was unreachable and this instance's local share of the target's limits is spent (failOpen).
+        case localShareExhausted
     }
 
     public var target: BudgetID
@@ -35,6 +39,10 @@ public struct TargetFailure: Sendable, CustomStringConvertible {
             return "\(target): fleet retry budget spent after \(error.kind.rawValue)"
         case .deadlineExceeded:
             return "\(target): deadline passed before it could be tried"
+        case .storeUnavailable(let message):
+            return "\(target): the ledger is unreachable and this instance has no configuration for it (\(message))"
+        case .localShareExhausted:
+            return "\(target): the ledger is unreachable and this instance's local share of the limits is spent"
         }
     }
 }

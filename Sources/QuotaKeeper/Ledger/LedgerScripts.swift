@@ -11,8 +11,9 @@ enum LedgerScripts {
     static let history = script("ledger_history", EmbeddedLuaScripts.ledgerHistory)
     static let delete = script("ledger_delete", EmbeddedLuaScripts.ledgerDelete)
     static let breakerAdmin = script("breaker_admin", EmbeddedLuaScripts.breakerAdmin)
+    static let replay = script("ledger_replay", EmbeddedLuaScripts.ledgerReplay)
 
-    static let all = [reserve, settle, configure, read, history, delete, breakerAdmin]
+    static let all = [reserve, settle, configure, read, history, delete, breakerAdmin, replay]
 
     private static func script(_ name: String, _ body: String) -> RedisScript {
         RedisScript(

@@ -1,0 +1,55 @@
+-- ledger_replay.lua (after ledger_lib.lua and ledger_lib_extra.lua): charges usage that an instance admitted on
+-- its own while Redis was unreachable (call path policy failOpen), exactly once.
+-- KEYS[1]  <prefix>{<budget>}:ledger
+-- ARGV     replay_id (1-64 characters of A-Z a-z 0-9 . _ -: the same id on every retry of one entry),
+--          app, requests (1..10^6), tokens (0..10^12: what Bedrock charged), dedupe_ms (how long the id is
+--          remembered, 1000..one year)
+-- The usage is added to the newest bucket of the window, day and capped-app rings (it happened before now, so
+-- it leaves the window later than it really would: counting more, never less) and to this minute's history.
+-- The id is remembered in `<base>:replayed:<id>` (SET NX PX), so a retry after a lost reply counts nothing twice.
+-- Replies  {'replayed', tokens} | {'duplicate'} | {'no_budget'} | {'invalid', argument, reason}
+-- Redis cost: SET NX + TIME + HMGET + HSET (+ HMGET when a ring moves on) + 2 HINCRBY (+ PEXPIRE).
+
+local replay_id, app = ARGV[1], ARGV[2]
+if not valid_name(replay_id) then return invalid('replay_id', 'must be 1-64 characters of A-Z a-z 0-9 . _ -') end
+if not valid_name(app) then return invalid('app', 'must be 1-64 characters of A-Z a-z 0-9 . _ -') end
+local requests = int_arg(ARGV[3], 1, 1000000)
+if not requests then return invalid('requests', 'must be an integer from 1 to 10^6') end
+local tokens = int_arg(ARGV[4], 0, 1000000000000)
+if not tokens then return invalid('tokens', 'must be an integer from 0 to 10^12') end
+local dedupe_ms = int_arg(ARGV[5], 1000, MAX_MS)
+if not dedupe_ms then return invalid('dedupe_ms', 'must be an integer from 1000 to ' .. MAX_MS) end
+
+local app_field = 'a:' .. app
+local v = redis.call('HMGET', LEDGER_KEY, 'cfg', 'st', 'cap:' .. app, app_field)
+if not v[1] then return { 'no_budget' } end
+if not redis.call('SET', KEY_BASE .. ':replayed:' .. replay_id, '1', 'NX', 'PX', dedupe_ms) then
+  return { 'duplicate' }
+end
+
+local now = now_ms()
+local win, n, dwin, dn, _, _, _, _, _, _, _, _, _, _, _, history_ms = sunpack(CONFIG_FORMAT, v[1])
+local seq, breaker_code, breaker_until, window, day = state_unpack(v[2], win, n, dwin, dn)
+local function charge(ring, d1, d2)
+  ring_advance(ring, floor(now / ring.granularity))
+  ring_add(ring, d1, d2)
+end
+charge(window, requests, tokens)
+charge(day, tokens, 0)
+local fields = {}
+ring_writes(window, fields)
+ring_writes(day, fields)
+if v[3] then
+  local capped = app_ring(app, v[4], win, n)
+  charge(capped, requests, tokens)
+  ring_writes(capped, fields, app_field)
+end
+push(fields, 'st', state_pack(seq, breaker_code, breaker_until, window, day))
+redis.call('HSET', LEDGER_KEY, unpack(fields))
+
+local history_key = KEY_BASE .. ':hist:' .. floor(now / 60000)
+if redis.call('HINCRBY', history_key, 'a:' .. app .. ':r', requests) == requests then
+  redis.call('PEXPIRE', history_key, history_ms + 60000)
+end
+redis.call('HINCRBY', history_key, 'a:' .. app .. ':t', tokens)
+return { 'replayed', tokens }
