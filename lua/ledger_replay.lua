@@ -22,7 +22,7 @@ if not dedupe_ms then return invalid('dedupe_ms', 'must be an integer from 1000 
 
 local app_field = 'a:' .. app
 local v = redis.call('HMGET', LEDGER_KEY, 'cfg', 'st', 'cap:' .. app, app_field)
-if not v[1] then return { 'no_budget' } end
+if not v[1] or #v[1] ~= CONFIG_SIZE then return { 'no_budget' } end   -- absent, or stored in another layout
 if not redis.call('SET', KEY_BASE .. ':replayed:' .. replay_id, '1', 'NX', 'PX', dedupe_ms) then
   return { 'duplicate' }
 end
