@@ -2,7 +2,9 @@
 -- KEYS[1]  <prefix>{<budget>}:ledger
 -- ARGV[1]  minutes to look back (1..10080), ARGV[2] app name or '' for every app
 -- Reply    a JSON array, oldest first, of the minutes with settled calls:
---          {start_ms, requests, tokens, apps = {<app> = {requests, tokens}}} (budget totals = sum over apps)
+--          {start_ms, requests, tokens, input_tokens, output_tokens, apps = {<app> = {requests, tokens,
+--          input_tokens, output_tokens}}} (budget totals = sum over apps; tokens = charged, input includes cache
+--          writes, output is before burndown)
 --          | {'invalid', argument, reason}
 -- Redis cost: TIME + one HGETALL per minute looked back; for operators, not hot paths.
 
@@ -11,22 +13,20 @@ if not minutes then return invalid('minutes', 'must be an integer from 1 to 1008
 local only = ARGV[2] or ''
 if only ~= '' and not valid_name(only) then return invalid('app', 'must be 1-64 characters of A-Z a-z 0-9 . _ -') end
 local now_minute = floor(now_ms() / 60000)
+local HISTORY_FIELDS = { r = 'requests', t = 'tokens', i = 'input_tokens', o = 'output_tokens' }
 local rows = {}
 for minute = now_minute - minutes + 1, now_minute do
   local stored = redis.call('HGETALL', KEY_BASE .. ':hist:' .. minute)
-  local row = { start_ms = minute * 60000, requests = 0, tokens = 0, apps = {} }
+  local row = { start_ms = minute * 60000, requests = 0, tokens = 0, input_tokens = 0, output_tokens = 0, apps = {} }
   for i = 1, #stored, 2 do
-    local app, kind = string.match(stored[i], '^a:(.+):([rt])$')
+    local app, kind = string.match(stored[i], '^a:(.+):([rtio])$')
     if app and (only == '' or app == only) then
-      local usage = row.apps[app] or { requests = 0, tokens = 0 }
+      local usage = row.apps[app] or { requests = 0, tokens = 0, input_tokens = 0, output_tokens = 0 }
       row.apps[app] = usage
-      if kind == 'r' then
-        usage.requests = tonumber(stored[i + 1])
-        row.requests = row.requests + usage.requests
-      else
-        usage.tokens = tonumber(stored[i + 1])
-        row.tokens = row.tokens + usage.tokens
-      end
+      local name = HISTORY_FIELDS[kind]
+      local value = tonumber(stored[i + 1])
+      usage[name] = value
+      row[name] = row[name] + value
     end
   end
   if row.requests > 0 then rows[#rows + 1] = row end

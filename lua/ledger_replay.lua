@@ -3,12 +3,13 @@
 -- KEYS[1]  <prefix>{<budget>}:ledger
 -- ARGV     replay_id (1-64 characters of A-Z a-z 0-9 . _ -: the same id on every retry of one entry),
 --          app, requests (1..10^6), tokens (0..10^12: what Bedrock charged), dedupe_ms (how long the id is
---          remembered, 1000..one year)
+--          remembered, 1000..one year), input and output (0..10^12: input + cache write and output as Bedrock
+--          reported them, for the history)
 -- The usage is added to the newest bucket of the window, day and capped-app rings (it happened before now, so
 -- it leaves the window later than it really would: counting more, never less) and to this minute's history.
 -- The id is remembered in `<base>:replayed:<id>` (SET NX PX), so a retry after a lost reply counts nothing twice.
 -- Replies  {'replayed', tokens} | {'duplicate'} | {'no_budget'} | {'invalid', argument, reason}
--- Redis cost: SET NX + TIME + HMGET + HSET (+ HMGET when a ring moves on) + 2 HINCRBY (+ PEXPIRE).
+-- Redis cost: SET NX + TIME + HMGET + HSET (+ HMGET when a ring moves on) + 4 HINCRBY (+ PEXPIRE).
 
 local replay_id, app = ARGV[1], ARGV[2]
 if not valid_name(replay_id) then return invalid('replay_id', 'must be 1-64 characters of A-Z a-z 0-9 . _ -') end
@@ -19,6 +20,8 @@ local tokens = int_arg(ARGV[4], 0, 1000000000000)
 if not tokens then return invalid('tokens', 'must be an integer from 0 to 10^12') end
 local dedupe_ms = int_arg(ARGV[5], 1000, MAX_MS)
 if not dedupe_ms then return invalid('dedupe_ms', 'must be an integer from 1000 to ' .. MAX_MS) end
+local input, output = int_arg(ARGV[6], 0, 1000000000000), int_arg(ARGV[7], 0, 1000000000000)
+if not input or not output then return invalid('input', 'input and output must be integers from 0 to 10^12') end
 
 local app_field = 'a:' .. app
 local v = redis.call('HMGET', LEDGER_KEY, 'cfg', 'st', 'cap:' .. app, app_field)
@@ -48,8 +51,11 @@ push(fields, 'st', state_pack(seq, breaker_code, breaker_until, window, day))
 redis.call('HSET', LEDGER_KEY, unpack(fields))
 
 local history_key = KEY_BASE .. ':hist:' .. floor(now / 60000)
-if redis.call('HINCRBY', history_key, 'a:' .. app .. ':r', requests) == requests then
+local prefix = 'a:' .. app .. ':'
+if redis.call('HINCRBY', history_key, prefix .. 'r', requests) == requests then
   redis.call('PEXPIRE', history_key, history_ms + 60000)
 end
-redis.call('HINCRBY', history_key, 'a:' .. app .. ':t', tokens)
+redis.call('HINCRBY', history_key, prefix .. 't', tokens)
+redis.call('HINCRBY', history_key, prefix .. 'i', input)
+redis.call('HINCRBY', history_key, prefix .. 'o', output)
 return { 'replayed', tokens }

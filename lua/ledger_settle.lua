@@ -8,11 +8,12 @@
 -- Settle charges input + cache_write + ceil(output x burndown): tokens held beyond that are given back at once
 -- to the bucket where they were held (if it is still in the window and the ledger epoch is unchanged); a
 -- charge above the held tokens is added to the newest bucket. Release gives back the request and all tokens.
--- Settle also adds the request and charge to the per-minute history hash `<base>:hist:<minute>` (fields
--- a:<app>:r and a:<app>:t; expires `hist` ms after the minute).
+-- Settle also adds the request, the charge, the input (+ cache write) and the output to the per-minute history
+-- hash `<base>:hist:<minute>` (fields a:<app>:r, a:<app>:t, a:<app>:i, a:<app>:o; expires `hist` ms after the
+-- minute).
 -- Replies  {'settled' | 'released', charged, delta_tokens, breaker_state} | {'no_budget'} | {'invalid', arg, reason}
 -- Redis cost: TIME + HMGET + HSET, + one HMGET when a ring moves on or the held bucket is older than the head;
--- settle adds 2 HINCRBY (+ PEXPIRE once per app and minute); ZREM when an in-flight limit is set or the call was
+-- settle adds 4 HINCRBY (+ PEXPIRE once per app and minute); ZREM when an in-flight limit is set or the call was
 -- a probe; breaker transitions and quorum counting add a few writes.
 
 local mode, app, instance, outcome = ARGV[1], ARGV[4], ARGV[15], ARGV[13]
@@ -78,10 +79,14 @@ if probe then redis.call('ZREM', PROBES_KEY, id) end
 
 if mode == 'settle' then   -- per-minute history; budget totals are the sum over apps
   local history_key = KEY_BASE .. ':hist:' .. floor(now / 60000)
-  if redis.call('HINCRBY', history_key, 'a:' .. app .. ':r', requests) == requests then
+  local prefix = 'a:' .. app .. ':'
+  if redis.call('HINCRBY', history_key, prefix .. 'r', requests) == requests then
     redis.call('PEXPIRE', history_key, history_ms + 60000)
   end
-  redis.call('HINCRBY', history_key, 'a:' .. app .. ':t', charged)
+  redis.call('HINCRBY', history_key, prefix .. 't', charged)
+  -- Input (with cache writes) and output as Bedrock reported them, for mean tokens per request in `peaks`.
+  redis.call('HINCRBY', history_key, prefix .. 'i', usage[2] + usage[3])
+  redis.call('HINCRBY', history_key, prefix .. 'o', usage[4])
 end
 
 -- Breaker: count the outcome in its rolling window, then apply the transitions.

@@ -112,6 +112,8 @@ struct ReserveAndStatusTests {
             #expect(report["requests"] as? Int == 4)
             #expect(report["tokens"] as? Int == 8000)
             #expect(report["mean_tokens_per_request"] as? Int == 2000)
+            #expect(report["mean_input_tokens_per_request"] as? Int == 1000, "input as Bedrock reported it")
+            #expect(report["mean_output_tokens_per_request"] as? Int == 200, "output before burndown")
             #expect((report["apps"] as? [[String: Any]])?.first?["app"] as? String == "checkout")
             let peakRPM = try #require(value(report, "requests_per_minute", "peak") as? Int)
             let sumOfPeaks = try #require(value(report, "sum_of_app_peaks", "requests_per_minute") as? Int)

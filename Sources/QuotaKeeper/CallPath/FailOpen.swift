@@ -61,9 +61,16 @@ final class LocalShareLimiter: Sendable {
 /// Usage admitted locally while Redis was away, replayed into the ledger when it answers again, so the
 /// fleet's accounting loses nothing; each entry keeps its id across retries, so nothing is counted twice.
 final class ReplayJournal: Sendable {
+    private struct Usage {
+        var requests = 0
+        var tokens = 0
+        var inputTokens = 0
+        var outputTokens = 0
+    }
+
     private struct State {
         /// Usage still being added to, per budget and app.
-        var open: [BudgetID: [String: (requests: Int, tokens: Int)]] = [:]
+        var open: [BudgetID: [String: Usage]] = [:]
         /// Entries with a fixed id, waiting to be replayed.
         var sealed: [UsageReplay] = []
         var isFlushing = false
@@ -76,11 +83,15 @@ final class ReplayJournal: Sendable {
 
     var isEmpty: Bool { state.withLock { $0.open.isEmpty && $0.sealed.isEmpty } }
 
-    /// Records one call's charge.
-    func record(budget: BudgetID, app: String, tokens: Int) {
+    /// Records one call's charge and the input and output it was charged for.
+    func record(budget: BudgetID, app: String, tokens: Int, usage: TokenUsage) {
         state.withLock { state in
-            let current = state.open[budget]?[app] ?? (0, 0)
-            state.open[budget, default: [:]][app] = (current.requests + 1, current.tokens + tokens)
+            var current = state.open[budget]?[app] ?? Usage()
+            current.requests += 1
+            current.tokens += tokens
+            current.inputTokens += usage.inputTokens + usage.cacheWriteInputTokens
+            current.outputTokens += usage.outputTokens
+            state.open[budget, default: [:]][app] = current
         }
     }
 
@@ -94,7 +105,9 @@ final class ReplayJournal: Sendable {
             for (budget, apps) in state.open {
                 for (app, usage) in apps {
                     let id = "\(instanceID.prefix(40))-\(stamp)-\(state.sealed.count)"
-                    state.sealed.append(UsageReplay(id: id, budget: budget, app: app, requests: usage.requests, tokens: usage.tokens))
+                    state.sealed.append(UsageReplay(
+                        id: id, budget: budget, app: app, requests: usage.requests, tokens: usage.tokens,
+                        inputTokens: usage.inputTokens, outputTokens: usage.outputTokens))
                 }
             }
             state.open = [:]
@@ -200,7 +213,7 @@ struct AdmissionTicket: ~Copyable, Sendable {
             let charged = usage.inputTokens + usage.cacheWriteInputTokens
                 + Int((Double(usage.outputTokens) * ledger.burndown.rate(for: hold.budget.model)).rounded(.up))
             localShare.finish(hold, chargedTokens: charged)
-            journal.record(budget: hold.budget, app: app, tokens: charged)
+            journal.record(budget: hold.budget, app: app, tokens: charged, usage: usage)
             return charged
         }
     }

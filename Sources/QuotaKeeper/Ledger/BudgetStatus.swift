@@ -87,13 +87,48 @@ public struct BreakerStatus: Sendable, Hashable, Decodable {
 public struct HistoryMinute: Sendable, Hashable, Decodable {
     public var startMilliseconds: Int64
     public var requests: Int
+    /// Tokens charged: input + cache write + output x burndown.
     public var tokens: Int
+    /// Input tokens (cache writes included) as Bedrock reported them.
+    public var inputTokens: Int
+    /// Output tokens as Bedrock reported them (before burndown).
+    public var outputTokens: Int
     public var apps: [String: Usage]
 
     public struct Usage: Sendable, Hashable, Decodable {
         public var requests: Int
         public var tokens: Int
+        public var inputTokens: Int
+        public var outputTokens: Int
+
+        public init(requests: Int, tokens: Int, inputTokens: Int = 0, outputTokens: Int = 0) {
+            self.requests = requests
+            self.tokens = tokens
+            self.inputTokens = inputTokens
+            self.outputTokens = outputTokens
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: HistoryMinute.CodingKeys.self)
+            requests = try container.decode(Int.self, forKey: .requests)
+            tokens = try container.decode(Int.self, forKey: .tokens)
+            // Minutes recorded before input and output were kept have neither.
+            inputTokens = try container.decodeIfPresent(Int.self, forKey: .inputTokens) ?? 0
+            outputTokens = try container.decodeIfPresent(Int.self, forKey: .outputTokens) ?? 0
+        }
     }
 
-    enum CodingKeys: String, CodingKey { case startMilliseconds = "start_ms", requests, tokens, apps }
+    enum CodingKeys: String, CodingKey {
+        case startMilliseconds = "start_ms", requests, tokens, inputTokens = "input_tokens", outputTokens = "output_tokens", apps
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        startMilliseconds = try container.decode(Int64.self, forKey: .startMilliseconds)
+        requests = try container.decode(Int.self, forKey: .requests)
+        tokens = try container.decode(Int.self, forKey: .tokens)
+        inputTokens = try container.decodeIfPresent(Int.self, forKey: .inputTokens) ?? 0
+        outputTokens = try container.decodeIfPresent(Int.self, forKey: .outputTokens) ?? 0
+        apps = try container.decode([String: Usage].self, forKey: .apps)
+    }
 }

@@ -7,13 +7,18 @@ public struct UsageReplay: Sendable, Hashable {
     public var requests: Int
     /// What Bedrock charged: input + cache-write + output x burndown.
     public var tokens: Int
+    /// Input (cache writes included) and output tokens as Bedrock reported them, for the history.
+    public var inputTokens: Int
+    public var outputTokens: Int
 
-    public init(id: String, budget: BudgetID, app: String, requests: Int, tokens: Int) {
+    public init(id: String, budget: BudgetID, app: String, requests: Int, tokens: Int, inputTokens: Int = 0, outputTokens: Int = 0) {
         self.id = id
         self.budget = budget
         self.app = app
         self.requests = requests
         self.tokens = tokens
+        self.inputTokens = inputTokens
+        self.outputTokens = outputTokens
     }
 }
 
@@ -21,7 +26,7 @@ extension QuotaLedger {
     /// Charges usage admitted without the ledger (call path policy `failOpen`) to the newest buckets of the
     /// budget's rings and to this minute's history, exactly once per `replay.id`.
     ///
-    /// Redis cost: one `EVALSHA` (`ledger_replay`): SET NX + TIME + HMGET + HSET + 2 HINCRBY.
+    /// Redis cost: one `EVALSHA` (`ledger_replay`): SET NX + TIME + HMGET + HSET + 4 HINCRBY.
     /// - Parameters:
     ///   - replay: the usage and its id.
     ///   - rememberFor: how long the id is remembered against a second replay.
@@ -33,6 +38,7 @@ extension QuotaLedger {
         try Self.validateName(replay.app, "app")
         let arguments = [
             replay.id, replay.app, String(replay.requests), String(replay.tokens), String(rememberFor.millisecondsRoundedUp),
+            String(replay.inputTokens), String(replay.outputTokens),
         ]
         let reply = try await run(LedgerScripts.replay, replay.budget, arguments)
         switch reply.tag {

@@ -41,22 +41,33 @@ struct PeaksCommand: AsyncParsableCommand {
     struct Series: Sendable {
         var requests: Int
         var tokens: Int
+        var inputTokens: Int
+        var outputTokens: Int
         var requestsPerMinute: Statistics
         var tokensPerMinute: Statistics
-        var tokensPerRequest: Double? { requests > 0 ? Double(tokens) / Double(requests) : nil }
+        var tokensPerRequest: Double? { perRequest(tokens) }
+        var inputTokensPerRequest: Double? { perRequest(inputTokens) }
+        var outputTokensPerRequest: Double? { perRequest(outputTokens) }
 
-        init(requests: [Int], tokens: [Int]) {
+        init(requests: [Int], tokens: [Int], inputTokens: Int, outputTokens: Int) {
             self.requests = requests.reduce(0, +)
             self.tokens = tokens.reduce(0, +)
+            self.inputTokens = inputTokens
+            self.outputTokens = outputTokens
             requestsPerMinute = Statistics(requests)
             tokensPerMinute = Statistics(tokens)
         }
 
+        private func perRequest(_ total: Int) -> Double? { requests > 0 ? Double(total) / Double(requests) : nil }
+
         var jsonMembers: [(String, JSON)] {
-            [
+            func rounded(_ value: Double?) -> JSON { .optional(value.map { ($0 * 10).rounded() / 10 }) }
+            return [
                 ("requests", .int(requests)), ("tokens", .int(tokens)), ("requests_per_minute", requestsPerMinute.json),
                 ("tokens_per_minute", tokensPerMinute.json),
-                ("mean_tokens_per_request", .optional(tokensPerRequest.map { ($0 * 10).rounded() / 10 })),
+                ("mean_tokens_per_request", rounded(tokensPerRequest)),
+                ("mean_input_tokens_per_request", rounded(inputTokensPerRequest)),
+                ("mean_output_tokens_per_request", rounded(outputTokensPerRequest)),
             ]
         }
     }
@@ -80,10 +91,15 @@ struct PeaksCommand: AsyncParsableCommand {
             } else {
                 timeline = []
             }
-            let total = Series(requests: timeline.map(\.requests), tokens: timeline.map(\.tokens))
+            let total = Series(
+                requests: timeline.map(\.requests), tokens: timeline.map(\.tokens),
+                inputTokens: timeline.map(\.inputTokens).reduce(0, +), outputTokens: timeline.map(\.outputTokens).reduce(0, +))
             let appNames = Swift.Set(timeline.flatMap(\.apps.keys)).sorted()
             let apps = appNames.map { app in
-                (app, Series(requests: timeline.map { $0.apps[app]?.requests ?? 0 }, tokens: timeline.map { $0.apps[app]?.tokens ?? 0 }))
+                (app, Series(
+                    requests: timeline.map { $0.apps[app]?.requests ?? 0 }, tokens: timeline.map { $0.apps[app]?.tokens ?? 0 },
+                    inputTokens: timeline.map { $0.apps[app]?.inputTokens ?? 0 }.reduce(0, +),
+                    outputTokens: timeline.map { $0.apps[app]?.outputTokens ?? 0 }.reduce(0, +)))
             }.sorted { ($0.1.tokens, $1.0) > ($1.1.tokens, $0.0) }
             let sumOfPeaks = (
                 requests: apps.map(\.1.requestsPerMinute.peak).reduce(0, +), tokens: apps.map(\.1.tokensPerMinute.peak).reduce(0, +))
@@ -116,21 +132,23 @@ struct PeaksCommand: AsyncParsableCommand {
                         Format.decimal(series.requestsPerMinute.mean), Format.count(series.tokensPerMinute.peak),
                         Format.count(series.tokensPerMinute.p95), Format.decimal(series.tokensPerMinute.mean),
                         series.tokensPerRequest.map { Format.decimal($0) } ?? "-",
+                        series.inputTokensPerRequest.map { Format.decimal($0) } ?? "-",
+                        series.outputTokensPerRequest.map { Format.decimal($0) } ?? "-",
                     ]
                 }
-                var rows = [["", "PEAK RPM", "P95 RPM", "MEAN RPM", "PEAK TPM", "P95 TPM", "MEAN TPM", "TOKENS/REQ"]]
+                var rows = [["", "PEAK RPM", "P95 RPM", "MEAN RPM", "PEAK TPM", "P95 TPM", "MEAN TPM", "TOKENS/REQ", "IN/REQ", "OUT/REQ"]]
                 rows.append(row("all apps", total))
                 for (app, series) in apps { rows.append(row(app, series)) }
                 func limit(_ value: Int?) -> String { value.map(Format.count) ?? "none" }
                 let window = Format.duration(milliseconds: settings.windowMilliseconds)
                 return [
                     "\(style.bold(name.description)): \(timeline.count) minute(s) observed (\(activeMinutes) with calls) since \(Format.timestamp(milliseconds: timeline[0].startMilliseconds))",
-                    Table.render(rows, rightAligned: Swift.Set(1...7), style: style, indent: "  "),
+                    Table.render(rows, rightAligned: Swift.Set(1...9), style: style, indent: "  "),
                     "  sum of app peaks: \(Format.count(sumOfPeaks.requests)) RPM, \(Format.count(sumOfPeaks.tokens)) TPM",
                     "  suggested quota (max(peak, sum of app peaks) + \(Format.percent(headroom)) headroom): "
                         + style.bold("\(suggest(plan.requests).map(Format.count) ?? "-") RPM, \(suggest(plan.tokens).map(Format.count) ?? "-") TPM"),
                     "  current limits: \(limit(settings.requestsPerWindow)) requests and \(limit(settings.tokensPerWindow)) tokens per \(window), \(limit(settings.tokensPerDay)) tokens per day",
-                    style.dim("  tokens are what the ledger charged: input + cache write + output x burndown"),
+                    style.dim("  tokens are what the ledger charged: input + cache write + output x burndown; IN and OUT as Bedrock reported them"),
                 ].joined(separator: "\n")
             }
         }

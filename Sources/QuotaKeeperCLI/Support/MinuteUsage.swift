@@ -5,6 +5,8 @@ struct MinuteUsage: Sendable {
     var startMilliseconds: Int64
     var requests: Int
     var tokens: Int
+    var inputTokens: Int = 0
+    var outputTokens: Int = 0
     /// Per app: requests and tokens.
     var apps: [String: HistoryMinute.Usage]
 
@@ -17,7 +19,9 @@ struct MinuteUsage: Sendable {
             guard let stored = busy[minute] else {
                 return MinuteUsage(startMilliseconds: minute * 60_000, requests: 0, tokens: 0, apps: [:])
             }
-            return MinuteUsage(startMilliseconds: stored.startMilliseconds, requests: stored.requests, tokens: stored.tokens, apps: stored.apps)
+            return MinuteUsage(
+                startMilliseconds: stored.startMilliseconds, requests: stored.requests, tokens: stored.tokens,
+                inputTokens: stored.inputTokens, outputTokens: stored.outputTokens, apps: stored.apps)
         }
     }
 }
