@@ -69,7 +69,9 @@ let package = Package(
             name: "QuotaKeeperCLI",
             dependencies: [
                 "QuotaKeeper",
+                "QuotaKeeperEMF",  // export --format emf
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "FlyingFox", package: "FlyingFox"),  // export --serve
             ]
         ),
         .executableTarget(
@@ -155,7 +157,7 @@ let package = Package(
         // Spawned by QuotaKeeperTests (8 processes against one budget); found next to the test bundle.
         .executableTarget(
             name: "QuotaKeeperTestWorker",
-            dependencies: ["QuotaKeeper"],
+            dependencies: ["QuotaKeeper", "BedrockErrors"],
             path: "Tests/QuotaKeeperTestWorker"
         ),
     ]

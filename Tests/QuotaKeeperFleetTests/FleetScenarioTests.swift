@@ -117,19 +117,9 @@ enum FleetRun {
         var admitted: Int
     }
 
-    /// `quotakeeper-fleet` and `bedrock-sim` in the build folder that holds the running test bundle.
-    static func binary(_ name: String) throws -> URL {
-        let candidates = [
-            URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(),
-            Bundle.main.bundleURL.deletingLastPathComponent(), Bundle.main.bundleURL,
-        ]
-        let found = candidates.map { $0.appending(path: name) }.first { FileManager.default.isExecutableFile(atPath: $0.path) }
-        return try #require(found, "\(name) is not built next to the test bundle (looked in \(candidates.map(\.path))): build all targets first")
-    }
-
     static func run(_ arguments: [String]) async throws -> Report {
-        let fleet = try binary("quotakeeper-fleet")
-        _ = try binary("bedrock-sim")
+        let fleet = try BuiltProduct.url("quotakeeper-fleet")
+        _ = try BuiltProduct.url("bedrock-sim")
         let json = FileManager.default.temporaryDirectory.appending(path: "fleet-test-\(UUID().uuidString).json")
         defer { try? FileManager.default.removeItem(at: json) }
         let result = try await ChildProcess.run(

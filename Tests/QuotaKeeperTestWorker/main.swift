@@ -1,6 +1,8 @@
+import BedrockErrors
 import Foundation
 import Logging
 import QuotaKeeper
+import Synchronization
 
 // A process of the multi-process ledger and breaker tests (spawned by QuotaKeeperTests, never run by hand).
 //
@@ -12,6 +14,9 @@ import QuotaKeeper
 //   probe    each task reserves once; prints {"admitted": n, "probes": p}
 //   fail     each task reserves and releases with a breaker failure, once; then every task reserves once more
 //            after <run-ms>; prints {"reported": n, "sawOpen": m}
+//   retry    each task makes one CallCoordinator call whose Bedrock answers 503 every time, with up to 10
+//            attempts and a fleet retry budget of ratio 0 and minimum [tokens...][0] retries per window;
+//            prints {"attempts": n}
 // Exits 0 on success, 1 with a message on stderr otherwise.
 
 struct WorkerFailure: Error, CustomStringConvertible {
@@ -34,6 +39,13 @@ func wallMilliseconds() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 func sleep(untilWallMilliseconds target: Int64) async throws {
     let remaining = target - wallMilliseconds()
     if remaining > 0 { try await Task.sleep(for: .milliseconds(remaining)) }
+}
+
+/// Bedrock attempts one call made (its closure runs once per attempt).
+final class Attempts: Sendable {
+    private let count = Mutex(0)
+    func increment() { count.withLock { $0 += 1 } }
+    var value: Int { count.withLock { $0 } }
 }
 
 func isBreakerDenial(_ error: any Error) -> Bool {
@@ -95,6 +107,23 @@ do {
                     } catch where isBreakerDenial(error) {
                         counts["sawOpen", default: 0] += 1
                     }
+                case "retry":
+                    var configuration = CallPathConfiguration()
+                    configuration.retry.maximumAttemptsPerTarget = 10
+                    configuration.retry.baseDelay = .milliseconds(2)
+                    configuration.retry.maximumDelay = .milliseconds(10)
+                    configuration.retryBudget.ratio = 0
+                    configuration.retryBudget.minimumPerWindow = sizes.first ?? 0
+                    let coordinator = CallCoordinator(ledger: ledger, configuration: configuration)
+                    let attempts = Attempts()
+                    _ = try? await coordinator.call(
+                        route: [budget], estimate: CallEstimate(inputTokens: 1, maxOutputTokens: 1),
+                        options: CallOptions(app: "worker", deadline: .seconds(20))
+                    ) { _ -> CallCompletion<Int> in
+                        attempts.increment()
+                        throw BedrockError(kind: .serviceUnavailable, status: 503, message: "Service temporarily unavailable, please try again.")
+                    }
+                    counts["attempts", default: 0] += attempts.value
                 default:
                     throw WorkerFailure(description: "unknown mode \(mode)")
                 }

@@ -68,7 +68,7 @@ func redisMilliseconds(_ ledger: QuotaLedger) async throws -> Int64 {
 /// What one worker process reports: counters (`admitted`, `tokens`, `denied`, `probes`, `reported`, `sawOpen`)
 /// and the Redis times of its admissions.
 struct WorkerReport: Decodable {
-    var admitted: Int?, tokens: Int?, denied: Int?, probes: Int?, reported: Int?, sawOpen: Int?
+    var admitted: Int?, tokens: Int?, denied: Int?, probes: Int?, reported: Int?, sawOpen: Int?, attempts: Int?
     var times: [Int64]
 }
 
@@ -77,51 +77,28 @@ extension [WorkerReport] {
 }
 
 /// Spawns `processes` QuotaKeeperTestWorker processes (built next to the test bundle) that start together
-/// `startDelay` from now, and returns each one's report.
+/// `startDelay` from now, and returns each one's report. Waiting for them never blocks a thread of the
+/// cooperative pool (`ChildProcess`).
 func runWorkers(
     processes: Int, budget: BudgetID, mode: String, tasks: Int, startDelay: Duration = .milliseconds(1500),
     run: Duration, tokens: [Int] = []
 ) async throws -> [WorkerReport] {
-    let worker = try workerExecutable()
+    let worker = try BuiltProduct.url("QuotaKeeperTestWorker")
     let start = Int64(Date().timeIntervalSince1970 * 1000) + startDelay.millisecondsRoundedUp
-    var launched: [(Process, Pipe, Pipe)] = []
-    for _ in 0..<processes {
-        let process = Process()
-        process.executableURL = worker
-        process.arguments = [
-            TestRedis.url, testKeyPrefix, budget.model, budget.region, mode, String(tasks), String(start),
-            String(run.millisecondsRoundedUp),
-        ] + tokens.map(String.init)
-        let output = Pipe(), errors = Pipe()
-        process.standardOutput = output
-        process.standardError = errors
-        try process.run()
-        launched.append((process, output, errors))
-    }
-    var results: [WorkerReport] = []
-    for (process, output, errors) in launched {
-        let data = try await Task.detached { try output.fileHandleForReading.readToEnd() ?? Data() }.value
-        let message = try await Task.detached { try errors.fileHandleForReading.readToEnd() ?? Data() }.value
-        await Task.detached { process.waitUntilExit() }.value
-        guard process.terminationStatus == 0 else {
-            throw LedgerError(code: .unexpectedReply, message: "worker failed: \(String(decoding: message, as: UTF8.self))")
+    let arguments = [
+        TestRedis.url, testKeyPrefix, budget.model, budget.region, mode, String(tasks), String(start),
+        String(run.millisecondsRoundedUp),
+    ] + tokens.map(String.init)
+    let results = try await withThrowingTaskGroup(of: ChildProcessResult.self) { group in
+        for _ in 0..<processes {
+            group.addTask { try await ChildProcess.run(worker, arguments: arguments) }
         }
-        results.append(try JSONDecoder().decode(WorkerReport.self, from: data))
+        return try await group.reduce(into: []) { $0.append($1) }
     }
-    return results
-}
-
-/// `QuotaKeeperTestWorker` in the build folder that holds the running test bundle.
-func workerExecutable() throws -> URL {
-    let candidates = [
-        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(),
-        Bundle.main.bundleURL.deletingLastPathComponent(), Bundle.main.bundleURL,
-    ]
-    for folder in candidates {
-        let url = folder.appending(path: "QuotaKeeperTestWorker")
-        if FileManager.default.isExecutableFile(atPath: url.path) { return url }
+    return try results.map { result in
+        guard result.status == 0 else {
+            throw LedgerError(code: .unexpectedReply, message: "worker failed: \(result.errorOutput)")
+        }
+        return try JSONDecoder().decode(WorkerReport.self, from: result.standardOutput)
     }
-    throw LedgerError(
-        code: .unexpectedReply,
-        message: "QuotaKeeperTestWorker not found next to the test bundle (looked in \(candidates.map(\.path))); build all targets first")
 }
