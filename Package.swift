@@ -117,6 +117,7 @@ let package = Package(
                 "BedrockErrors",
                 "BedrockRuntime",
                 "BedrockSimulator",  // only its /stats types, to read the referee
+                "QuotaKeeperEMF",  // --emf
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),

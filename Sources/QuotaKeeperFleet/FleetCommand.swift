@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import Metrics
+import QuotaKeeperEMF
 
 /// `quotakeeper-fleet`: the article's multi-app scenarios, uncoordinated vs QuotaKeeper, judged by bedrock-sim.
 @main
@@ -60,6 +61,8 @@ extension FleetCommand {
         var json: String?
         @Option(help: "Write an SVG timeline per mode here.")
         var chart: String?
+        @Option(help: ArgumentHelp("Write every app instance's metrics as CloudWatch EMF lines into this folder (<mode>-<app>.emf.jsonl, one flush per window).", valueName: "folder"))
+        var emf: String?
         @Option(help: "Seed of the simulator's faults and of the demand phases.")
         var seed: UInt64?
         @Option(help: "Log level: trace ... critical.")
@@ -161,7 +164,7 @@ extension FleetCommand {
             let orchestrator = Orchestrator(
                 settings: settings, modes: modes, endpoint: try endpoint.map(Self.parseEndpoint), redisURL: redisURL,
                 executable: executable, simulatorExecutable: executable.deletingLastPathComponent().appending(path: "bedrock-sim"),
-                logger: logger)
+                emfDirectory: try emf.map(Self.emfDirectory), logger: logger)
             let report = try await orchestrator.run()
             print(ComparisonTable.render(report))
             let encoder = JSONEncoder()
@@ -190,6 +193,7 @@ extension FleetCommand {
         @Option var keyPrefix: String
         @Option var startAt: Double
         @Option var output: String
+        @Option var emf: String?
         @Option var logLevel: String = "warning"
 
         func run() async throws {
@@ -202,13 +206,18 @@ extension FleetCommand {
             }
             logger[metadataKey: "quotakeeper.app"] = "\(settings.apps[appIndex].name)"
             let metrics = RoundTripMetrics()
-            MetricsSystem.bootstrap(metrics)
+            let emfFactory = try emf.map { path in
+                try EMFExport.factory(path: path, app: settings.apps[appIndex].name, flushInterval: settings.wall(60))
+            }
+            MetricsSystem.bootstrap(emfFactory.map { MultiplexMetricsHandler(factories: [metrics, $0]) } ?? metrics)
+            emfFactory?.startFlushing()
             let instance = AppInstance(
                 settings: settings, app: settings.apps[appIndex], appIndex: appIndex, mode: mode, endpoint: endpoint,
                 redisURL: ProcessInfo.processInfo.environment["QUOTAKEEPER_REDIS_URL"], keyPrefix: keyPrefix,
                 startAt: Date(timeIntervalSince1970: startAt), logger: logger)
             var report = try await instance.run()
             report.redisRoundTrips = metrics.roundTrips
+            await emfFactory?.stopFlushing()
             try JSONEncoder().encode(report).write(to: URL(fileURLWithPath: output))
         }
     }

@@ -30,10 +30,23 @@ struct FleetScenarioTests {
 
     @Test("tokens: no quota 429s, nothing lost, and the batch app never starves the chat apps")
     func tokens() async throws {
+        let emf = FileManager.default.temporaryDirectory.appending(path: "fleet-emf-\(UUID().uuidString.prefix(8))")
+        defer { try? FileManager.default.removeItem(at: emf) }
         let report = try await FleetRun.run([
             "--scenario", "tokens", "--modes", "coordinated", "--window-seconds", "4", "--duration-seconds", "9",
+            "--emf", emf.path,
         ])
         let coordinated = try report.mode("coordinated")
+        // --emf: every app instance wrote its metrics as CloudWatch EMF lines.
+        for app in coordinated.apps {
+            let lines = try String(contentsOf: emf.appending(path: "coordinated-\(app.app).emf.jsonl"), encoding: .utf8).split(separator: "\n")
+            #expect(!lines.isEmpty, "\(app.app) wrote EMF lines")
+            for line in lines {
+                let event = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+                #expect(event["_aws"] is [String: Any] && event["App"] as? String == app.app)
+            }
+            #expect(lines.contains { $0.contains("\"quotakeeper_calls_total\"") })
+        }
         try Self.expectNothingLost(coordinated)
         #expect(coordinated.referee.values.allSatisfy { $0.quotaThrottles == 0 })
         for chat in coordinated.apps where chat.app.hasPrefix("chat") {

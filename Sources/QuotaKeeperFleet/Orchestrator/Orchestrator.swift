@@ -15,6 +15,8 @@ struct Orchestrator {
     /// This executable (the app instances are its hidden `app-instance` subcommand).
     let executable: URL
     let simulatorExecutable: URL
+    /// Where app instances write their metrics as EMF lines (nil: they don't).
+    let emfDirectory: URL?
     let logger: Logger
 
     func run() async throws -> FleetReport {
@@ -80,6 +82,9 @@ struct Orchestrator {
                     "--start-at", String(startAt.timeIntervalSince1970), "--output", output.path,
                 ]
                 if logger.logLevel <= .debug { arguments += ["--log-level", "\(logger.logLevel)"] }
+                if let emfDirectory {
+                    arguments += ["--emf", emfDirectory.appending(path: "\(mode.rawValue)-\(app.name).emf.jsonl").path]
+                }
                 var environment = ProcessInfo.processInfo.environment
                 if let redisURL { environment["QUOTAKEEPER_REDIS_URL"] = redisURL }  // not on the command line
                 let executable = executable
