@@ -16,7 +16,7 @@ struct QuotaKeeperCommand: AsyncParsableCommand {
             """,
         subcommands: [
             BudgetCommand.self, StatusCommand.self, InspectCommand.self, PeaksCommand.self, ReserveCommand.self,
-            ResetCommand.self, BreakerCommand.self, WatchCommand.self,
+            ResetCommand.self, BreakerCommand.self, WatchCommand.self, ExportCommand.self,
         ]
     )
 

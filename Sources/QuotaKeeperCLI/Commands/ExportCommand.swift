@@ -1,0 +1,214 @@
+import ArgumentParser
+import Dispatch
+import FlyingFox
+import Foundation
+import QuotaKeeper
+import QuotaKeeperEMF
+
+/// `quotakeeper export --format emf|prometheus [--interval 10s] [--iterations N]`, `quotakeeper export --serve :9464`
+struct ExportCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "export",
+        abstract: "Publish every budget's fleet gauges (use, limits, ceiling, in flight, breaker, peaks) read from Redis.",
+        discussion: """
+            Run one exporter per fleet (the gauges are the ledger's own numbers: several exporters publish the \
+            same values). Without --serve, prints EMF lines (one JSON document per line, for a log agent) or a \
+            Prometheus text exposition every --interval until Ctrl-C or SIGTERM (exit 0), or --iterations times. \
+            A Redis outage is reported on stderr and the next interval tries again (exit 4 if the last one \
+            failed). With --serve [HOST]:PORT, answers GET /metrics in the Prometheus text format 0.0.4 (503 \
+            while Redis is unreachable) until SIGINT or SIGTERM. The gauges are listed in docs/observability.md.
+            """)
+
+    enum ExportFormat: String, ExpressibleByArgument, CaseIterable, Sendable {
+        case emf, prometheus
+    }
+
+    @OptionGroup var connection: ConnectionOptions
+    @Option(help: ArgumentHelp("emf (CloudWatch Embedded Metric Format) or prometheus (text format 0.0.4).", valueName: "format"))
+    var format: ExportFormat = .prometheus
+    @Option(help: ArgumentHelp("Time between exports on stdout.", valueName: "duration"), transform: ArgumentSyntax.duration)
+    var interval: Duration = .seconds(10)
+    @Option(help: ArgumentHelp("Stop after this many exports (default: until Ctrl-C).", valueName: "n"), transform: ArgumentSyntax.count("--iterations", minimum: 1))
+    var iterations: Int?
+    @Option(help: ArgumentHelp("Serve GET /metrics (Prometheus) on [HOST]:PORT, e.g. :9464 (all interfaces) or 127.0.0.1:9464.", valueName: "address"), transform: ListenAddress.init)
+    var serve: ListenAddress?
+    @Option(name: .customLong("peaks-since"), help: ArgumentHelp("Span of the per-minute peak gauges (whole minutes, up to 7d).", valueName: "duration"), transform: ArgumentSyntax.duration)
+    var peaksSince: Duration = .seconds(3600)
+    @Option(help: ArgumentHelp("CloudWatch namespace of the EMF documents.", valueName: "namespace"))
+    var namespace = "QuotaKeeper"
+
+    func validate() throws {
+        if serve != nil && format == .emf { throw ValidationError("--serve publishes the Prometheus format; drop --format emf") }
+        if serve != nil && iterations != nil { throw ValidationError("--iterations applies only without --serve") }
+        if !(1...255).contains(namespace.count) { throw ValidationError("--namespace must be 1-255 characters") }
+    }
+
+    func run() async throws {
+        let peakMinutes = try HistorySpan.minutes(peaksSince, option: "--peaks-since")
+        try await connection.withLedger { ledger in
+            try await ShutdownSignals.run { signals in
+                if let serve {
+                    try await Self.serve(on: serve, ledger: ledger, peakMinutes: peakMinutes, until: signals)
+                } else {
+                    try await printLoop(ledger: ledger, peakMinutes: peakMinutes, until: signals)
+                }
+            }
+        }
+    }
+
+    // MARK: stdout
+
+    /// Prints an export every `interval` until `iterations` or a signal. A Redis outage is reported and retried.
+    private func printLoop(ledger: QuotaLedger, peakMinutes: Int, until signals: AsyncStream<Int32>) async throws {
+        let encoder = EMFDocumentEncoder(configuration: BudgetGauges.emfConfiguration(namespace: namespace))
+        let (format, interval, iterations) = (format, interval, iterations)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                var lastFailed = false
+                var round = 0
+                while iterations.map({ round < $0 }) ?? true {
+                    round += 1
+                    do {
+                        let budgets = try await BudgetGauges.read(ledger: ledger, peakMinutes: peakMinutes)
+                        try Task.checkCancellation()
+                        switch format {
+                        case .emf:
+                            let lines = budgets.flatMap { $0.emfDocuments(encoder) }
+                            if !lines.isEmpty { StandardStream.output.write(lines.joined(separator: "\n") + "\n") }
+                        case .prometheus:
+                            let time = Format.timestamp(milliseconds: budgets.first?.nowMilliseconds ?? Int64(Date().timeIntervalSince1970 * 1000))
+                            StandardStream.output.write("# quotakeeper export \(round) at \(time)\n" + PrometheusExposition.render(budgets) + "\n")
+                        }
+                        lastFailed = false
+                    } catch is CancellationError {
+                        return
+                    } catch {
+                        let failure = CLIFailure(error)
+                        guard failure.status == .redisUnavailable else { throw failure }
+                        failure.report(json: false)
+                        lastFailed = true
+                    }
+                    if iterations.map({ round < $0 }) ?? true {
+                        do { try await Task.sleep(for: interval) } catch { return }
+                    }
+                }
+                if lastFailed { throw ExitCode(ExitStatus.redisUnavailable.rawValue) }  // reported above
+            }
+            group.addTask {
+                for await _ in signals { return }
+            }
+            try await group.next()
+            group.cancelAll()
+        }
+    }
+
+    // MARK: --serve
+
+    /// Serves `GET /metrics` until a signal; a failure to listen is an error (exit 1).
+    private static func serve(on address: ListenAddress, ledger: QuotaLedger, peakMinutes: Int, until signals: AsyncStream<Int32>) async throws {
+        let socketAddress: sockaddr_in
+        do {
+            socketAddress = try .inet(ip4: address.host, port: address.port)
+        } catch {
+            throw CLIFailure(.invalidInput, "--serve: '\(address.host)' is not an IPv4 address")
+        }
+        let server = HTTPServer(
+            config: HTTPServer.Configuration(address: socketAddress, timeout: 30, logger: .disabled),
+            handler: ClosureHTTPHandler { request in
+                await metricsResponse(request, ledger: ledger, peakMinutes: peakMinutes)
+            })
+        let running = Task { try await server.run() }
+        do {
+            try await server.waitUntilListening(timeout: 5)
+        } catch {
+            running.cancel()
+            var cause: any Error = error  // the server's own error (address in use) says more than the wait's timeout
+            if case .failure(let failure) = await running.result, !(failure is CancellationError) { cause = failure }
+            throw CLIFailure(.invalidInput, "--serve: cannot listen on \(address): \(cause)")
+        }
+        if case .ip4(_, let port)? = await server.listeningAddress {
+            let shown = address.host == "0.0.0.0" ? "127.0.0.1" : address.host
+            StandardStream.error.write("quotakeeper export: serving http://\(shown):\(port)/metrics (SIGINT or SIGTERM stops)\n")
+        }
+        // Until a signal (which stops the server), or the server ends on its own (an error).
+        let signalled = await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                for await _ in signals {
+                    await server.stop(timeout: 1)
+                    return true
+                }
+                return false
+            }
+            group.addTask {
+                _ = await running.result
+                return false
+            }
+            var signalled = await group.next() ?? false
+            group.cancelAll()
+            for await stoppedBySignal in group { signalled = signalled || stoppedBySignal }
+            return signalled
+        }
+        if !signalled, case .failure(let error) = await running.result {
+            throw CLIFailure(.unexpected, "--serve: the server on \(address) stopped: \(error)")
+        }
+    }
+
+    /// `GET /metrics`: the exposition, or 503 with the error while Redis fails; 404 elsewhere.
+    private static func metricsResponse(_ request: HTTPRequest, ledger: QuotaLedger, peakMinutes: Int) async -> HTTPResponse {
+        guard request.path == "/metrics" else {
+            return HTTPResponse(statusCode: .notFound, headers: [.contentType: "text/plain"], body: Data("not found: GET /metrics\n".utf8))
+        }
+        guard request.method == .GET || request.method == .HEAD else {
+            return HTTPResponse(statusCode: .methodNotAllowed, headers: [.contentType: "text/plain"], body: Data("use GET /metrics\n".utf8))
+        }
+        do {
+            let budgets = try await BudgetGauges.read(ledger: ledger, peakMinutes: peakMinutes)
+            return HTTPResponse(
+                statusCode: .ok, headers: [.contentType: PrometheusExposition.contentType],
+                body: Data(PrometheusExposition.render(budgets).utf8))
+        } catch {
+            let failure = CLIFailure(error)
+            failure.report(json: false)
+            return HTTPResponse(
+                statusCode: .serviceUnavailable, headers: [.contentType: "text/plain"],
+                body: Data("quotakeeper export: \(failure.status.name): \(failure.message)\n".utf8))
+        }
+    }
+}
+
+/// `[HOST]:PORT` for `--serve`: an empty host is every interface (0.0.0.0), `localhost` is 127.0.0.1.
+struct ListenAddress: Sendable, CustomStringConvertible {
+    var host: String
+    var port: UInt16
+
+    init(_ text: String) throws {
+        guard let colon = text.lastIndex(of: ":"), let port = UInt16(text[text.index(after: colon)...]) else {
+            throw ValidationError("invalid --serve '\(text)': use [HOST]:PORT with an IPv4 host, e.g. :9464 or 127.0.0.1:9464")
+        }
+        let host = String(text[..<colon])
+        self.host = host.isEmpty ? "0.0.0.0" : host == "localhost" ? "127.0.0.1" : host
+        self.port = port
+    }
+
+    var description: String { "\(host):\(port)" }
+}
+
+/// SIGINT and SIGTERM as an async sequence while `body` runs (their default action, ending the process at
+/// once, is suspended meanwhile), so commands can finish what they write and exit 0.
+enum ShutdownSignals {
+    static func run<Result: Sendable>(_ body: (AsyncStream<Int32>) async throws -> Result) async throws -> Result {
+        let (stream, continuation) = AsyncStream<Int32>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        let sources = [SIGINT, SIGTERM].map { number in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { continuation.yield(number) }
+            source.resume()
+            return source
+        }
+        defer {
+            sources.forEach { $0.cancel() }
+            continuation.finish()
+        }
+        return try await body(stream)
+    }
+}

@@ -1,0 +1,250 @@
+import Foundation
+import QuotaKeeperTestSupport
+import Synchronization
+import Testing
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+@Suite("quotakeeper export")
+struct ExportTests {
+    static let model = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
+
+    /// A budget with every limit set, one call settled (1,000 input + 200 output x burndown 5 = 2,000 tokens)
+    /// and one held in flight (100 + 100 tokens).
+    static func setUpBudget(_ cli: CLIHarness) async throws {
+        let set = try await cli.run([
+            "budget", "set", sonnet, "--rpm", "100", "--tpm", "200000", "--tokens-per-day", "1000000", "--in-flight", "10",
+            "--effective-ceiling", "0.9",
+        ])
+        #expect(set.status == 0, "\(set.stderr)")
+        let settled = try await cli.run([
+            "reserve", sonnet, "--input-tokens", "1000", "--max-output-tokens", "200", "--settle", "--burndown", "5", "--json",
+        ])
+        #expect(try value(settled.json, "charged_tokens") as? Int == 2000, "\(settled.stdout)")
+        let held = try await cli.run(["reserve", sonnet, "--input-tokens", "100", "--max-output-tokens", "100"])
+        #expect(held.status == 0, "\(held.stderr)")
+    }
+
+    /// What the budget set up above must publish: gauge name and extra label -> value.
+    static let expected: [String: Double] = [
+        "quotakeeper_budget_requests_in_window": 2, "quotakeeper_budget_tokens_in_window": 2200,
+        "quotakeeper_budget_tokens_in_day_window": 2200,
+        "quotakeeper_budget_limit{limit=rpm}": 100, "quotakeeper_budget_limit{limit=tpm}": 200_000,
+        "quotakeeper_budget_limit{limit=tpd}": 1_000_000,
+        "quotakeeper_budget_limit_use_ratio{limit=rpm}": 0.02, "quotakeeper_budget_limit_use_ratio{limit=tpm}": 0.011,
+        "quotakeeper_budget_limit_use_ratio{limit=tpd}": 0.0022,
+        "quotakeeper_budget_effective_ceiling": 0.9, "quotakeeper_budget_in_flight": 1, "quotakeeper_budget_in_flight_limit": 10,
+        "quotakeeper_budget_breaker_open": 0,
+        "quotakeeper_budget_breaker_state{state=closed}": 1, "quotakeeper_budget_breaker_state{state=open}": 0,
+        "quotakeeper_budget_breaker_state{state=half_open}": 0, "quotakeeper_budget_breaker_state{state=forced_open}": 0,
+        "quotakeeper_budget_breaker_state{state=disabled}": 0,
+        "quotakeeper_budget_peak_requests_per_minute": 1, "quotakeeper_budget_peak_tokens_per_minute": 2000,
+    ]
+
+    static func expectMatches(_ published: [String: Double], _ source: String) {
+        #expect(Set(published.keys) == Set(expected.keys), "\(source) publishes every gauge once: \(published.keys.sorted())")
+        for (key, value) in expected {
+            guard let got = published[key] else { continue }
+            #expect(abs(got - value) < 1e-9, "\(source): \(key) is \(got), expected \(value)")
+        }
+    }
+
+    @Test("--format emf: EMF documents with ModelId/Region dimensions and the budget's values")
+    func emf() async throws {
+        try await CLIHarness.withFreshPrefix("export-emf") { cli in
+            try await Self.setUpBudget(cli)
+            let run = try await cli.run(["export", "--format", "emf", "--iterations", "1"])
+            #expect(run.status == 0, "\(run.stderr)")
+            var published: [String: Double] = [:]
+            let lines = run.stdout.split(separator: "\n")
+            #expect(lines.count == 9, "one document per dimension values (the budget, 3 limits, 5 breaker states): \(run.stdout)")
+            for line in lines {
+                let document = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+                let aws = try #require(document["_aws"] as? [String: Any])
+                #expect(aws["Timestamp"] is Int)
+                let directives = try #require(aws["CloudWatchMetrics"] as? [[String: Any]])
+                #expect(directives.count == 1)
+                let directive = directives[0]
+                #expect(directive["Namespace"] as? String == "QuotaKeeper")
+                let sets = try #require(directive["Dimensions"] as? [[String]])
+                #expect(sets.count == 1, "no rollups over budgets")
+                let keys = sets[0]
+                #expect(Array(keys.prefix(2)) == ["ModelId", "Region"])
+                for key in keys { #expect(document[key] is String, "dimension \(key) is a member") }
+                #expect(document["ModelId"] as? String == Self.model)
+                #expect(document["Region"] as? String == "us-east-1")
+                #expect(document["Budget"] == nil)
+                let extra = keys.dropFirst(2).map { "\($0.lowercased())=\(document[$0] as? String ?? "?")" }
+                for metric in try #require(directive["Metrics"] as? [[String: Any]]) {
+                    let name = try #require(metric["Name"] as? String)
+                    #expect(["Count", "None"].contains(metric["Unit"] as? String))
+                    let number = try #require(document[name] as? NSNumber, "\(name) has one number")
+                    published[name + (extra.isEmpty ? "" : "{" + extra.joined(separator: ",") + "}")] = number.doubleValue
+                }
+            }
+            Self.expectMatches(published, "EMF")
+        }
+    }
+
+    @Test("--format prometheus: HELP and TYPE before samples, valid names and labels, values of the budget")
+    func prometheus() async throws {
+        try await CLIHarness.withFreshPrefix("export-prom") { cli in
+            try await Self.setUpBudget(cli)
+            let run = try await cli.run(["export", "--iterations", "2", "--interval", "100ms", "--format", "prometheus"])
+            #expect(run.status == 0, "\(run.stderr)")
+            let frames = run.stdout.components(separatedBy: "# quotakeeper export ").dropFirst()
+            #expect(frames.count == 2, "\(run.stdout)")
+            for frame in frames {
+                let published = try Self.parseExposition(String(frame.drop { $0 != "\n" }))  // without the frame's comment line
+                Self.expectMatches(published, "Prometheus")
+            }
+            // Every published gauge is documented.
+            let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            for document in ["docs/observability.md", "docs/cli.md"] {
+                let text = try String(contentsOf: repository.appending(path: document), encoding: .utf8)
+                for name in Set(Self.expected.keys.map { String($0.prefix { $0 != "{" }) }) {
+                    #expect(text.contains("`\(name)`"), "\(document) documents \(name)")
+                }
+            }
+        }
+    }
+
+    /// Parses one exposition (text format 0.0.4) strictly enough for the test: HELP then TYPE once per name,
+    /// before its samples; valid metric and label names; well-escaped label values. Returns
+    /// `name{extra labels}` -> value, with `budget`, `model` and `region` checked and left out of the key.
+    static func parseExposition(_ text: String) throws -> [String: Double] {
+        let metricName = #/[a-zA-Z_:][a-zA-Z0-9_:]*/#
+        let sample = #/^([a-zA-Z_:][a-zA-Z0-9_:]*)\{(.*)\} (\S+)$/#
+        let label = #/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(,|$)/#
+        var typed: [String: String] = [:]
+        var helped: Set<String> = []
+        var published: [String: Double] = [:]
+        for line in text.split(separator: "\n") {
+            if line.hasPrefix("# HELP ") {
+                let name = String(line.dropFirst(7).prefix { $0 != " " })
+                #expect(name.wholeMatch(of: metricName) != nil && !helped.contains(name) && typed[name] == nil, "HELP once, first: \(line)")
+                helped.insert(name)
+            } else if line.hasPrefix("# TYPE ") {
+                let parts = line.split(separator: " ")
+                #expect(parts.count == 4 && helped.contains(String(parts[2])) && typed[String(parts[2])] == nil, "TYPE once after HELP: \(line)")
+                if parts.count == 4 { typed[String(parts[2])] = String(parts[3]) }
+            } else {
+                let match = try #require(try sample.wholeMatch(in: String(line)), "a sample line: \(line)")
+                let name = String(match.output.1)
+                #expect(typed[name] == "gauge", "\(name) is typed before its samples")
+                var labels: [String: String] = [:]
+                var rest = Substring(match.output.2)
+                while !rest.isEmpty {
+                    let pair = try #require(rest.prefixMatch(of: label), "labels of \(line)")
+                    #expect(!pair.output.1.hasPrefix("__"))
+                    labels[String(pair.output.1)] = String(pair.output.2)
+                    rest = rest[pair.range.upperBound...]
+                }
+                #expect(labels.removeValue(forKey: "budget") == sonnet)
+                #expect(labels.removeValue(forKey: "model") == model)
+                #expect(labels.removeValue(forKey: "region") == "us-east-1")
+                let value = try #require(Double(match.output.3), "a number: \(line)")
+                let key = name + (labels.isEmpty ? "" : "{" + labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",") + "}")
+                #expect(published[key] == nil, "one sample per series: \(key)")
+                published[key] = value
+            }
+        }
+        return published
+    }
+
+    @Test("--serve answers GET /metrics, 404 elsewhere, and exits 0 on SIGTERM")
+    func serve() async throws {
+        try await CLIHarness.withFreshPrefix("export-serve") { cli in
+            try await Self.setUpBudget(cli)
+            let server = try ServedExporter(arguments: ["export", "--serve", "127.0.0.1:0", "--redis-url", cli.url, "--prefix", cli.prefix])
+            defer { server.kill() }
+            let address = try await server.listeningAddress()
+
+            let (body, response) = try await URLSession.shared.data(from: URL(string: "\(address)/metrics")!)
+            let http = try #require(response as? HTTPURLResponse)
+            #expect(http.statusCode == 200)
+            #expect((http.value(forHTTPHeaderField: "Content-Type") ?? "").hasPrefix("text/plain; version=0.0.4"))
+            let exposition = String(decoding: body, as: UTF8.self)
+            Self.expectMatches(try Self.parseExposition(exposition), "GET /metrics")
+
+            let (_, missing) = try await URLSession.shared.data(from: URL(string: "\(address)/other")!)
+            #expect((missing as? HTTPURLResponse)?.statusCode == 404)
+
+            let status = try await server.terminate()
+            #expect(status == 0, "exits cleanly on SIGTERM: \(server.errorOutput)")
+        }
+    }
+
+    @Test("errors: Redis down exits 4, a bad --serve or --format emf with --serve exits 1")
+    func errors() async throws {
+        let down = try await CLIProcess.run(["export", "--iterations", "1", "--redis-url", "redis://127.0.0.1:1", "--connect-timeout", "200ms"])
+        #expect(down.status == 4, "\(down.stderr)")
+        #expect(down.stderr.contains("quotakeeper: error: Redis unavailable"))
+        #expect(try await CLIProcess.run(["export", "--serve", ":99999"]).status == 1)
+        #expect(try await CLIProcess.run(["export", "--serve", ":9464", "--format", "emf"]).status == 1)
+        #expect(try await CLIProcess.run(["export", "--serve", "example.com:9464"]).status == 1)
+        #expect(try await CLIProcess.run(["export", "--iterations", "0"]).status == 1)
+    }
+}
+
+/// The CLI running `export --serve` in the background: output to files, exit awaited by polling (never
+/// blocking a cooperative thread). Used by one test task only.
+final class ServedExporter {
+    private let process: Process
+    private let folder: URL
+    private let exit = ExitStatus()
+
+    /// Set by the process's termination handler.
+    private final class ExitStatus: Sendable {
+        let value = Mutex<Int32?>(nil)
+    }
+
+    init(arguments: [String]) throws {
+        folder = FileManager.default.temporaryDirectory.appending(path: "qk-export-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        _ = FileManager.default.createFile(atPath: folder.appending(path: "out").path, contents: nil)
+        _ = FileManager.default.createFile(atPath: folder.appending(path: "err").path, contents: nil)
+        let process = Process()
+        process.executableURL = try CLIProcess.executable()
+        process.arguments = arguments
+        process.standardOutput = try FileHandle(forWritingTo: folder.appending(path: "out"))
+        process.standardError = try FileHandle(forWritingTo: folder.appending(path: "err"))
+        process.standardInput = FileHandle.nullDevice
+        self.process = process
+        let exit = exit
+        process.terminationHandler = { finished in exit.value.withLock { $0 = finished.terminationStatus } }
+        try process.run()
+    }
+
+    var errorOutput: String {
+        (try? String(contentsOf: folder.appending(path: "err"), encoding: .utf8)) ?? ""
+    }
+
+    /// `http://127.0.0.1:PORT` from the "serving ..." line on stderr (within 10 s).
+    func listeningAddress() async throws -> String {
+        for _ in 0..<200 {
+            if let match = errorOutput.firstMatch(of: #/serving (http://127\.0\.0\.1:\d+)/metrics/#) { return String(match.output.1) }
+            if exit.value.withLock({ $0 }) != nil { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw TestSupportError("export --serve did not start: \(errorOutput)")
+    }
+
+    /// Sends SIGTERM and returns the exit status (within 10 s).
+    func terminate() async throws -> Int32 {
+        process.terminate()
+        for _ in 0..<200 {
+            if let status = exit.value.withLock({ $0 }) { return status }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw TestSupportError("export --serve did not exit within 10 s of SIGTERM")
+    }
+
+    /// Ends the process if a test failed before `terminate`, and removes the output files.
+    func kill() {
+        if exit.value.withLock({ $0 }) == nil { process.interrupt() }
+        try? FileManager.default.removeItem(at: folder)
+    }
+}
