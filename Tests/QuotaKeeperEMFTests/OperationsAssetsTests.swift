@@ -120,6 +120,41 @@ import Testing
         #expect(mapping.filter { $0.value == "503" }.keys.sorted() == ["service-unavailable", "too-many-connections"])
     }
 
+    /// docs/observability.md's log-line catalogue ("Every line") against every `logger.<level>("…"` call of
+    /// the library, both ways, with levels; an interpolated message (`reservation \(mode)d`) stands for the
+    /// catalogue's messages with its constant parts.
+    @Test func everyLogLineIsCatalogued() throws {
+        let documentation = try Self.text("docs/observability.md")
+        let catalogue = try #require(documentation.range(of: "### Every line").map { String(documentation[$0.upperBound...]) })
+        var documented: [String: String] = [:]  // message -> level
+        for row in catalogue.matches(of: try Regex(#"(?m)^\| `([^`]+)`(?:, `([^`]+)`)? \| (trace|debug|info|notice|warning|error|critical) \|"#)) {
+            for index in [1, 2] {
+                if let message = row.output[index].substring { documented[String(message)] = String(row.output[3].substring!) }
+            }
+        }
+        let written = try Self.librarySources()
+            .matches(of: try Regex(#"logger\.(trace|debug|info|notice|warning|error|critical)\("((?:[^"\\]|\\.)*)""#))
+            .map { (level: String($0.output[1].substring!), message: String($0.output[2].substring!)) }
+        #expect(written.count >= 20, "the library's log lines were found")
+        let interpolation = try Regex(#"\\\([^)]*\)"#)
+        let literals = Set(written.map(\.message).filter { !$0.contains(interpolation) })
+        var matched: Set<String> = []
+        for line in written {
+            let parts = line.message.split(separator: interpolation, omittingEmptySubsequences: false).map(String.init)
+            let messages = documented.keys.filter { message in
+                parts.count == 1
+                    ? message == line.message
+                    : !literals.contains(message) && message.hasPrefix(parts.first!) && message.hasSuffix(parts.last!)
+            }
+            #expect(!messages.isEmpty, "\"\(line.message)\" is in the log-line catalogue of docs/observability.md")
+            for message in messages {
+                #expect(documented[message] == line.level, "\"\(message)\" is documented at \(line.level)")
+                matched.insert(message)
+            }
+        }
+        #expect(Set(documented.keys).subtracting(matched).isEmpty, "catalogued but not logged: \(Set(documented.keys).subtracting(matched).sorted())")
+    }
+
     @Test func logsInsightsQueriesMatchRealLogLines() throws {
         let queries = try Self.text("docs/operations/logs-insights.md")
         let sources = try Self.librarySources()

@@ -147,7 +147,10 @@ public struct CallCoordinator: Sendable {
                     var charged: Int?
                     do {
                         // The breaker's own slow-call threshold judges the latency.
-                        charged = try await ticket.settle(usage: completion.usage, outcome: .success, latency: latency)
+                        let wasProbe = ticket.isProbe
+                        let settled = try await ticket.settle(usage: completion.usage, outcome: .success, latency: latency)
+                        charged = settled.chargedTokens
+                        logBreakerTransition(settled.breaker, afterProbe: wasProbe, logger: logger)
                     } catch {
                         logger.debug("settlement failed; the held tokens stay counted until they leave the window", metadata: ["quotakeeper.error": "\(error)"])
                     }
@@ -228,14 +231,31 @@ public struct CallCoordinator: Sendable {
     /// model error may have been charged, so the worst case is settled (counting more, never less).
     private func finishFailed(_ ticket: consuming AdmissionTicket, kind: BedrockErrorKind, estimate: CallEstimate, latency: Duration, logger: Logger) async {
         let outcome: CallOutcome = kind.countsAsBreakerFailure ? .failure : .notCounted
+        let wasProbe = ticket.isProbe
         do {
-            if kind == .timeout || kind == .modelError {
-                _ = try await ticket.settle(usage: estimate.worstCaseUsage, outcome: outcome, latency: latency)
+            let breaker = if kind == .timeout || kind == .modelError {
+                try await ticket.settle(usage: estimate.worstCaseUsage, outcome: outcome, latency: latency).breaker
             } else {
                 try await ticket.release(outcome: outcome, latency: latency)
             }
+            logBreakerTransition(breaker, afterProbe: wasProbe, logger: logger)
         } catch {
             logger.debug("could not finish a failed call's reservation; it stays counted", metadata: ["quotakeeper.error": "\(error)"])
+        }
+    }
+
+    /// Logs the shared breaker's transitions seen in an outcome report's reply (no extra round trip): the
+    /// ledger admits calls only while the breaker is closed (or a probe while half-open), so a reply saying
+    /// `open` means it opened during this call; `closed` after a probe means the probes closed it. Every
+    /// instance with a call finishing then logs it once.
+    private func logBreakerTransition(_ state: BreakerState?, afterProbe: Bool, logger: Logger) {
+        switch state {
+        case .open?:
+            logger.info("breaker opened", metadata: ["quotakeeper.breaker": "open", "quotakeeper.probe": "\(afterProbe)"])
+        case .closed? where afterProbe:
+            logger.info("breaker closed after probes", metadata: ["quotakeeper.breaker": "closed"])
+        default:
+            break
         }
     }
 

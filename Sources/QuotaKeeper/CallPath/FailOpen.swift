@@ -171,22 +171,31 @@ struct AdmissionTicket: ~Copyable, Sendable {
         return false
     }
 
-    /// Charges what Bedrock charged (a local hold records it for replay); returns the tokens charged.
+    /// Whether the ledger admitted this attempt as a half-open breaker's probe.
+    var isProbe: Bool {
+        if case .ledger(let record) = source { return record.isProbe }
+        return false
+    }
+
+    /// Charges what Bedrock charged (a local hold records it for replay); returns the tokens charged and the
+    /// shared breaker's state after the outcome report (nil for a local hold).
     ///
     /// Redis cost: one `ledger_settle` for a ledger reservation, none for a local hold.
-    consuming func settle(usage: TokenUsage, outcome: CallOutcome, latency: Duration) async throws -> Int {
+    consuming func settle(usage: TokenUsage, outcome: CallOutcome, latency: Duration) async throws -> (chargedTokens: Int, breaker: BreakerState?) {
         try await Self.settle(source, usage: usage, outcome: outcome, latency: latency, ledger: ledger, localShare: localShare, journal: journal)
     }
 
-    /// Gives everything back: the call never reached Bedrock, or Bedrock did not charge it.
+    /// Gives everything back: the call never reached Bedrock, or Bedrock did not charge it. Returns the
+    /// shared breaker's state after the outcome report (nil for a local hold).
     ///
     /// Redis cost: one `ledger_settle` (release mode) for a ledger reservation, none for a local hold.
-    consuming func release(outcome: CallOutcome, latency: Duration) async throws {
+    consuming func release(outcome: CallOutcome, latency: Duration) async throws -> BreakerState? {
         switch source {
         case .ledger(let record):
-            _ = try await ledger.finish(record, mode: "release", usage: TokenUsage(inputTokens: 0, outputTokens: 0), outcome: outcome, latency: latency)
+            return try await ledger.finish(record, mode: "release", usage: TokenUsage(inputTokens: 0, outputTokens: 0), outcome: outcome, latency: latency).breakerState
         case .local(let hold, _):
             localShare.finish(hold, chargedTokens: nil)
+            return nil
         }
     }
 
@@ -205,16 +214,17 @@ struct AdmissionTicket: ~Copyable, Sendable {
     private static func settle(
         _ source: Source, usage: TokenUsage, outcome: CallOutcome, latency: Duration,
         ledger: QuotaLedger, localShare: LocalShareLimiter, journal: ReplayJournal
-    ) async throws -> Int {
+    ) async throws -> (chargedTokens: Int, breaker: BreakerState?) {
         switch source {
         case .ledger(let record):
-            return try await ledger.finish(record, mode: "settle", usage: usage, outcome: outcome, latency: latency).chargedTokens
+            let settlement = try await ledger.finish(record, mode: "settle", usage: usage, outcome: outcome, latency: latency)
+            return (settlement.chargedTokens, settlement.breakerState)
         case .local(let hold, let app):
             let charged = usage.inputTokens + usage.cacheWriteInputTokens
                 + Int((Double(usage.outputTokens) * ledger.burndown.rate(for: hold.budget.model)).rounded(.up))
             localShare.finish(hold, chargedTokens: charged)
             journal.record(budget: hold.budget, app: app, tokens: charged, usage: usage)
-            return charged
+            return (charged, nil)
         }
     }
 }
