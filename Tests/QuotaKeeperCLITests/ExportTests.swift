@@ -177,11 +177,18 @@ struct ExportTests {
         }
     }
 
-    @Test("errors: Redis down exits 4, a bad --serve or --format emf with --serve exits 1")
+    @Test("errors: Redis down exits 4, a wrong password 5 (also with --serve), a bad --serve or --format emf with --serve 1")
     func errors() async throws {
         let down = try await CLIProcess.run(["export", "--iterations", "1", "--redis-url", "redis://127.0.0.1:1", "--connect-timeout", "200ms"])
         #expect(down.status == 4, "\(down.stderr)")
-        #expect(down.stderr.contains("quotakeeper: error: Redis unavailable"))
+        #expect(down.stderr == "quotakeeper: error: Redis unavailable: Redis at 127.0.0.1:1: connecting failed: Connection refused\n", "reported once")
+        let secured = try await RedisServerProcess(arguments: ["--requirepass", "s3cret-pass"])
+        for mode in [["--iterations", "1"], ["--serve", "127.0.0.1:0"]] {
+            let wrong = try await CLIProcess.run(["export"] + mode + ["--redis-url", secured.url(password: "hunter2-wrong")])
+            #expect(wrong.status == 5, "\(mode): \(wrong.stderr)")
+            #expect(!wrong.stderr.contains("hunter2-wrong"))
+        }
+        await secured.stop()
         #expect(try await CLIProcess.run(["export", "--serve", ":99999"]).status == 1)
         #expect(try await CLIProcess.run(["export", "--serve", ":9464", "--format", "emf"]).status == 1)
         #expect(try await CLIProcess.run(["export", "--serve", "example.com:9464"]).status == 1)

@@ -16,7 +16,7 @@ struct ExportCommand: AsyncParsableCommand {
             Prometheus text exposition every --interval until Ctrl-C or SIGTERM (exit 0), or --iterations times. \
             A Redis outage is reported on stderr and the next interval tries again (exit 4 if the last one \
             failed). With --serve [HOST]:PORT, answers GET /metrics in the Prometheus text format 0.0.4 (503 \
-            while Redis is unreachable) until SIGINT or SIGTERM. The gauges are listed in docs/observability.md.
+            while Redis is unreachable; a wrong password exits 5 at start) until SIGINT or SIGTERM. The gauges are listed in docs/observability.md.
             """)
 
     enum ExportFormat: String, ExpressibleByArgument, CaseIterable, Sendable {
@@ -111,6 +111,15 @@ struct ExportCommand: AsyncParsableCommand {
             socketAddress = try .inet(ip4: address.host, port: address.port)
         } catch {
             throw CLIFailure(.invalidInput, "--serve: '\(address.host)' is not an IPv4 address")
+        }
+        // Wrong credentials or an unreadable reply end the command (exit 5, 7) rather than every scrape; an
+        // unreachable Redis may come back, so the server starts and answers 503 meanwhile.
+        do {
+            _ = try await BudgetGauges.read(ledger: ledger, peakMinutes: peakMinutes)
+        } catch {
+            let failure = CLIFailure(error)
+            guard failure.status == .redisUnavailable else { throw failure }
+            failure.report(json: false)
         }
         let server = HTTPServer(
             config: HTTPServer.Configuration(address: socketAddress, timeout: 30, logger: .disabled),
