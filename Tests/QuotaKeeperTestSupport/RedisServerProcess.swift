@@ -17,7 +17,11 @@ public final class RedisServerProcess: Sendable {
     public init(arguments: [String] = []) async throws {
         port = try Self.freePort()
         extraArguments = arguments
-        directory = FileManager.default.temporaryDirectory.appending(path: "qk-redis-\(UUID().uuidString)")
+        // Under QUOTAKEEPER_TEST_SERVERS_DIR when scripts/test sets it: its exit trap stops every server listed
+        // there by pid file, so none outlives a test process that crashed.
+        let base = ProcessInfo.processInfo.environment["QUOTAKEEPER_TEST_SERVERS_DIR"].map { URL(fileURLWithPath: $0) }
+            ?? FileManager.default.temporaryDirectory
+        directory = base.appending(path: "qk-redis-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         process = Mutex(nil)
         try await start()
@@ -46,7 +50,7 @@ public final class RedisServerProcess: Sendable {
         server.executableURL = try Self.redisServerPath()
         server.arguments = [
             "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-            "--dir", directory.path, "--loglevel", "warning",
+            "--dir", directory.path, "--pidfile", directory.appending(path: "redis.pid").path, "--loglevel", "warning",
         ] + extraArguments
         server.standardOutput = FileHandle.nullDevice
         server.standardError = FileHandle.nullDevice
@@ -61,6 +65,7 @@ public final class RedisServerProcess: Sendable {
         kill(server.processIdentifier, SIGCONT)
         kill(server.processIdentifier, SIGKILL)
         while server.isRunning { try? await Task.sleep(for: .milliseconds(5)) }
+        try? FileManager.default.removeItem(at: directory.appending(path: "redis.pid"))  // never kill a reused pid
     }
 
     /// Freezes the server (SIGSTOP): connections stay open, nothing is answered.
