@@ -139,40 +139,22 @@ struct EMFEventEncoder: Sendable {
     /// One EMF document on one line.
     private func render(_ metrics: [MetricSnapshot], dimensions: [EMFDimension], sets: [[String]], timestamp: Int64) -> String {
         var json = #"{"_aws":{"Timestamp":"# + String(timestamp) + #","CloudWatchMetrics":[{"Namespace":"#
-        json += Self.quoted(configuration.namespace) + #","Dimensions":["#
-        json += sets.map { "[" + $0.map(Self.quoted).joined(separator: ",") + "]" }.joined(separator: ",")
+        json += JSONString.quoted(configuration.namespace) + #","Dimensions":["#
+        json += sets.map { "[" + $0.map(JSONString.quoted).joined(separator: ",") + "]" }.joined(separator: ",")
         json += #"],"Metrics":["#
-        json += metrics.map { #"{"Name":"# + Self.quoted($0.name) + #","Unit":"# + Self.quoted($0.unit.rawValue) + "}" }
+        json += metrics.map { #"{"Name":"# + JSONString.quoted($0.name) + #","Unit":"# + JSONString.quoted($0.unit.rawValue) + "}" }
             .joined(separator: ",")
         json += "]}]}"
         for dimension in dimensions {
-            json += "," + Self.quoted(dimension.key) + ":" + Self.quoted(dimension.value)
+            json += "," + JSONString.quoted(dimension.key) + ":" + JSONString.quoted(dimension.value)
         }
         for metric in metrics {
-            json += "," + Self.quoted(metric.name) + ":"
+            json += "," + JSONString.quoted(metric.name) + ":"
             json += metric.values.count == 1
                 ? Self.number(metric.values[0])
                 : "[" + metric.values.map(Self.number).joined(separator: ",") + "]"
         }
         return json + "}"
-    }
-
-    /// A JSON string literal (RFC 8259 escaping).
-    static func quoted(_ string: String) -> String {
-        var result = "\""
-        for scalar in string.unicodeScalars {
-            switch scalar {
-            case "\"": result += "\\\""
-            case "\\": result += "\\\\"
-            case "\n": result += "\\n"
-            case "\r": result += "\\r"
-            case "\t": result += "\\t"
-            case _ where scalar.value < 0x20:
-                result += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16)
-            default: result.unicodeScalars.append(scalar)
-            }
-        }
-        return result + "\""
     }
 
     /// A JSON number: integers without a fraction, others in Swift's shortest round-trip form.
@@ -189,5 +171,28 @@ struct EMFDimension: Hashable, Sendable, Comparable {
 
     static func < (lhs: EMFDimension, rhs: EMFDimension) -> Bool {
         (lhs.key, lhs.value) < (rhs.key, rhs.value)
+    }
+}
+
+/// JSON string literals, shared by the EMF encoder and the `quotakeeper` CLI's JSON output.
+public enum JSONString {
+    /// `string` as a JSON string literal, quotes included (RFC 8259 escaping: quote, backslash and control
+    /// characters; everything else as it is).
+    public static func quoted(_ string: String) -> String {
+        var result = "\""
+        for scalar in string.unicodeScalars {
+            switch scalar {
+            case "\"": result += "\\\""
+            case "\\": result += "\\\\"
+            case "\n": result += "\\n"
+            case "\r": result += "\\r"
+            case "\t": result += "\\t"
+            case _ where scalar.value < 0x20:
+                let hex = String(scalar.value, radix: 16)
+                result += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: result.unicodeScalars.append(scalar)
+            }
+        }
+        return result + "\""
     }
 }

@@ -1,3 +1,4 @@
+import QuotaKeeperEMF
 /// A JSON value with ordered object keys, so every command's output has a stable, documented field order.
 enum JSON: Sendable {
     case null
@@ -38,7 +39,7 @@ enum JSON: Sendable {
             } else {
                 text += String(value)
             }
-        case .string(let value): Self.writeString(value, to: &text)
+        case .string(let value): text += JSONString.quoted(value)
         case .array(let values):
             if values.isEmpty { text += "[]"; return }
             text += "[" + newline
@@ -53,30 +54,12 @@ enum JSON: Sendable {
             text += "{" + newline
             for (index, (key, value)) in members.enumerated() {
                 text += padding
-                Self.writeString(key, to: &text)
+                text += JSONString.quoted(key)
                 text += pretty ? ": " : ":"
                 value.write(to: &text, pretty: pretty, indent: indent + 1)
                 text += (index < members.count - 1 ? "," : "") + newline
             }
             text += closing + "}"
         }
-    }
-
-    private static func writeString(_ value: String, to text: inout String) {
-        text += "\""
-        for scalar in value.unicodeScalars {
-            switch scalar {
-            case "\"": text += "\\\""
-            case "\\": text += "\\\\"
-            case "\n": text += "\\n"
-            case "\r": text += "\\r"
-            case "\t": text += "\\t"
-            case _ where scalar.value < 0x20:
-                let hex = String(scalar.value, radix: 16)
-                text += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: text.unicodeScalars.append(scalar)
-            }
-        }
-        text += "\""
     }
 }
