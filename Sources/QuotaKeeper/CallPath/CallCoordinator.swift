@@ -70,7 +70,8 @@ public struct CallCoordinator: Sendable {
         logger[metadataKey: "quotakeeper.request_id"] = "\(options.requestID)"
         logger[metadataKey: "quotakeeper.app"] = "\(options.app)"
         let clock = ContinuousClock()
-        let deadline = clock.now + options.deadline
+        let started = clock.now
+        let deadline = started + options.deadline
         var failures: [TargetFailure] = []
         var attempts = 0
         var waited = Duration.zero
@@ -155,7 +156,7 @@ public struct CallCoordinator: Sendable {
                         logger.debug("settlement failed; the held tokens stay counted until they leave the window", metadata: ["quotakeeper.error": "\(error)"])
                     }
                     Counter(label: "quotakeeper_calls_total", dimensions: [("budget", target.description), ("outcome", index == 0 ? "served" : "served_by_fallback")]).increment()
-                    Timer(label: "quotakeeper_call_duration_seconds", dimensions: [("budget", target.description)]).recordDuration(clock.now - (deadline - options.deadline))
+                    Timer(label: "quotakeeper_call_duration_seconds", dimensions: [("budget", target.description)]).recordDuration(clock.now - started)
                     await ceiling.success(on: target)
                     return CallResult(
                         value: completion.value, target: target, isFallback: index > 0, attempts: attempts, waited: waited,
