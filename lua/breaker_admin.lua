@@ -17,7 +17,9 @@ local seq, code, deadline, window, day = state_unpack(v[2], win, n, dwin, dn)
 local fields = {}
 if command == 'force_open' then
   local duration = int_arg(ARGV[2], 0, MAX_MS)
-  if not duration then return invalid('duration_ms', string.format('must be an integer from 0 to %.0f', MAX_MS)) end
+  if not duration then
+    return { 'invalid', 'duration_ms', string.format('must be an integer from 0 to %.0f', MAX_MS) }
+  end
   code, deadline = FORCED_OPEN, duration > 0 and now + duration or 0
 elseif command == 'disable' then
   code, deadline = DISABLED, 0
@@ -26,9 +28,9 @@ elseif command == 'close' or command == 'reset' then
   local openings = v[3] and sunpack(BREAKER_FORMAT, v[3]) or 0
   if command == 'reset' then openings = 0 end
   push(fields, 'bst', breaker_pack(openings, 0, 0, now, ring_new('b', 1, 1)))
-  redis.call('DEL', PROBES_KEY, FAILERS_KEY)
+  redis.call('DEL', budget_key(':probes'), budget_key(':failers'))
 else
-  return invalid('command', "must be 'force_open', 'close', 'disable' or 'reset'")
+  return { 'invalid', 'command', "must be 'force_open', 'close', 'disable' or 'reset'" }
 end
 push(fields, 'st', state_pack(seq, code, deadline, window, day))
 redis.call('HSET', LEDGER_KEY, unpack(fields))

@@ -38,21 +38,21 @@ local CAP_SETTING = num_setting(0.001, 1, true)
 
 local mode = ARGV[1]
 if mode ~= 'seed' and mode ~= 'replace' and mode ~= 'set' then
-  return invalid('mode', "must be 'seed', 'replace' or 'set'")
+  return { 'invalid', 'mode', "must be 'seed', 'replace' or 'set'" }
 end
 local given = {}        -- setting -> number, or false to remove
 for i = 2, #ARGV, 2 do
   local name, value = ARGV[i], ARGV[i + 1]
   local spec = SETTINGS[name]
   if not spec and string.sub(name, 1, 4) == 'cap:' and valid_name(string.sub(name, 5)) then spec = CAP_SETTING end
-  if not spec then return invalid(name, 'is not a budget setting') end
-  if value == nil then return invalid(name, 'has no value') end
+  if not spec then return { 'invalid', name, 'is not a budget setting' } end
+  if value == nil then return { 'invalid', name, 'has no value' } end
   if value == '' then
-    if not spec.optional then return invalid(name, 'is required') end
+    if not spec.optional then return { 'invalid', name, 'is required' } end
     given[name] = false
   else
     given[name] = spec.parse(value)
-    if not given[name] then return invalid(name, spec.text) end
+    if not given[name] then return { 'invalid', name, spec.text } end
   end
 end
 
@@ -75,15 +75,15 @@ for _, name in ipairs(config_fields()) do
   elseif spec.optional then
     config[name] = 0
   else
-    return invalid(name, 'is required')
+    return { 'invalid', name, 'is required' }
   end
 end
 for _, pair in ipairs({ { 'win', 'n' }, { 'dwin', 'dn' }, { 'b_win', 'b_n' } }) do
   if config[pair[1]] % config[pair[2]] ~= 0 then
-    return invalid(pair[1], 'must be a whole multiple of ' .. pair[2] .. ' milliseconds (one per bucket)')
+    return { 'invalid', pair[1], 'must be a whole multiple of ' .. pair[2] .. ' milliseconds (one per bucket)' }
   end
 end
-if config.b_max < config.b_open then return invalid('b_max', 'must be at least b_open') end
+if config.b_max < config.b_open then return { 'invalid', 'b_max', 'must be at least b_open' } end
 
 local now = now_ms()
 local names = stored[1] and redis.call('HKEYS', LEDGER_KEY) or {}
@@ -128,7 +128,7 @@ elseif old.win ~= config.win or old.n ~= config.n or old.dwin ~= config.dwin or 
     if string.match(name, '^[wd]%d+$') or string.match(name, '^a:[^:]+:%d+$') then push(removals, name) end
   end
 end
-if config.infl == 0 and old.infl and old.infl > 0 then redis.call('DEL', INFLIGHT_KEY) end
+if config.infl == 0 and old.infl and old.infl > 0 then redis.call('DEL', budget_key(':inflight')) end
 if old.b_win ~= config.b_win or old.b_n ~= config.b_n then
   push(removals, 'bst')    -- the breaker's outcome window starts afresh (state and deadline stay in `st`)
 end

@@ -9,17 +9,17 @@
 
 local command = ARGV[1]
 if command ~= 'delete' and command ~= 'reset_usage' then
-  return invalid('command', "must be 'delete' or 'reset_usage'")
+  return { 'invalid', 'command', "must be 'delete' or 'reset_usage'" }
 end
 local v = redis.call('HMGET', LEDGER_KEY, 'cfg', 'st')
 local now = now_ms()
 local valid = v[1] and #v[1] == CONFIG_SIZE
 local values = valid and { sunpack(CONFIG_FORMAT, v[1]) } or {}
 if command == 'delete' then     -- also a budget whose configuration is missing or of another layout
-  local removed = redis.call('DEL', LEDGER_KEY, INFLIGHT_KEY, PROBES_KEY, FAILERS_KEY)
+  local removed = redis.call('DEL', LEDGER_KEY, budget_key(':inflight'), budget_key(':probes'), budget_key(':failers'))
   local history_ms = values[16] or 86400000
   for minute = floor((now - history_ms - 60000) / 60000), floor(now / 60000) do
-    removed = removed + redis.call('DEL', KEY_BASE .. ':hist:' .. minute)
+    removed = removed + redis.call('DEL', budget_key(':hist:' .. minute))
   end
   return { 'deleted', removed }
 end
@@ -30,7 +30,7 @@ for _, name in ipairs(redis.call('HKEYS', LEDGER_KEY)) do
   if string.match(name, '^[wd]%d+$') or string.match(name, '^a:') then push(removals, name) end
 end
 if #removals > 0 then redis.call('HDEL', LEDGER_KEY, unpack(removals)) end
-redis.call('DEL', INFLIGHT_KEY)
+redis.call('DEL', budget_key(':inflight'))
 values[12] = now
 redis.call('HSET', LEDGER_KEY, 'cfg', spack(CONFIG_FORMAT, unpack(values)), 'st', state_pack(seq, code, deadline,
   ring_new('w', values[2], values[1] / values[2]), ring_new('d', values[4], values[3] / values[4])))

@@ -9,14 +9,14 @@
 -- Redis cost: TIME + one HGETALL per minute looked back; for operators, not hot paths.
 
 local minutes = int_arg(ARGV[1], 1, 10080)
-if not minutes then return invalid('minutes', 'must be an integer from 1 to 10080') end
+if not minutes then return { 'invalid', 'minutes', 'must be an integer from 1 to 10080' } end
 local only = ARGV[2] or ''
-if only ~= '' and not valid_name(only) then return invalid('app', 'must be 1-64 characters of A-Z a-z 0-9 . _ -') end
+if only ~= '' and not valid_name(only) then return { 'invalid', 'app', NAME_RULE } end
 local now_minute = floor(now_ms() / 60000)
 local HISTORY_FIELDS = { r = 'requests', t = 'tokens', i = 'input_tokens', o = 'output_tokens' }
 local rows = {}
 for minute = now_minute - minutes + 1, now_minute do
-  local stored = redis.call('HGETALL', KEY_BASE .. ':hist:' .. minute)
+  local stored = redis.call('HGETALL', budget_key(':hist:' .. minute))
   local row = { start_ms = minute * 60000, requests = 0, tokens = 0, input_tokens = 0, output_tokens = 0, apps = {} }
   for i = 1, #stored, 2 do
     local app, kind = string.match(stored[i], '^a:(.+):([rtio])$')

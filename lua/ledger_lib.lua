@@ -14,14 +14,11 @@ local MAX_REQUESTS = 1000             -- requests held by one reservation
 local MAX_LIMIT = 1000000000000000    -- 1e15: limits and counters stay exact in a double
 local MAX_MS = 31622400000            -- one year, the longest duration any argument may name
 
-local LEDGER_KEY = KEYS[1]
-local KEY_BASE = string.match(LEDGER_KEY or '', '^(.*{.+}):ledger$')
-if not KEY_BASE then
+local LEDGER_KEY = KEYS[1] or ''
+local BRACE = string.find(LEDGER_KEY, '{', 1, true)
+if not BRACE or BRACE > #LEDGER_KEY - 9 or string.sub(LEDGER_KEY, -8) ~= '}:ledger' then
   return redis.error_reply('ERR quotakeeper: KEYS[1] must be <prefix>{<budget>}:ledger')
 end
-local INFLIGHT_KEY = KEY_BASE .. ':inflight'     -- ZSET reservation id -> lease expiry (ms)
-local PROBES_KEY = KEY_BASE .. ':probes'         -- ZSET reservation id -> half-open probe lease expiry (ms)
-local FAILERS_KEY = KEY_BASE .. ':failers'       -- ZSET instance id -> time of its latest failure (ms)
 
 -- Field `cfg`: the configuration as 27 packed doubles in the order of `config_fields()` (0 = an optional
 -- setting that is not set; `caps` = how many apps have a cap; names: `config_fields()` in ledger_lib_extra.lua).
@@ -36,9 +33,6 @@ local STATE_SIZE = 120
 -- Field `bst`: breaker counters: 4 packed doubles (openings, consecutive failures, probe successes, last close
 -- time), then the ring header of its outcome window (counter 1 = calls, counter 2 = failures).
 local BREAKER_FORMAT = '<dddd'
--- A ring header: head bucket, total 1, total 2, head bucket counter 1 and 2, oldest bucket that may hold counts.
-local RING_FORMAT = '<dddddd'
-local SLOT_FORMAT = '<ddd'               -- a ring slot: its absolute bucket, counter 1, counter 2
 -- Breaker state codes in `st`.
 local CLOSED, OPEN, HALF_OPEN, FORCED_OPEN, DISABLED = 0, 1, 2, 3, 4
 
@@ -54,19 +48,10 @@ local function int_arg(value, low, high)
   return nil
 end
 
-local function invalid(argument, reason)
-  return { 'invalid', argument, reason }
-end
-
 -- App and instance names: 1-64 characters of A-Z a-z 0-9 . _ -
+local NAME_RULE = 'must be 1-64 characters of A-Z a-z 0-9 . _ -'
 local function valid_name(name)
   return name ~= nil and #name >= 1 and #name <= 64 and not string.find(name, '[^%w%._%-]')
-end
-
--- Appends `a` (and `b`, if given) to `list`: field/value pairs for HSET, names for HDEL.
-local function push(list, a, b)
-  list[#list + 1] = a
-  if b ~= nil then list[#list + 1] = b end
 end
 
 -- A ring counts two numbers per time bucket over a sliding window of `n` buckets (absolute bucket =
@@ -77,67 +62,6 @@ end
 local function ring_new(prefix, n, granularity, head, total1, total2, head1, head2, low)
   return { prefix = prefix, n = n, granularity = granularity, head = head or -1, total1 = total1 or 0,
     total2 = total2 or 0, head1 = head1 or 0, head2 = head2 or 0, low = low or -1, pending = false }
-end
-
--- A ring whose header is stored in `packed` at byte `position` (a new, empty ring if `packed` is nil).
-local function ring_from(prefix, n, granularity, packed, position)
-  if not packed or #packed < position + 47 then return ring_new(prefix, n, granularity) end
-  return ring_new(prefix, n, granularity, sunpack(RING_FORMAT, packed, position))
-end
-
-local function ring_header(ring)
-  return spack(RING_FORMAT, ring.head, ring.total1, ring.total2, ring.head1, ring.head2, ring.low)
-end
-
--- Appends the ring's slot writes (field, value pairs) to `fields`, and its header as `header_field` if named.
-local function ring_writes(ring, fields, header_field)
-  if header_field then push(fields, header_field, ring_header(ring)) end
-  if ring.pending then
-    for name, value in pairs(ring.pending) do push(fields, name, value) end
-  end
-end
-
-local function ring_write(ring, a, c1, c2)
-  ring.pending = ring.pending or {}
-  ring.pending[ring.prefix .. (a % ring.n)] = spack(SLOT_FORMAT, a, c1, c2)
-end
-
--- The counters of absolute buckets first..last below the head: a list of {bucket, counter 1, counter 2}.
-local function ring_slots(ring, first, last)
-  local names = {}
-  for a = first, last do names[#names + 1] = ring.prefix .. (a % ring.n) end
-  local stored = redis.call('HMGET', LEDGER_KEY, unpack(names))
-  local slots = {}
-  for i = 1, #names do
-    local a, c1, c2 = first + i - 1, 0, 0
-    local value = ring.pending and ring.pending[names[i]] or stored[i]
-    if value then
-      local b, s1, s2 = sunpack(SLOT_FORMAT, value)
-      if b == a then c1, c2 = s1, s2 end
-    end
-    slots[i] = { a, c1, c2 }
-  end
-  return slots
-end
-
--- Moves the ring forward to end at bucket `b`: the head bucket goes to its slot and the buckets that leave
--- the window are subtracted from the totals. Returns true if the ring moved.
-local function ring_advance(ring, b)
-  local steps = b - ring.head
-  if steps <= 0 then return false end
-  if steps >= ring.n then
-    ring.total1, ring.total2 = 0, 0
-  else
-    if ring.head1 ~= 0 or ring.head2 ~= 0 then ring_write(ring, ring.head, ring.head1, ring.head2) end
-    local first = math.max(ring.head + 1 - ring.n, ring.low)   -- buckets below `low` hold nothing
-    if first <= b - ring.n then
-      for _, slot in ipairs(ring_slots(ring, first, b - ring.n)) do
-        ring.total1, ring.total2 = ring.total1 - slot[2], ring.total2 - slot[3]
-      end
-    end
-  end
-  ring.head, ring.head1, ring.head2 = b, 0, 0
-  return true
 end
 
 -- Adds (d1, d2) to the head bucket. `low` (no counts below it) moves up to the head when the ring was empty.
@@ -163,34 +87,122 @@ local function state_unpack(packed, win, n, dwin, dn)
     ring_new('d', dn, dwin / dn, dh, dt1, dt2, dh1, dh2, dlow)
 end
 
--- A per-app ring (for apps with a cap) from its header field `a:<app>`.
-local function app_ring(app, packed, win, n)
-  return ring_from('a:' .. app .. ':', n, win / n, packed, 1)
-end
+-- Everything else comes from `helpers()`, which defines and returns the functions declared here, in this order.
+-- They are not defined at the top like the ones above because every function a script defines costs on each
+-- call, used or not (and each local it captures costs as much again), while an admission needs these only when
+-- a ring moves on (once per granularity), on a denial, for a capped app, an in-flight limit or a breaker that
+-- is not closed. Every script but the admission takes them at once (ledger_lib_extra.lua). Inside, KEYS[1]
+-- stands for LEDGER_KEY and the packing formats are local, so that `helpers` itself captures little (the
+-- breaker codes and what the functions above capture already).
+local budget_key, breaker_effective_state, ring_header, ring_from, app_ring, ring_write, ring_slots, ring_writes,
+  ring_advance, ring_retry_after
+local function helpers()
+  -- A ring header: head bucket, total 1, total 2, head bucket counter 1 and 2, oldest bucket that may hold counts.
+  local RING_FORMAT = '<dddddd'
+  local SLOT_FORMAT = '<ddd'               -- a ring slot: its absolute bucket, counter 1, counter 2
 
--- Milliseconds from `now` until the oldest buckets leaving the window have freed at least `needed` of
--- counter `column` (bucket a leaves at (a + n) x granularity), or -1 if the whole window cannot free that much.
-local function ring_retry_after(ring, column, needed, now)
-  local freed = 0
-  local first = math.max(ring.low, ring.head - ring.n + 1)
-  while first <= ring.head do
-    local last = math.min(first + 3, ring.head - 1)   -- 4 slots a read: usually the oldest suffices
-    local slots = last >= first and ring_slots(ring, first, last) or {}
-    if last < first then   -- only the head bucket is left
-      slots = { { ring.head, ring.head1, ring.head2 } }
-      last = ring.head
-    end
-    for _, slot in ipairs(slots) do
-      freed = freed + slot[column + 1]
-      if freed >= needed then return (slot[1] + ring.n) * ring.granularity - now end
-    end
-    first = last + 1
+  -- The budget's sibling key `<prefix>{<budget>}<suffix>`: ':inflight' (ZSET reservation id -> lease expiry ms),
+  -- ':probes' (ZSET reservation id -> half-open probe lease expiry ms), ':failers' (ZSET instance id -> time of
+  -- its latest failure ms), ':hist:<minute>', ':replayed:<id>'. Built on use: most calls touch none.
+  local function budget_key(suffix)
+    return string.sub(KEYS[1], 1, -8) .. suffix
   end
-  return -1
-end
 
--- The breaker state callers see: an open (or timed forced-open) breaker whose time is up is half-open.
-local function breaker_effective_state(code, open_until, now)
-  if (code == OPEN or code == FORCED_OPEN) and open_until > 0 and now >= open_until then return HALF_OPEN end
-  return code
+  -- The breaker state callers see: an open (or timed forced-open) breaker whose time is up is half-open.
+  local function breaker_effective_state(code, open_until, now)
+    if (code == OPEN or code == FORCED_OPEN) and open_until > 0 and now >= open_until then return HALF_OPEN end
+    return code
+  end
+
+  local function ring_header(ring)
+    return spack(RING_FORMAT, ring.head, ring.total1, ring.total2, ring.head1, ring.head2, ring.low)
+  end
+
+  -- A ring whose header is stored in `packed` at byte `position` (a new, empty ring if `packed` is nil).
+  local function ring_from(prefix, n, granularity, packed, position)
+    if not packed or #packed < position + 47 then return ring_new(prefix, n, granularity) end
+    return ring_new(prefix, n, granularity, sunpack(RING_FORMAT, packed, position))
+  end
+
+  -- A per-app ring (for apps with a cap) from its header field `a:<app>`.
+  local function app_ring(app, packed, win, n)
+    return ring_from('a:' .. app .. ':', n, win / n, packed, 1)
+  end
+
+  local function ring_write(ring, a, c1, c2)
+    ring.pending = ring.pending or {}
+    ring.pending[ring.prefix .. (a % ring.n)] = spack(SLOT_FORMAT, a, c1, c2)
+  end
+
+  -- The counters of absolute buckets first..last below the head: a list of {bucket, counter 1, counter 2}.
+  local function ring_slots(ring, first, last)
+    local names = {}
+    for a = first, last do names[#names + 1] = ring.prefix .. (a % ring.n) end
+    local stored = redis.call('HMGET', KEYS[1], unpack(names))
+    local slots = {}
+    for i = 1, #names do
+      local a, c1, c2 = first + i - 1, 0, 0
+      local value = ring.pending and ring.pending[names[i]] or stored[i]
+      if value then
+        local b, s1, s2 = sunpack(SLOT_FORMAT, value)
+        if b == a then c1, c2 = s1, s2 end
+      end
+      slots[i] = { a, c1, c2 }
+    end
+    return slots
+  end
+
+  -- Milliseconds from `now` until the oldest buckets leaving the window have freed at least `needed` of
+  -- counter `column` (bucket a leaves at (a + n) x granularity), or -1 if the whole window cannot free that much.
+  local function ring_retry_after(ring, column, needed, now)
+    local freed = 0
+    local first = math.max(ring.low, ring.head - ring.n + 1)
+    while first <= ring.head do
+      local last = math.min(first + 3, ring.head - 1)   -- 4 slots a read: usually the oldest suffices
+      local slots = last >= first and ring_slots(ring, first, last) or {}
+      if last < first then   -- only the head bucket is left
+        slots = { { ring.head, ring.head1, ring.head2 } }
+        last = ring.head
+      end
+      for _, slot in ipairs(slots) do
+        freed = freed + slot[column + 1]
+        if freed >= needed then return (slot[1] + ring.n) * ring.granularity - now end
+      end
+      first = last + 1
+    end
+    return -1
+  end
+
+  -- Appends the ring's slot writes (field, value pairs) to `fields`, and its header as `header_field` if named.
+  local function ring_writes(ring, fields, header_field)
+    if header_field then
+      fields[#fields + 1], fields[#fields + 2] = header_field, ring_header(ring)
+    end
+    if ring.pending then
+      for name, value in pairs(ring.pending) do fields[#fields + 1], fields[#fields + 2] = name, value end
+    end
+  end
+
+  -- Moves the ring forward to end at bucket `b`: the head bucket goes to its slot and the buckets that leave
+  -- the window are subtracted from the totals. Returns true if the ring moved.
+  local function ring_advance(ring, b)
+    local steps = b - ring.head
+    if steps <= 0 then return false end
+    if steps >= ring.n then
+      ring.total1, ring.total2 = 0, 0
+    else
+      if ring.head1 ~= 0 or ring.head2 ~= 0 then ring_write(ring, ring.head, ring.head1, ring.head2) end
+      local first = math.max(ring.head + 1 - ring.n, ring.low)   -- buckets below `low` hold nothing
+      if first <= b - ring.n then
+        for _, slot in ipairs(ring_slots(ring, first, b - ring.n)) do
+          ring.total1, ring.total2 = ring.total1 - slot[2], ring.total2 - slot[3]
+        end
+      end
+    end
+    ring.head, ring.head1, ring.head2 = b, 0, 0
+    return true
+  end
+
+  return budget_key, breaker_effective_state, ring_header, ring_from, app_ring, ring_write, ring_slots, ring_writes,
+    ring_advance, ring_retry_after
 end

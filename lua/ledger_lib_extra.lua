@@ -1,6 +1,16 @@
--- ledger_lib_extra.lua: helpers every ledger script needs except the admission (`ledger_reserve`), kept apart
--- because each Lua function a script defines costs about 0.13 us on every call. Sent after ledger_lib.lua:
+-- ledger_lib_extra.lua: what every ledger script but the admission (`ledger_reserve`) needs besides
+-- ledger_lib.lua: the functions from `helpers()`, at once, and the ones below. The admission leaves them out
+-- because every function a script defines costs on each call. Sent after ledger_lib.lua:
 --   cat lua/ledger_lib.lua lua/ledger_lib_extra.lua lua/ledger_settle.lua > /tmp/settle.lua
+
+budget_key, breaker_effective_state, ring_header, ring_from, app_ring, ring_write, ring_slots, ring_writes,
+    ring_advance, ring_retry_after = helpers()
+
+-- Appends `a` (and `b`, if given) to `list`: field/value pairs for HSET, names for HDEL.
+local function push(list, a, b)
+  list[#list + 1] = a
+  if b ~= nil then list[#list + 1] = b end
+end
 
 -- The number in `value` if it lies in [low, high], else nil.
 local function num_arg(value, low, high)

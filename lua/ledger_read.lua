@@ -49,12 +49,12 @@ config.ep, config.caps = nil, nil
 return cjson.encode({
   now_ms = now, epoch = values[12], reservations = seq, config = config, caps = caps, apps = apps,
   window = describe(window, { 'requests', 'tokens' }), day = day_usage,
-  in_flight = redis.call('ZCOUNT', INFLIGHT_KEY, now, '+inf'),
+  in_flight = redis.call('ZCOUNT', budget_key(':inflight'), now, '+inf'),
   breaker = {
     state = breaker_state_name(breaker_effective_state(code, deadline, now)), stored_state = breaker_state_name(code),
     until_ms = deadline, openings = breaker[1], consecutive_failures = breaker[2], probe_successes = breaker[3],
     closed_at_ms = breaker[4], calls = outcome_usage.calls, failures = outcome_usage.failures,
-    active_probes = redis.call('ZCOUNT', PROBES_KEY, now, '+inf'),
-    failing_instances = redis.call('ZCOUNT', FAILERS_KEY, now - config.b_win, '+inf'),
+    active_probes = redis.call('ZCOUNT', budget_key(':probes'), now, '+inf'),
+    failing_instances = redis.call('ZCOUNT', budget_key(':failers'), now - config.b_win, '+inf'),
   },
 })

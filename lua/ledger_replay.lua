@@ -12,21 +12,21 @@
 -- Redis cost: SET NX + TIME + HMGET + HSET (+ HMGET when a ring moves on) + 4 HINCRBY (+ PEXPIRE).
 
 local replay_id, app = ARGV[1], ARGV[2]
-if not valid_name(replay_id) then return invalid('replay_id', 'must be 1-64 characters of A-Z a-z 0-9 . _ -') end
-if not valid_name(app) then return invalid('app', 'must be 1-64 characters of A-Z a-z 0-9 . _ -') end
+if not valid_name(replay_id) then return { 'invalid', 'replay_id', NAME_RULE } end
+if not valid_name(app) then return { 'invalid', 'app', NAME_RULE } end
 local requests = int_arg(ARGV[3], 1, 1000000)
-if not requests then return invalid('requests', 'must be an integer from 1 to 10^6') end
+if not requests then return { 'invalid', 'requests', 'must be an integer from 1 to 10^6' } end
 local tokens = int_arg(ARGV[4], 0, 1000000000000)
-if not tokens then return invalid('tokens', 'must be an integer from 0 to 10^12') end
+if not tokens then return { 'invalid', 'tokens', 'must be an integer from 0 to 10^12' } end
 local dedupe_ms = int_arg(ARGV[5], 1000, MAX_MS)
-if not dedupe_ms then return invalid('dedupe_ms', 'must be an integer from 1000 to ' .. MAX_MS) end
+if not dedupe_ms then return { 'invalid', 'dedupe_ms', 'must be an integer from 1000 to ' .. MAX_MS } end
 local input, output = int_arg(ARGV[6], 0, 1000000000000), int_arg(ARGV[7], 0, 1000000000000)
-if not input or not output then return invalid('input', 'input and output must be integers from 0 to 10^12') end
+if not input or not output then return { 'invalid', 'input', 'input and output must be integers from 0 to 10^12' } end
 
 local app_field = 'a:' .. app
 local v = redis.call('HMGET', LEDGER_KEY, 'cfg', 'st', 'cap:' .. app, app_field)
 if not v[1] or #v[1] ~= CONFIG_SIZE then return { 'no_budget' } end   -- absent, or stored in another layout
-if not redis.call('SET', KEY_BASE .. ':replayed:' .. replay_id, '1', 'NX', 'PX', dedupe_ms) then
+if not redis.call('SET', budget_key(':replayed:' .. replay_id), '1', 'NX', 'PX', dedupe_ms) then
   return { 'duplicate' }
 end
 
@@ -50,7 +50,7 @@ end
 push(fields, 'st', state_pack(seq, breaker_code, breaker_until, window, day))
 redis.call('HSET', LEDGER_KEY, unpack(fields))
 
-local history_key = KEY_BASE .. ':hist:' .. floor(now / 60000)
+local history_key = budget_key(':hist:' .. floor(now / 60000))
 local prefix = 'a:' .. app .. ':'
 if redis.call('HINCRBY', history_key, prefix .. 'r', requests) == requests then
   redis.call('PEXPIRE', history_key, history_ms + 60000)

@@ -15,16 +15,16 @@
 -- only when the window moved on.
 
 local app, priority = ARGV[1], ARGV[2]
-if not valid_name(app) then return invalid('app', 'must be 1-64 characters of A-Z a-z 0-9 . _ -') end
+if not valid_name(app) then return { 'invalid', 'app', NAME_RULE } end
 if priority ~= 'interactive' and priority ~= 'batch' then
-  return invalid('priority', "must be 'interactive' or 'batch'")
+  return { 'invalid', 'priority', "must be 'interactive' or 'batch'" }
 end
 local requests = int_arg(ARGV[3], 1, MAX_REQUESTS)
-if not requests then return invalid('requests', 'must be an integer from 1 to ' .. MAX_REQUESTS) end
+if not requests then return { 'invalid', 'requests', 'must be an integer from 1 to ' .. MAX_REQUESTS } end
 local tokens = int_arg(ARGV[4], 0, MAX_TOKENS)
-if not tokens then return invalid('tokens', 'must be an integer from 0 to ' .. MAX_TOKENS) end
+if not tokens then return { 'invalid', 'tokens', 'must be an integer from 0 to ' .. MAX_TOKENS } end
 local lease_ms = int_arg(ARGV[5] or '0', 0, MAX_MS)
-if not lease_ms then return invalid('lease_ms', 'must be an integer from 0 to ' .. MAX_MS) end
+if not lease_ms then return { 'invalid', 'lease_ms', 'must be an integer from 0 to ' .. MAX_MS } end
 
 local v = redis.call('HMGET', LEDGER_KEY, 'cfg', 'st')
 if not v[1] or #v[1] ~= CONFIG_SIZE then return { 'no_budget' } end
@@ -32,97 +32,115 @@ local now = now_ms()
 local win, n, dwin, dn, rpm, tpm, tpd, batch, ceiling, in_flight_limit, lease, epoch, probes, probe_lease, caps =
   sunpack(ADMISSION_CONFIG_FORMAT, v[1])
 local seq, breaker_code, breaker_until, window, day = state_unpack(v[2], win, n, dwin, dn)
+local bucket, day_bucket = floor(now / window.granularity), floor(now / day.granularity)
+local moved = bucket > window.head or day_bucket > day.head
+local share = ceiling * (priority == 'batch' and batch or 1)
+
+-- The everyday admission: breaker closed, both rings still in the bucket of the previous call, no app caps or
+-- in-flight limit, and every limit has room (usage and amounts are integers, so `usage + amount > limit x share`
+-- is the same test as against floor(limit x share)). It needs none of the functions from `helpers()`; every
+-- other call takes them and runs the full checks below.
+local everyday = not moved and breaker_code == CLOSED and caps == 0 and in_flight_limit == 0
+  and not ((rpm > 0 and window.total1 + requests > rpm * share) or (tpm > 0 and window.total2 + tokens > tpm * share)
+    or (tpd > 0 and day.total1 + tokens > tpd * share))
+if not everyday then
+  budget_key, breaker_effective_state, ring_header, ring_from, app_ring, ring_write, ring_slots, ring_writes,
+    ring_advance, ring_retry_after = helpers()
+end
 
 -- Breaker first: an open breaker refuses without looking at the ledger.
-local state = breaker_effective_state(breaker_code, breaker_until, now)
+local state = breaker_code == CLOSED and CLOSED or breaker_effective_state(breaker_code, breaker_until, now)
 if state == OPEN or state == FORCED_OPEN then
   return { 'denied', 'breaker_open', 0, 0, breaker_until > 0 and breaker_until - now or -1, 'breaker' }
 end
-if state == HALF_OPEN then
-  redis.call('ZREMRANGEBYSCORE', PROBES_KEY, '-inf', now)
-  local active = redis.call('ZCARD', PROBES_KEY)
+local probes_key = state == HALF_OPEN and budget_key(':probes')
+if probes_key then
+  redis.call('ZREMRANGEBYSCORE', probes_key, '-inf', now)
+  local active = redis.call('ZCARD', probes_key)
   if active >= probes then
-    local first = redis.call('ZRANGE', PROBES_KEY, 0, 0, 'WITHSCORES')
+    local first = redis.call('ZRANGE', probes_key, 0, 0, 'WITHSCORES')
     return { 'denied', 'breaker_open', active, probes, tonumber(first[2]) - now, 'breaker' }
   end
 end
 
-local bucket, day_bucket = floor(now / window.granularity), floor(now / day.granularity)
-local moved = ring_advance(window, bucket)
-moved = ring_advance(day, day_bucket) or moved
+if moved then
+  ring_advance(window, bucket)
+  ring_advance(day, day_bucket)
+end
 
-local share = ceiling * (priority == 'batch' and batch or 1)
 local denial          -- the failing check with the longest wait: { reason, usage, limit, retry, dimension }
-
--- Denies unless usage + amount <= limit x fraction; the wait is exact to the ring's granularity.
-local function check(limit, fraction, ring, column, amount, reason, dimension)
-  if limit == 0 then return end
-  local usage = column == 1 and ring.total1 or ring.total2
-  local allowed = floor(limit * fraction)
-  if usage + amount <= allowed then return end
-  if fraction < ceiling and usage + amount <= floor(limit * ceiling) then reason = 'batch_ceiling' end
-  local retry = -1
-  if amount <= allowed then retry = ring_retry_after(ring, column, usage + amount - allowed, now) end
-  if not denial or retry == -1 or (denial[4] ~= -1 and retry > denial[4]) then
-    denial = { reason, usage, allowed, retry, dimension }
-  end
-end
-
-check(rpm, share, window, 1, requests, 'rpm', 'requests')
-check(tpm, share, window, 2, tokens, 'tpm', 'tokens')
-check(tpd, share, day, 1, tokens, 'tpd', 'day_tokens')
-
 local capped, app_field
-if caps > 0 then   -- per-app cap: a share of the window limits, counted in the app's own ring
-  app_field = 'a:' .. app
-  local cap = redis.call('HMGET', LEDGER_KEY, 'cap:' .. app, app_field)
-  if cap[1] then
-    capped = app_ring(app, cap[2], win, n)
-    ring_advance(capped, bucket)
-    check(rpm * tonumber(cap[1]), ceiling, capped, 1, requests, 'app_cap', 'requests')
-    check(tpm * tonumber(cap[1]), ceiling, capped, 2, tokens, 'app_cap', 'tokens')
+if not everyday then
+  -- Denies unless usage + amount <= limit x fraction; the wait is exact to the ring's granularity.
+  local function check(limit, fraction, ring, column, amount, reason, dimension)
+    if limit == 0 then return end
+    local usage = column == 1 and ring.total1 or ring.total2
+    local allowed = floor(limit * fraction)
+    if usage + amount <= allowed then return end
+    if fraction < ceiling and usage + amount <= floor(limit * ceiling) then reason = 'batch_ceiling' end
+    local retry = -1
+    if amount <= allowed then retry = ring_retry_after(ring, column, usage + amount - allowed, now) end
+    if not denial or retry == -1 or (denial[4] ~= -1 and retry > denial[4]) then
+      denial = { reason, usage, allowed, retry, dimension }
+    end
+  end
+
+  check(rpm, share, window, 1, requests, 'rpm', 'requests')
+  check(tpm, share, window, 2, tokens, 'tpm', 'tokens')
+  check(tpd, share, day, 1, tokens, 'tpd', 'day_tokens')
+  if caps > 0 then   -- per-app cap: a share of the window limits, counted in the app's own ring
+    app_field = 'a:' .. app
+    local cap = redis.call('HMGET', LEDGER_KEY, 'cap:' .. app, app_field)
+    if cap[1] then
+      capped = app_ring(app, cap[2], win, n)
+      ring_advance(capped, bucket)
+      check(rpm * tonumber(cap[1]), ceiling, capped, 1, requests, 'app_cap', 'requests')
+      check(tpm * tonumber(cap[1]), ceiling, capped, 2, tokens, 'app_cap', 'tokens')
+    end
   end
 end
 
-if in_flight_limit > 0 then
-  redis.call('ZREMRANGEBYSCORE', INFLIGHT_KEY, '-inf', now)
-  local held = redis.call('ZCARD', INFLIGHT_KEY)
+local inflight_key = in_flight_limit > 0 and budget_key(':inflight')
+if inflight_key then
+  redis.call('ZREMRANGEBYSCORE', inflight_key, '-inf', now)
+  local held = redis.call('ZCARD', inflight_key)
   if held >= in_flight_limit and not (denial and denial[4] == -1) then
-    local first = redis.call('ZRANGE', INFLIGHT_KEY, 0, 0, 'WITHSCORES')
+    local first = redis.call('ZRANGE', inflight_key, 0, 0, 'WITHSCORES')
     local retry = tonumber(first[2]) - now
     if not denial or retry > denial[4] then denial = { 'in_flight', held, in_flight_limit, retry, 'in_flight' } end
   end
 end
 
-if denial then
-  if moved then   -- keep the moved window, so later denials need not move it again
-    local fields = { 'st', state_pack(seq, breaker_code, breaker_until, window, day) }
-    ring_writes(window, fields)
-    ring_writes(day, fields)
-    redis.call('HSET', LEDGER_KEY, unpack(fields))
+-- Admitted: hold the request and tokens in the head bucket of every ring.
+local id, probe = seq, 0
+if not denial then
+  id = seq + 1
+  if probes_key then
+    probe = 1
+    breaker_code = HALF_OPEN
+    redis.call('ZADD', probes_key, now + probe_lease, id)
   end
-  return { 'denied', denial[1], denial[2], denial[3], denial[4], denial[5] }
+  if inflight_key then
+    redis.call('ZADD', inflight_key, now + (lease_ms > 0 and lease_ms or lease), id)
+  end
+  ring_add(window, requests, tokens)
+  ring_add(day, tokens, 0)
+  if capped then ring_add(capped, requests, tokens) end
 end
 
--- Admitted: hold the request and tokens in the head bucket of every ring, in one HSET.
-local id = seq + 1
-local probe = 0
-if state == HALF_OPEN then
-  probe = 1
-  breaker_code = HALF_OPEN
-  redis.call('ZADD', PROBES_KEY, now + probe_lease, id)
+-- One HSET: `st`, plus the slots of rings that moved on and the capped app's ring header. A denial writes only
+-- when the rings moved on, so later denials need not move them again.
+if not denial or moved then
+  local packed = state_pack(id, breaker_code, breaker_until, window, day)
+  if everyday then
+    redis.call('HSET', LEDGER_KEY, 'st', packed)
+  else
+    local fields = { 'st', packed }
+    ring_writes(window, fields)
+    ring_writes(day, fields)
+    if capped then ring_writes(capped, fields, app_field) end
+    redis.call('HSET', LEDGER_KEY, unpack(fields))
+  end
 end
-if in_flight_limit > 0 then
-  redis.call('ZADD', INFLIGHT_KEY, now + (lease_ms > 0 and lease_ms or lease), id)
-end
-ring_add(window, requests, tokens)
-ring_add(day, tokens, 0)
-local fields = { 'st', state_pack(id, breaker_code, breaker_until, window, day) }
-ring_writes(window, fields)
-ring_writes(day, fields)
-if capped then
-  ring_add(capped, requests, tokens)
-  ring_writes(capped, fields, app_field)
-end
-redis.call('HSET', LEDGER_KEY, unpack(fields))
+if denial then return { 'denied', denial[1], denial[2], denial[3], denial[4], denial[5] } end
 return { 'ok', id, epoch, bucket, day_bucket, probe, now }

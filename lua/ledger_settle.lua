@@ -17,29 +17,29 @@
 -- a probe; breaker transitions and quorum counting add a few writes.
 
 local mode, app, instance, outcome = ARGV[1], ARGV[4], ARGV[15], ARGV[13]
-if mode ~= 'settle' and mode ~= 'release' then return invalid('mode', "must be 'settle' or 'release'") end
+if mode ~= 'settle' and mode ~= 'release' then return { 'invalid', 'mode', "must be 'settle' or 'release'" } end
 local id = int_arg(ARGV[2], 1, MAX_LIMIT)
-if not id then return invalid('id', 'must be a reservation id') end
+if not id then return { 'invalid', 'id', 'must be a reservation id' } end
 local reservation_epoch = int_arg(ARGV[3], 0, MAX_LIMIT)
-if not reservation_epoch then return invalid('epoch', 'must be the reservation epoch') end
-if not valid_name(app) then return invalid('app', 'must be 1-64 characters of A-Z a-z 0-9 . _ -') end
+if not reservation_epoch then return { 'invalid', 'epoch', 'must be the reservation epoch' } end
+if not valid_name(app) then return { 'invalid', 'app', NAME_RULE } end
 local bucket, day_bucket = int_arg(ARGV[5], 0, MAX_LIMIT), int_arg(ARGV[6], 0, MAX_LIMIT)
-if not bucket or not day_bucket then return invalid('bucket', 'must be the reservation buckets') end
+if not bucket or not day_bucket then return { 'invalid', 'bucket', 'must be the reservation buckets' } end
 local requests = int_arg(ARGV[7], 1, MAX_REQUESTS)
-if not requests then return invalid('requests', 'must be an integer from 1 to ' .. MAX_REQUESTS) end
+if not requests then return { 'invalid', 'requests', 'must be an integer from 1 to ' .. MAX_REQUESTS } end
 local usage = {}
 for i, name in ipairs({ 'held_tokens', 'input', 'cache_write', 'output' }) do
   usage[i] = int_arg(ARGV[7 + i], 0, MAX_TOKENS)
-  if not usage[i] then return invalid(name, 'must be an integer from 0 to ' .. MAX_TOKENS) end
+  if not usage[i] then return { 'invalid', name, 'must be an integer from 0 to ' .. MAX_TOKENS } end
 end
 local burndown = num_arg(ARGV[12], 0, 100)
-if not burndown then return invalid('burndown', 'must be a number from 0 to 100') end
+if not burndown then return { 'invalid', 'burndown', 'must be a number from 0 to 100' } end
 if outcome ~= 'none' and outcome ~= 'success' and outcome ~= 'failure' and outcome ~= 'slow' then
-  return invalid('outcome', "must be 'none', 'success', 'failure' or 'slow'")
+  return { 'invalid', 'outcome', "must be 'none', 'success', 'failure' or 'slow'" }
 end
 local latency = int_arg(ARGV[14], 0, MAX_MS)
-if not latency then return invalid('latency_ms', 'must be an integer from 0 to ' .. MAX_MS) end
-if not valid_name(instance) then return invalid('instance', 'must be 1-64 characters of A-Z a-z 0-9 . _ -') end
+if not latency then return { 'invalid', 'latency_ms', 'must be an integer from 0 to ' .. MAX_MS } end
+if not valid_name(instance) then return { 'invalid', 'instance', NAME_RULE } end
 local probe = ARGV[16] == '1'
 
 local app_field = 'a:' .. app
@@ -74,11 +74,11 @@ if v[4] then
   settle_ring(capped, bucket, request_delta, delta)
   ring_writes(capped, fields, app_field)
 end
-if in_flight_limit > 0 then redis.call('ZREM', INFLIGHT_KEY, id) end
-if probe then redis.call('ZREM', PROBES_KEY, id) end
+if in_flight_limit > 0 then redis.call('ZREM', budget_key(':inflight'), id) end
+if probe then redis.call('ZREM', budget_key(':probes'), id) end
 
 if mode == 'settle' then   -- per-minute history; budget totals are the sum over apps
-  local history_key = KEY_BASE .. ':hist:' .. floor(now / 60000)
+  local history_key = budget_key(':hist:' .. floor(now / 60000))
   local prefix = 'a:' .. app .. ':'
   if redis.call('HINCRBY', history_key, prefix .. 'r', requests) == requests then
     redis.call('PEXPIRE', history_key, history_ms + 60000)
@@ -101,7 +101,7 @@ if outcome ~= 'none' then
   local function open_breaker(count)
     openings, probe_successes, state, breaker_code = count, 0, OPEN, OPEN
     breaker_until = floor(now + math.min(open_ms * open_multiplier ^ (count - 1), open_max_ms))
-    redis.call('DEL', PROBES_KEY)
+    redis.call('DEL', budget_key(':probes'))
   end
 
   if state == HALF_OPEN and probe then
@@ -110,7 +110,7 @@ if outcome ~= 'none' then
     elseif probe_successes + 1 >= close_after then
       state, breaker_code, breaker_until, probe_successes, closed_at = CLOSED, CLOSED, 0, 0, now
       outcomes = ring_new('b', outcome_n, outcome_ms / outcome_n)   -- the failures that opened it are history
-      redis.call('DEL', PROBES_KEY, FAILERS_KEY)
+      redis.call('DEL', budget_key(':probes'), budget_key(':failers'))
     else
       probe_successes = probe_successes + 1
     end
@@ -118,10 +118,11 @@ if outcome ~= 'none' then
     local trips = (consecutive_limit > 0 and consecutive >= consecutive_limit)
       or (outcomes.total1 >= minimum_calls and outcomes.total2 >= failure_rate * outcomes.total1)
     if quorum > 1 then   -- failures must come from enough distinct instances
-      redis.call('ZADD', FAILERS_KEY, now, instance)
-      redis.call('ZREMRANGEBYSCORE', FAILERS_KEY, '-inf', now - outcome_ms)
-      redis.call('PEXPIRE', FAILERS_KEY, outcome_ms)
-      trips = trips and redis.call('ZCARD', FAILERS_KEY) >= quorum
+      local failers_key = budget_key(':failers')
+      redis.call('ZADD', failers_key, now, instance)
+      redis.call('ZREMRANGEBYSCORE', failers_key, '-inf', now - outcome_ms)
+      redis.call('PEXPIRE', failers_key, outcome_ms)
+      trips = trips and redis.call('ZCARD', failers_key) >= quorum
     end
     if trips then
       local recently_closed = closed_at > 0 and now - closed_at < outcome_ms

@@ -21,7 +21,9 @@ if not calls then return { 'invalid', 'calls', 'must be an integer from 0 to 10^
 local window = int_arg(ARGV[2], 1000, 86400000)
 if not window then return { 'invalid', 'window_ms', 'must be an integer from 1000 to 86400000' } end
 local bucket = int_arg(ARGV[3], 100, window)
-if not bucket or window % bucket ~= 0 then return { 'invalid', 'bucket_ms', 'must divide window_ms, at least 100' } end
+if not bucket or window % bucket ~= 0 then
+  return { 'invalid', 'bucket_ms', 'must divide window_ms, at least 100' }
+end
 local ratio = tonumber(ARGV[4])
 if not ratio or ratio < 0 or ratio > 10 then return { 'invalid', 'ratio', 'must be a number from 0 to 10' } end
 local minimum = int_arg(ARGV[5], 0, 1000000)
