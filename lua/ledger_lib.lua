@@ -26,8 +26,9 @@ end
 local CONFIG_FORMAT = '<ddddddddddddddddddddddddddd'
 local CONFIG_SIZE = 216                  -- a `cfg` of any other size is from another layout: no budget
 local ADMISSION_CONFIG_FORMAT = '<ddddddddddddddd'
--- Field `st`: the admission state as 15 packed doubles: reservation counter, breaker state code and deadline,
--- then the ring headers of the window and of the day.
+-- Field `st`: the admission state as 15 packed doubles: [1] reservation counter, [2] breaker state code,
+-- [3] breaker deadline, then the ring headers (RING_FORMAT in `helpers()`) of the window [4-9] and of the day
+-- [10-15]: head bucket, total 1, total 2, head bucket counter 1 and 2, low.
 local STATE_FORMAT = '<ddddddddddddddd'
 local STATE_SIZE = 120
 -- Field `bst`: breaker counters: 4 packed doubles (openings, consecutive failures, probe successes, last close
@@ -54,52 +55,54 @@ local function valid_name(name)
   return name ~= nil and #name >= 1 and #name <= 64 and not string.find(name, '[^%w%._%-]')
 end
 
--- A ring counts two numbers per time bucket over a sliding window of `n` buckets (absolute bucket =
--- floor(time / granularity)). Its header (head = newest bucket, totals over the window, the head bucket's own
--- counters) lives in a packed field read with every call; every older bucket lives in its own hash field
--- `<prefix><a % n>` as (a, counter 1, counter 2), written once, when the head moves on. A slot whose stored
--- bucket is not the one expected is stale and counts as zero, so nothing ever needs clearing.
-local function ring_new(prefix, n, granularity, head, total1, total2, head1, head2, low)
-  return { prefix = prefix, n = n, granularity = granularity, head = head or -1, total1 = total1 or 0,
-    total2 = total2 or 0, head1 = head1 or 0, head2 = head2 or 0, low = low or -1, pending = false }
-end
-
--- Adds (d1, d2) to the head bucket. `low` (no counts below it) moves up to the head when the ring was empty.
-local function ring_add(ring, d1, d2)
-  if ring.total1 == 0 and ring.total2 == 0 then ring.low = ring.head end
-  ring.head1, ring.head2 = ring.head1 + d1, ring.head2 + d2
-  ring.total1, ring.total2 = ring.total1 + d1, ring.total2 + d2
-end
-
--- The packed `st` field.
-local function state_pack(seq, breaker_code, breaker_until, w, d)
-  return spack(STATE_FORMAT, seq, breaker_code, breaker_until, w.head, w.total1, w.total2, w.head1, w.head2, w.low,
-    d.head, d.total1, d.total2, d.head1, d.head2, d.low)
-end
-
--- Seq, breaker code, breaker deadline, window ring, day ring from the packed `st` field (nil: a new budget).
-local function state_unpack(packed, win, n, dwin, dn)
-  if not packed or #packed ~= STATE_SIZE then   -- new budget, or a state of another layout: start afresh
-    return 0, 0, 0, ring_new('w', n, win / n), ring_new('d', dn, dwin / dn)
-  end
-  local seq, code, deadline, h, t1, t2, h1, h2, low, dh, dt1, dt2, dh1, dh2, dlow = sunpack(STATE_FORMAT, packed)
-  return seq, code, deadline, ring_new('w', n, win / n, h, t1, t2, h1, h2, low),
-    ring_new('d', dn, dwin / dn, dh, dt1, dt2, dh1, dh2, dlow)
-end
-
 -- Everything else comes from `helpers()`, which defines and returns the functions declared here, in this order.
--- They are not defined at the top like the ones above because every function a script defines costs on each
--- call, used or not (and each local it captures costs as much again), while an admission needs these only when
--- a ring moves on (once per granularity), on a denial, for a capped app, an in-flight limit or a breaker that
--- is not closed. Every script but the admission takes them at once (ledger_lib_extra.lua). Inside, KEYS[1]
--- stands for LEDGER_KEY and the packing formats are local, so that `helpers` itself captures little (the
--- breaker codes and what the functions above capture already).
-local budget_key, breaker_effective_state, ring_header, ring_from, app_ring, ring_write, ring_slots, ring_writes,
-  ring_advance, ring_retry_after
+-- They are not defined at the top like the ones above because a script defines its functions anew on every
+-- call, used or not, and each local a function captures costs an allocation as well: the admission's everyday
+-- path (ledger_reserve.lua) needs none of them. Every other script takes them at once (ledger_lib_extra.lua),
+-- the admission only when it leaves its everyday path. Inside, KEYS[1] stands for LEDGER_KEY and the packing
+-- functions and ring formats are locals of `helpers` itself, so that creating it captures little (the state
+-- format and the breaker codes).
+local ring_new, ring_add, state_pack, state_unpack, budget_key, breaker_effective_state, ring_header, ring_from,
+  app_ring, ring_write, ring_slots, ring_writes, ring_advance, ring_retry_after
 local function helpers()
+  local spack, sunpack = struct.pack, struct.unpack
   -- A ring header: head bucket, total 1, total 2, head bucket counter 1 and 2, oldest bucket that may hold counts.
   local RING_FORMAT = '<dddddd'
   local SLOT_FORMAT = '<ddd'               -- a ring slot: its absolute bucket, counter 1, counter 2
+
+  -- A ring counts two numbers per time bucket over a sliding window of `n` buckets (absolute bucket =
+  -- floor(time / granularity)). Its header (head = newest bucket, totals over the window, the head bucket's own
+  -- counters) lives in a packed field read with every call; every older bucket lives in its own hash field
+  -- `<prefix><a % n>` as (a, counter 1, counter 2), written once, when the head moves on. A slot whose stored
+  -- bucket is not the one expected is stale and counts as zero, so nothing ever needs clearing.
+  local function ring_new(prefix, n, granularity, head, total1, total2, head1, head2, low)
+    return { prefix = prefix, n = n, granularity = granularity, head = head or -1, total1 = total1 or 0,
+      total2 = total2 or 0, head1 = head1 or 0, head2 = head2 or 0, low = low or -1, pending = false }
+  end
+
+  -- Adds (d1, d2) to the head bucket. `low` (no counts below it) moves up to the head when the ring was empty.
+  -- (The admission's everyday path in ledger_reserve.lua does the same on the unpacked numbers of `st`.)
+  local function ring_add(ring, d1, d2)
+    if ring.total1 == 0 and ring.total2 == 0 then ring.low = ring.head end
+    ring.head1, ring.head2 = ring.head1 + d1, ring.head2 + d2
+    ring.total1, ring.total2 = ring.total1 + d1, ring.total2 + d2
+  end
+
+  -- The packed `st` field.
+  local function state_pack(seq, breaker_code, breaker_until, w, d)
+    return spack(STATE_FORMAT, seq, breaker_code, breaker_until, w.head, w.total1, w.total2, w.head1, w.head2, w.low,
+      d.head, d.total1, d.total2, d.head1, d.head2, d.low)
+  end
+
+  -- Seq, breaker code, breaker deadline, window ring, day ring from the packed `st` field (nil: a new budget).
+  local function state_unpack(packed, win, n, dwin, dn)
+    if not packed or #packed ~= STATE_SIZE then   -- new budget, or a state of another layout: start afresh
+      return 0, 0, 0, ring_new('w', n, win / n), ring_new('d', dn, dwin / dn)
+    end
+    local seq, code, deadline, h, t1, t2, h1, h2, low, dh, dt1, dt2, dh1, dh2, dlow = sunpack(STATE_FORMAT, packed)
+    return seq, code, deadline, ring_new('w', n, win / n, h, t1, t2, h1, h2, low),
+      ring_new('d', dn, dwin / dn, dh, dt1, dt2, dh1, dh2, dlow)
+  end
 
   -- The budget's sibling key `<prefix>{<budget>}<suffix>`: ':inflight' (ZSET reservation id -> lease expiry ms),
   -- ':probes' (ZSET reservation id -> half-open probe lease expiry ms), ':failers' (ZSET instance id -> time of
@@ -203,6 +206,6 @@ local function helpers()
     return true
   end
 
-  return budget_key, breaker_effective_state, ring_header, ring_from, app_ring, ring_write, ring_slots, ring_writes,
-    ring_advance, ring_retry_after
+  return ring_new, ring_add, state_pack, state_unpack, budget_key, breaker_effective_state, ring_header, ring_from,
+    app_ring, ring_write, ring_slots, ring_writes, ring_advance, ring_retry_after
 end

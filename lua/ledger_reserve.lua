@@ -31,25 +31,35 @@ if not v[1] or #v[1] ~= CONFIG_SIZE then return { 'no_budget' } end
 local now = now_ms()
 local win, n, dwin, dn, rpm, tpm, tpd, batch, ceiling, in_flight_limit, lease, epoch, probes, probe_lease, caps =
   sunpack(ADMISSION_CONFIG_FORMAT, v[1])
-local seq, breaker_code, breaker_until, window, day = state_unpack(v[2], win, n, dwin, dn)
-local bucket, day_bucket = floor(now / window.granularity), floor(now / day.granularity)
-local moved = bucket > window.head or day_bucket > day.head
+local bucket, day_bucket = floor(now / (win / n)), floor(now / (dwin / dn))
 local share = ceiling * (priority == 'batch' and batch or 1)
 
 -- The everyday admission: breaker closed, both rings still in the bucket of the previous call, no app caps or
 -- in-flight limit, and every limit has room (usage and amounts are integers, so `usage + amount > limit x share`
--- is the same test as against floor(limit x share)). It needs none of the functions from `helpers()`; every
--- other call takes them and runs the full checks below.
-local everyday = not moved and breaker_code == CLOSED and caps == 0 and in_flight_limit == 0
-  and not ((rpm > 0 and window.total1 + requests > rpm * share) or (tpm > 0 and window.total2 + tokens > tpm * share)
-    or (tpd > 0 and day.total1 + tokens > tpd * share))
-if not everyday then
-  budget_key, breaker_effective_state, ring_header, ring_from, app_ring, ring_write, ring_slots, ring_writes,
-    ring_advance, ring_retry_after = helpers()
+-- is the same test as the full check's against floor(limit x share)). It works on the numbers of `st` (layout:
+-- STATE_FORMAT) without the functions from `helpers()` and holds the call as `ring_add` does on both rings: the
+-- head bucket's counters and the totals grow, and an empty ring's `low` moves up to its head. Any other call
+-- takes the full path below; both decide alike.
+local st = v[2] and #v[2] == STATE_SIZE and { sunpack(STATE_FORMAT, v[2]) }
+if st and bucket == st[4] and day_bucket == st[10] and st[2] == CLOSED and caps == 0 and in_flight_limit == 0
+    and not ((rpm > 0 and st[5] + requests > rpm * share) or (tpm > 0 and st[6] + tokens > tpm * share)
+      or (tpd > 0 and st[11] + tokens > tpd * share)) then
+  st[1] = st[1] + 1                                                          -- reservation id
+  if st[5] == 0 and st[6] == 0 then st[9] = st[4] end                        -- window: low, totals, head
+  st[5], st[6], st[7], st[8] = st[5] + requests, st[6] + tokens, st[7] + requests, st[8] + tokens
+  if st[11] == 0 and st[12] == 0 then st[15] = st[10] end                    -- day: low, total, head
+  st[11], st[13] = st[11] + tokens, st[13] + tokens
+  redis.call('HSET', LEDGER_KEY, 'st', spack(STATE_FORMAT, unpack(st)))
+  return { 'ok', st[1], epoch, bucket, day_bucket, 0, now }
 end
 
+ring_new, ring_add, state_pack, state_unpack, budget_key, breaker_effective_state, ring_header, ring_from,
+  app_ring, ring_write, ring_slots, ring_writes, ring_advance, ring_retry_after = helpers()
+local seq, breaker_code, breaker_until, window, day = state_unpack(v[2], win, n, dwin, dn)
+local moved = bucket > window.head or day_bucket > day.head
+
 -- Breaker first: an open breaker refuses without looking at the ledger.
-local state = breaker_code == CLOSED and CLOSED or breaker_effective_state(breaker_code, breaker_until, now)
+local state = breaker_effective_state(breaker_code, breaker_until, now)
 if state == OPEN or state == FORCED_OPEN then
   return { 'denied', 'breaker_open', 0, 0, breaker_until > 0 and breaker_until - now or -1, 'breaker' }
 end
@@ -70,33 +80,31 @@ end
 
 local denial          -- the failing check with the longest wait: { reason, usage, limit, retry, dimension }
 local capped, app_field
-if not everyday then
-  -- Denies unless usage + amount <= limit x fraction; the wait is exact to the ring's granularity.
-  local function check(limit, fraction, ring, column, amount, reason, dimension)
-    if limit == 0 then return end
-    local usage = column == 1 and ring.total1 or ring.total2
-    local allowed = floor(limit * fraction)
-    if usage + amount <= allowed then return end
-    if fraction < ceiling and usage + amount <= floor(limit * ceiling) then reason = 'batch_ceiling' end
-    local retry = -1
-    if amount <= allowed then retry = ring_retry_after(ring, column, usage + amount - allowed, now) end
-    if not denial or retry == -1 or (denial[4] ~= -1 and retry > denial[4]) then
-      denial = { reason, usage, allowed, retry, dimension }
-    end
+-- Denies unless usage + amount <= limit x fraction; the wait is exact to the ring's granularity.
+local function check(limit, fraction, ring, column, amount, reason, dimension)
+  if limit == 0 then return end
+  local usage = column == 1 and ring.total1 or ring.total2
+  local allowed = floor(limit * fraction)
+  if usage + amount <= allowed then return end
+  if fraction < ceiling and usage + amount <= floor(limit * ceiling) then reason = 'batch_ceiling' end
+  local retry = -1
+  if amount <= allowed then retry = ring_retry_after(ring, column, usage + amount - allowed, now) end
+  if not denial or retry == -1 or (denial[4] ~= -1 and retry > denial[4]) then
+    denial = { reason, usage, allowed, retry, dimension }
   end
+end
 
-  check(rpm, share, window, 1, requests, 'rpm', 'requests')
-  check(tpm, share, window, 2, tokens, 'tpm', 'tokens')
-  check(tpd, share, day, 1, tokens, 'tpd', 'day_tokens')
-  if caps > 0 then   -- per-app cap: a share of the window limits, counted in the app's own ring
-    app_field = 'a:' .. app
-    local cap = redis.call('HMGET', LEDGER_KEY, 'cap:' .. app, app_field)
-    if cap[1] then
-      capped = app_ring(app, cap[2], win, n)
-      ring_advance(capped, bucket)
-      check(rpm * tonumber(cap[1]), ceiling, capped, 1, requests, 'app_cap', 'requests')
-      check(tpm * tonumber(cap[1]), ceiling, capped, 2, tokens, 'app_cap', 'tokens')
-    end
+check(rpm, share, window, 1, requests, 'rpm', 'requests')
+check(tpm, share, window, 2, tokens, 'tpm', 'tokens')
+check(tpd, share, day, 1, tokens, 'tpd', 'day_tokens')
+if caps > 0 then   -- per-app cap: a share of the window limits, counted in the app's own ring
+  app_field = 'a:' .. app
+  local cap = redis.call('HMGET', LEDGER_KEY, 'cap:' .. app, app_field)
+  if cap[1] then
+    capped = app_ring(app, cap[2], win, n)
+    ring_advance(capped, bucket)
+    check(rpm * tonumber(cap[1]), ceiling, capped, 1, requests, 'app_cap', 'requests')
+    check(tpm * tonumber(cap[1]), ceiling, capped, 2, tokens, 'app_cap', 'tokens')
   end
 end
 
@@ -131,16 +139,11 @@ end
 -- One HSET: `st`, plus the slots of rings that moved on and the capped app's ring header. A denial writes only
 -- when the rings moved on, so later denials need not move them again.
 if not denial or moved then
-  local packed = state_pack(id, breaker_code, breaker_until, window, day)
-  if everyday then
-    redis.call('HSET', LEDGER_KEY, 'st', packed)
-  else
-    local fields = { 'st', packed }
-    ring_writes(window, fields)
-    ring_writes(day, fields)
-    if capped then ring_writes(capped, fields, app_field) end
-    redis.call('HSET', LEDGER_KEY, unpack(fields))
-  end
+  local fields = { 'st', state_pack(id, breaker_code, breaker_until, window, day) }
+  ring_writes(window, fields)
+  ring_writes(day, fields)
+  if capped then ring_writes(capped, fields, app_field) end
+  redis.call('HSET', LEDGER_KEY, unpack(fields))
 end
 if denial then return { 'denied', denial[1], denial[2], denial[3], denial[4], denial[5] } end
 return { 'ok', id, epoch, bucket, day_bucket, probe, now }

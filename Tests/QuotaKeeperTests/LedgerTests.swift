@@ -135,6 +135,42 @@ struct LedgerTests {
         }
     }
 
+    @Test("within one bucket and without caps (the script's everyday path) every limit admits exactly up to itself")
+    func everydayPathAdmitsExactlyUpToEachLimit() async throws {
+        // 60 s buckets, so the calls below share one bucket and skip the full checks until one is denied.
+        func longBuckets(_ configuration: BudgetConfiguration) -> BudgetConfiguration {
+            var configuration = configuration
+            configuration.window = .seconds(600)
+            configuration.bucketCount = 10
+            configuration.dayWindow = .seconds(3600)
+            configuration.dayBucketCount = 4
+            return configuration
+        }
+        try await withLedger(longBuckets(testConfiguration(uniqueBudget("everyday"), rpm: 10, tpm: 600, tpd: 10_000))) { ledger, budget in
+            for _ in 0..<8 { _ = try await ledger.reserve(budget, app: "bulk", priority: .batch, tokens: 10) }
+            let ceiling = try await denial { try await ledger.reserve(budget, app: "bulk", priority: .batch, tokens: 10) }
+            #expect(ceiling.reason == .batchCeiling && ceiling.usage == 8 && ceiling.limit == 8)
+            _ = try await ledger.reserve(budget, app: "user", tokens: 520)     // exactly TPM 600
+            let tokens = try await denial { try await ledger.reserve(budget, app: "user", tokens: 1) }
+            #expect(tokens.reason == .tokensPerWindow && tokens.usage == 600 && tokens.limit == 600)
+            #expect(tokens.retryAfter.map { $0 > .seconds(500) } == true)     // the tokens leave with their bucket
+            _ = try await ledger.reserve(budget, app: "user", tokens: 0)       // exactly RPM 10
+            let requests = try await denial { try await ledger.reserve(budget, app: "user", tokens: 0) }
+            #expect(requests.reason == .requestsPerWindow && requests.usage == 10 && requests.limit == 10)
+            let status = try await ledger.status(of: budget)
+            #expect(status.window.requests == 10 && status.window.tokens == 600 && status.day.tokens == 600)
+        }
+        try await withLedger(longBuckets(testConfiguration(uniqueBudget("everyday-day"), tpm: 10_000, tpd: 700))) { ledger, budget in
+            _ = try await ledger.reserve(budget, app: "user", tokens: 300)
+            _ = try await ledger.reserve(budget, app: "user", tokens: 400)     // exactly 700 tokens per day
+            let day = try await denial { try await ledger.reserve(budget, app: "user", tokens: 1) }
+            #expect(day.reason == .tokensPerDay && day.usage == 700 && day.limit == 700)
+            try await ledger.setEffectiveCeiling(0.5, of: budget)
+            let lowered = try await denial { try await ledger.reserve(budget, app: "user", tokens: 0) }
+            #expect(lowered.reason == .tokensPerDay && lowered.limit == 350)
+        }
+    }
+
     @Test("the in-flight limit counts leases; a dead holder's lease expires")
     func inFlightLeases() async throws {
         var configuration = testConfiguration(uniqueBudget("inflight"), rpm: 100, window: .seconds(4))
