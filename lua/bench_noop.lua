@@ -1,2 +1,3 @@
--- Benchmark-only reference (quotakeeper-bench ledger): the server time of an EVALSHA that does nothing.
+-- Benchmark-only reference (quotakeeper-bench ledger, scripts/lua-cost): the server time of an EVALSHA that
+-- does nothing with the key and arguments it is given.
 return 1

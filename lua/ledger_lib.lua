@@ -55,16 +55,17 @@ local function valid_name(name)
   return name ~= nil and #name >= 1 and #name <= 64 and not string.find(name, '[^%w%._%-]')
 end
 
--- Everything else comes from `helpers()`, which defines and returns the functions declared here, in this order.
--- They are not defined at the top like the ones above because a script defines its functions anew on every
--- call, used or not, and each local a function captures costs an allocation as well: the admission's everyday
--- path (ledger_reserve.lua) needs none of them. Every other script takes them at once (ledger_lib_extra.lua),
--- the admission only when it leaves its everyday path. Inside, KEYS[1] stands for LEDGER_KEY and the packing
--- functions and ring formats are locals of `helpers` itself, so that creating it captures little (the state
--- format and the breaker codes).
+-- Everything else comes from `helpers(...)`, which defines and returns the functions declared below, in this
+-- order. They are not defined at the top like the ones above because a script defines its functions anew on
+-- every call, used or not, and each local a function captures costs an allocation as well: the admission's
+-- everyday path (ledger_reserve.lua) needs none of them. Every other script takes them at once
+-- (ledger_lib_extra.lua), the admission only when it leaves its everyday path. For the same reason `helpers`
+-- captures nothing: KEYS[1] stands for LEDGER_KEY, the packing functions and ring formats are its own locals
+-- and the state format and breaker codes come in as arguments:
+--   helpers(STATE_FORMAT, STATE_SIZE, OPEN, HALF_OPEN, FORCED_OPEN)
 local ring_new, ring_add, state_pack, state_unpack, budget_key, breaker_effective_state, ring_header, ring_from,
   app_ring, ring_write, ring_slots, ring_writes, ring_advance, ring_retry_after
-local function helpers()
+local function helpers(STATE_FORMAT, STATE_SIZE, OPEN, HALF_OPEN, FORCED_OPEN)
   local spack, sunpack = struct.pack, struct.unpack
   -- A ring header: head bucket, total 1, total 2, head bucket counter 1 and 2, oldest bucket that may hold counts.
   local RING_FORMAT = '<dddddd'

@@ -1,10 +1,11 @@
 -- ledger_lib_extra.lua: what every ledger script but the admission (`ledger_reserve`) needs besides
--- ledger_lib.lua: the functions from `helpers()`, at once, and the ones below. The admission leaves them out
+-- ledger_lib.lua: the functions from `helpers(...)`, at once, and the ones below. The admission leaves them out
 -- because every function a script defines costs on each call. Sent after ledger_lib.lua:
 --   cat lua/ledger_lib.lua lua/ledger_lib_extra.lua lua/ledger_settle.lua > /tmp/settle.lua
 
 ring_new, ring_add, state_pack, state_unpack, budget_key, breaker_effective_state, ring_header, ring_from,
-    app_ring, ring_write, ring_slots, ring_writes, ring_advance, ring_retry_after = helpers()
+    app_ring, ring_write, ring_slots, ring_writes, ring_advance, ring_retry_after =
+    helpers(STATE_FORMAT, STATE_SIZE, OPEN, HALF_OPEN, FORCED_OPEN)
 
 -- Appends `a` (and `b`, if given) to `list`: field/value pairs for HSET, names for HDEL.
 local function push(list, a, b)

@@ -36,25 +36,28 @@ local share = ceiling * (priority == 'batch' and batch or 1)
 
 -- The everyday admission: breaker closed, both rings still in the bucket of the previous call, no app caps or
 -- in-flight limit, and every limit has room (usage and amounts are integers, so `usage + amount > limit x share`
--- is the same test as the full check's against floor(limit x share)). It works on the numbers of `st` (layout:
--- STATE_FORMAT) without the functions from `helpers()` and holds the call as `ring_add` does on both rings: the
--- head bucket's counters and the totals grow, and an empty ring's `low` moves up to its head. Any other call
--- takes the full path below; both decide alike.
-local st = v[2] and #v[2] == STATE_SIZE and { sunpack(STATE_FORMAT, v[2]) }
-if st and bucket == st[4] and day_bucket == st[10] and st[2] == CLOSED and caps == 0 and in_flight_limit == 0
-    and not ((rpm > 0 and st[5] + requests > rpm * share) or (tpm > 0 and st[6] + tokens > tpm * share)
-      or (tpd > 0 and st[11] + tokens > tpd * share)) then
-  st[1] = st[1] + 1                                                          -- reservation id
-  if st[5] == 0 and st[6] == 0 then st[9] = st[4] end                        -- window: low, totals, head
-  st[5], st[6], st[7], st[8] = st[5] + requests, st[6] + tokens, st[7] + requests, st[8] + tokens
-  if st[11] == 0 and st[12] == 0 then st[15] = st[10] end                    -- day: low, total, head
-  st[11], st[13] = st[11] + tokens, st[13] + tokens
-  redis.call('HSET', LEDGER_KEY, 'st', spack(STATE_FORMAT, unpack(st)))
-  return { 'ok', st[1], epoch, bucket, day_bucket, 0, now }
+-- is the same test as the full check's against floor(limit x share)). It works on the unpacked numbers of `st`
+-- (STATE_FORMAT) without the functions from `helpers(...)`, and holds the call as `ring_add` does on both rings:
+-- the head bucket's counters and the totals grow, and an empty ring's `low` moves up to its head. Any other
+-- call takes the full path below; both decide alike.
+if v[2] and #v[2] == STATE_SIZE and caps == 0 and in_flight_limit == 0 then
+  local seq, code, deadline, w_head, w_requests, w_tokens, w_head_requests, w_head_tokens, w_low,
+    d_head, d_tokens, d_unused, d_head_tokens, d_head_unused, d_low = sunpack(STATE_FORMAT, v[2])
+  if code == CLOSED and w_head == bucket and d_head == day_bucket
+      and not ((rpm > 0 and w_requests + requests > rpm * share) or (tpm > 0 and w_tokens + tokens > tpm * share)
+        or (tpd > 0 and d_tokens + tokens > tpd * share)) then
+    if w_requests == 0 and w_tokens == 0 then w_low = w_head end
+    if d_tokens == 0 and d_unused == 0 then d_low = d_head end
+    redis.call('HSET', LEDGER_KEY, 'st', spack(STATE_FORMAT, seq + 1, code, deadline,
+      w_head, w_requests + requests, w_tokens + tokens, w_head_requests + requests, w_head_tokens + tokens, w_low,
+      d_head, d_tokens + tokens, d_unused, d_head_tokens + tokens, d_head_unused, d_low))
+    return { 'ok', seq + 1, epoch, bucket, day_bucket, 0, now }
+  end
 end
 
 ring_new, ring_add, state_pack, state_unpack, budget_key, breaker_effective_state, ring_header, ring_from,
-  app_ring, ring_write, ring_slots, ring_writes, ring_advance, ring_retry_after = helpers()
+  app_ring, ring_write, ring_slots, ring_writes, ring_advance, ring_retry_after =
+  helpers(STATE_FORMAT, STATE_SIZE, OPEN, HALF_OPEN, FORCED_OPEN)
 local seq, breaker_code, breaker_until, window, day = state_unpack(v[2], win, n, dwin, dn)
 local moved = bucket > window.head or day_bucket > day.head
 
