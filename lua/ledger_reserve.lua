@@ -2,7 +2,7 @@
 -- breaker, requests and tokens per window, tokens per day, batch ceiling, per-app cap, in-flight limit.
 -- KEYS[1]  <prefix>{<budget>}:ledger
 -- ARGV     app, priority ('interactive' | 'batch'), requests (1..1000), tokens (0..1e8: input estimate +
---          max output + cache-write estimate), lease_ms (in-flight lease; 0 = the budget's default)
+--          max output + cache-write estimate), [lease_ms] (in-flight lease; absent or 0 = the budget's default)
 -- Replies  {'ok', id, epoch, bucket, day_bucket, probe (0|1), now_ms}
 --          {'denied', reason, usage, limit, retry_after_ms (-1 = never at this priority), dimension}
 --            reason: rpm | tpm | tpd | batch_ceiling | app_cap | in_flight | breaker_open
@@ -23,8 +23,11 @@ local requests = int_arg(ARGV[3], 1, MAX_REQUESTS)
 if not requests then return { 'invalid', 'requests', 'must be an integer from 1 to ' .. MAX_REQUESTS } end
 local tokens = int_arg(ARGV[4], 0, MAX_TOKENS)
 if not tokens then return { 'invalid', 'tokens', 'must be an integer from 0 to ' .. MAX_TOKENS } end
-local lease_ms = int_arg(ARGV[5] or '0', 0, MAX_MS)
-if not lease_ms then return { 'invalid', 'lease_ms', 'must be an integer from 0 to ' .. MAX_MS } end
+local lease_ms = 0                       -- optional (most calls leave it out): the budget's default lease
+if ARGV[5] then
+  lease_ms = int_arg(ARGV[5], 0, MAX_MS)
+  if not lease_ms then return { 'invalid', 'lease_ms', 'must be an integer from 0 to ' .. MAX_MS } end
+end
 
 local v = redis.call('HMGET', LEDGER_KEY, 'cfg', 'st')
 if not v[1] or #v[1] ~= CONFIG_SIZE then return { 'no_budget' } end

@@ -42,7 +42,7 @@ struct LedgerBenchmark: AsyncParsableCommand {
         print("reserve+settle, single caller: p50 \(String(format: "%.1f", latency.percentile(0.5))) us, p99 \(String(format: "%.1f", latency.percentile(0.99))) us")
 
         // 2. Throughput vs redis-benchmark running the same reserve script with the same arguments.
-        let reserveCommand = ["EVALSHA", QuotaLedger.reserveScript.sha1, "1", ledger.ledgerKey(unlimited), "bench", "interactive", "1", "1500", "0"]
+        let reserveCommand = ["EVALSHA", QuotaLedger.reserveScript.sha1, "1", ledger.ledgerKey(unlimited), "bench", "interactive", "1", "1500"]
         print("  callers   reserve+settle pairs/s   reserve-only ops/s   redis-benchmark reserve ops/s   ratio (reserve-only)")
         for callers in options.callerCounts {
             let pairs = try await measureThroughput(total: options.requests / 2, callers: callers) {

@@ -205,7 +205,8 @@ struct LedgerTests {
             }
             for arguments in [
                 ["app", "interactive", "1", "-5", "0"], ["app", "urgent", "1", "5", "0"], ["a b", "batch", "1", "5", "0"],
-                ["app", "batch", "1", "1e12", "0"], ["app", "batch", "1.5", "5", "0"],
+                ["app", "batch", "1", "1e12", "0"], ["app", "batch", "1.5", "5", "0"], ["app", "batch", "1", "5", "-1"],
+                ["app", "batch", "1", "5", "soon"], ["app", "interactive", "1"],
             ] {
                 let reply = try await ledger.evaluate(LedgerScripts.reserve, budget, arguments)
                 #expect(reply.tag == "invalid", "\(arguments) -> \(reply)")
