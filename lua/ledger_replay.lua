@@ -50,12 +50,5 @@ end
 push(fields, 'st', state_pack(seq, breaker_code, breaker_until, window, day))
 redis.call('HSET', LEDGER_KEY, unpack(fields))
 
-local history_key = budget_key(':hist:' .. floor(now / 60000))
-local prefix = 'a:' .. app .. ':'
-if redis.call('HINCRBY', history_key, prefix .. 'r', requests) == requests then
-  redis.call('PEXPIRE', history_key, history_ms + 60000)
-end
-redis.call('HINCRBY', history_key, prefix .. 't', tokens)
-redis.call('HINCRBY', history_key, prefix .. 'i', input)
-redis.call('HINCRBY', history_key, prefix .. 'o', output)
+history_add(app, now, history_ms, requests, tokens, input, output)
 return { 'replayed', tokens }

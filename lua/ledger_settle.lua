@@ -78,15 +78,7 @@ if in_flight_limit > 0 then redis.call('ZREM', budget_key(':inflight'), id) end
 if probe then redis.call('ZREM', budget_key(':probes'), id) end
 
 if mode == 'settle' then   -- per-minute history; budget totals are the sum over apps
-  local history_key = budget_key(':hist:' .. floor(now / 60000))
-  local prefix = 'a:' .. app .. ':'
-  if redis.call('HINCRBY', history_key, prefix .. 'r', requests) == requests then
-    redis.call('PEXPIRE', history_key, history_ms + 60000)
-  end
-  redis.call('HINCRBY', history_key, prefix .. 't', charged)
-  -- Input (with cache writes) and output as Bedrock reported them, for mean tokens per request in `peaks`.
-  redis.call('HINCRBY', history_key, prefix .. 'i', usage[2] + usage[3])
-  redis.call('HINCRBY', history_key, prefix .. 'o', usage[4])
+  history_add(app, now, history_ms, requests, charged, usage[2] + usage[3], usage[4])
 end
 
 -- Breaker: count the outcome in its rolling window, then apply the transitions.
@@ -98,10 +90,15 @@ if outcome ~= 'none' then
   ring_add(outcomes, 1, failed and 1 or 0)
   consecutive = failed and consecutive + 1 or 0
 
-  local function open_breaker(count)
-    openings, probe_successes, state, breaker_code = count, 0, OPEN, OPEN
-    breaker_until = floor(now + math.min(open_ms * open_multiplier ^ (count - 1), open_max_ms))
-    redis.call('DEL', budget_key(':probes'))
+  -- Opens the breaker for the `count`-th time in a row. Defined only on a failure, the only outcome that can
+  -- open it (each function a script defines costs on every call).
+  local open_breaker
+  if failed then
+    open_breaker = function(count)
+      openings, probe_successes, state, breaker_code = count, 0, OPEN, OPEN
+      breaker_until = floor(now + math.min(open_ms * open_multiplier ^ (count - 1), open_max_ms))
+      redis.call('DEL', budget_key(':probes'))
+    end
   end
 
   if state == HALF_OPEN and probe then
