@@ -72,6 +72,7 @@ let package = Package(
                 "QuotaKeeperEMF",  // export --format emf
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "FlyingFox", package: "FlyingFox"),  // export --serve
+                .product(name: "FlyingSocks", package: "FlyingFox"),  // its listen address (IPv4 or IPv6)
             ]
         ),
         .executableTarget(

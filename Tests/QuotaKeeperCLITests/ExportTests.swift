@@ -177,6 +177,22 @@ struct ExportTests {
         }
     }
 
+    @Test("--serve listens on an IPv6 address given in brackets", .enabled(if: IPv6Loopback.isAvailable, "this host has no IPv6 loopback"))
+    func serveIPv6() async throws {
+        try await CLIHarness.withFreshPrefix("export-serve6") { cli in
+            try await Self.setUpBudget(cli)
+            let server = try ServedExporter(arguments: ["export", "--serve", "[::1]:0", "--redis-url", cli.url, "--prefix", cli.prefix])
+            defer { server.kill() }
+            let address = try await server.listeningAddress()
+            let port = try #require(address.firstMatch(of: #/^http://\[::1\]:(\d+)$/#).flatMap { UInt16($0.output.1) })
+            let response = try await IPv6Loopback.get("/metrics", port: port)
+            #expect(response.hasPrefix("HTTP/1.1 200"), "\(response.prefix(200))")
+            let body = try #require(response.range(of: "\r\n\r\n").map { String(response[$0.upperBound...]) })
+            Self.expectMatches(try Self.parseExposition(body), "GET /metrics over IPv6")
+            #expect(try await server.terminate() == 0, "\(server.errorOutput)")
+        }
+    }
+
     @Test("errors: Redis down exits 4, a wrong password 5 (also with --serve), a bad --serve or --format emf with --serve 1")
     func errors() async throws {
         let down = try await CLIProcess.run(["export", "--iterations", "1", "--redis-url", "redis://127.0.0.1:1", "--connect-timeout", "200ms"])
@@ -191,7 +207,9 @@ struct ExportTests {
         await secured.stop()
         #expect(try await CLIProcess.run(["export", "--serve", ":99999"]).status == 1)
         #expect(try await CLIProcess.run(["export", "--serve", ":9464", "--format", "emf"]).status == 1)
-        #expect(try await CLIProcess.run(["export", "--serve", "example.com:9464"]).status == 1)
+        for address in ["example.com:9464", "::1:9464", "[::1:9464", "[]:9464", "[example]:9464"] {
+            #expect(try await CLIProcess.run(["export", "--serve", address]).status == 1, "\(address)")
+        }
         #expect(try await CLIProcess.run(["export", "--iterations", "0"]).status == 1)
     }
 }
@@ -229,10 +247,10 @@ final class ServedExporter {
         (try? String(contentsOf: folder.appending(path: "err"), encoding: .utf8)) ?? ""
     }
 
-    /// `http://127.0.0.1:PORT` from the "serving ..." line on stderr (within 10 s).
+    /// `http://127.0.0.1:PORT` or `http://[::1]:PORT` from the "serving ..." line on stderr (within 10 s).
     func listeningAddress() async throws -> String {
         for _ in 0..<200 {
-            if let match = errorOutput.firstMatch(of: #/serving (http://127\.0\.0\.1:\d+)/metrics/#) { return String(match.output.1) }
+            if let match = errorOutput.firstMatch(of: #/serving (http://(127\.0\.0\.1|\[::1\]):\d+)/metrics/#) { return String(match.output.1) }
             if exit.value.withLock({ $0 }) != nil { break }
             try await Task.sleep(for: .milliseconds(50))
         }
@@ -253,5 +271,56 @@ final class ServedExporter {
     func kill() {
         if exit.value.withLock({ $0 }) == nil { process.interrupt() }
         try? FileManager.default.removeItem(at: folder)
+    }
+}
+
+/// A plain HTTP GET to `[::1]:port` (URLSession on Linux refuses IPv6 literal URLs), on a thread of its own so
+/// that its blocking socket calls never hold a cooperative thread.
+enum IPv6Loopback {
+    /// Whether a socket can bind to [::1] here (containers may run without IPv6).
+    static let isAvailable: Bool = {
+        let descriptor = socket(AF_INET6, Int32(SOCK_STREAM.rawValue), 0)
+        guard descriptor >= 0 else { return false }
+        defer { close(descriptor) }
+        var address = sockaddr_in6()
+        address.sin6_family = sa_family_t(AF_INET6)
+        address.sin6_addr = in6addr_loopback
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
+        } == 0
+    }()
+
+    static func get(_ path: String, port: UInt16) async throws -> String {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread.detachNewThread { continuation.resume(with: Result { try blockingGet(path, port: port) }) }
+        }
+    }
+
+    private static func blockingGet(_ path: String, port: UInt16) throws -> String {
+        let descriptor = socket(AF_INET6, Int32(SOCK_STREAM.rawValue), 0)
+        guard descriptor >= 0 else { throw TestSupportError("socket: errno \(errno)") }
+        defer { close(descriptor) }
+        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var address = sockaddr_in6()
+        address.sin6_family = sa_family_t(AF_INET6)
+        address.sin6_port = port.bigEndian
+        address.sin6_addr = in6addr_loopback
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
+        }
+        guard connected == 0 else { throw TestSupportError("connect to [::1]:\(port): errno \(errno)") }
+        let request = Array("GET \(path) HTTP/1.1\r\nHost: [::1]:\(port)\r\nConnection: close\r\n\r\n".utf8)
+        guard send(descriptor, request, request.count, Int32(MSG_NOSIGNAL)) == request.count else {
+            throw TestSupportError("send: errno \(errno)")
+        }
+        var response: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = recv(descriptor, &buffer, buffer.count, 0)
+            if count <= 0 { break }
+            response += buffer[..<count]
+        }
+        return String(decoding: response, as: UTF8.self)
     }
 }

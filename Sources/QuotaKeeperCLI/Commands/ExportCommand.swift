@@ -1,6 +1,7 @@
 import ArgumentParser
 import Dispatch
 import FlyingFox
+import FlyingSocks
 import Foundation
 import QuotaKeeper
 import QuotaKeeperEMF
@@ -30,7 +31,7 @@ struct ExportCommand: AsyncParsableCommand {
     var interval: Duration = .seconds(10)
     @Option(help: ArgumentHelp("Stop after this many exports (default: until Ctrl-C).", valueName: "n"), transform: ArgumentSyntax.count("--iterations", minimum: 1))
     var iterations: Int?
-    @Option(help: ArgumentHelp("Serve GET /metrics (Prometheus) on [HOST]:PORT, e.g. :9464 (all interfaces) or 127.0.0.1:9464.", valueName: "address"), transform: ListenAddress.init)
+    @Option(help: ArgumentHelp("Serve GET /metrics (Prometheus) on [HOST]:PORT, e.g. :9464 (all IPv4 interfaces), 127.0.0.1:9464 or [::1]:9464 (IPv6).", valueName: "address"), transform: ListenAddress.init)
     var serve: ListenAddress?
     @Option(name: .customLong("peaks-since"), help: ArgumentHelp("Span of the per-minute peak gauges (whole minutes, up to 7d).", valueName: "duration"), transform: ArgumentSyntax.duration)
     var peaksSince: Duration = .seconds(3600)
@@ -106,11 +107,15 @@ struct ExportCommand: AsyncParsableCommand {
 
     /// Serves `GET /metrics` until a signal; a failure to listen is an error (exit 1).
     private static func serve(on address: ListenAddress, ledger: QuotaLedger, peakMinutes: Int, until signals: AsyncStream<Int32>) async throws {
-        let socketAddress: sockaddr_in
+        let socketAddress: any SocketAddress
         do {
-            socketAddress = try .inet(ip4: address.host, port: address.port)
+            if address.isIPv6 {
+                socketAddress = try sockaddr_in6.inet6(ip6: address.host, port: address.port)
+            } else {
+                socketAddress = try sockaddr_in.inet(ip4: address.host, port: address.port)
+            }
         } catch {
-            throw CLIFailure(.invalidInput, "--serve: '\(address.host)' is not an IPv4 address")
+            throw CLIFailure(.invalidInput, "--serve: '\(address.host)' is not an IPv\(address.isIPv6 ? 6 : 4) address")
         }
         // Wrong credentials or an unreadable reply end the command (exit 5, 7) rather than every scrape; an
         // unreachable Redis may come back, so the server starts and answers 503 meanwhile.
@@ -135,9 +140,15 @@ struct ExportCommand: AsyncParsableCommand {
             if case .failure(let failure) = await running.result, !(failure is CancellationError) { cause = failure }
             throw CLIFailure(.invalidInput, "--serve: cannot listen on \(address): \(cause)")
         }
-        if case .ip4(_, let port)? = await server.listeningAddress {
+        switch await server.listeningAddress {
+        case .ip4(_, let port)?:
             let shown = address.host == "0.0.0.0" ? "127.0.0.1" : address.host
             StandardStream.error.write("quotakeeper export: serving http://\(shown):\(port)/metrics (SIGINT or SIGTERM stops)\n")
+        case .ip6(_, let port)?:
+            let shown = address.host == "::" ? "::1" : address.host
+            StandardStream.error.write("quotakeeper export: serving http://[\(shown)]:\(port)/metrics (SIGINT or SIGTERM stops)\n")
+        default:
+            break
         }
         // Until a signal (which stops the server), or the server ends on its own (an error).
         let signalled = await withTaskGroup(of: Bool.self) { group in
@@ -185,21 +196,32 @@ struct ExportCommand: AsyncParsableCommand {
     }
 }
 
-/// `[HOST]:PORT` for `--serve`: an empty host is every interface (0.0.0.0), `localhost` is 127.0.0.1.
+/// `[HOST]:PORT` for `--serve`: an empty host is every IPv4 interface (0.0.0.0), `localhost` is 127.0.0.1; an
+/// IPv6 host goes in brackets (`[::]:9464` every IPv6 interface, `[::1]:9464` loopback).
 struct ListenAddress: Sendable, CustomStringConvertible {
+    /// The IP address without brackets.
     var host: String
     var port: UInt16
 
     init(_ text: String) throws {
+        let usage = "invalid --serve '\(text)': use [HOST]:PORT with an IPv4 host or a bracketed IPv6 one, e.g. :9464, 127.0.0.1:9464 or [::1]:9464"
         guard let colon = text.lastIndex(of: ":"), let port = UInt16(text[text.index(after: colon)...]) else {
-            throw ValidationError("invalid --serve '\(text)': use [HOST]:PORT with an IPv4 host, e.g. :9464 or 127.0.0.1:9464")
+            throw ValidationError(usage)
         }
-        let host = String(text[..<colon])
+        var host = String(text[..<colon])
+        if host.hasPrefix("[") || host.hasSuffix("]") {
+            guard host.count > 2, host.hasPrefix("["), host.hasSuffix("]"), host.contains(":") else { throw ValidationError(usage) }
+            host = String(host.dropFirst().dropLast())
+        } else if host.contains(":") {
+            throw ValidationError(usage)   // an IPv6 host without brackets: its last colon is not the port's
+        }
         self.host = host.isEmpty ? "0.0.0.0" : host == "localhost" ? "127.0.0.1" : host
         self.port = port
     }
 
-    var description: String { "\(host):\(port)" }
+    var isIPv6: Bool { host.contains(":") }
+
+    var description: String { isIPv6 ? "[\(host)]:\(port)" : "\(host):\(port)" }
 }
 
 /// SIGINT and SIGTERM as an async sequence while `body` runs (their default action, ending the process at
