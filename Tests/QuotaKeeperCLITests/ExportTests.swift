@@ -154,14 +154,22 @@ struct ExportTests {
         return published
     }
 
+    /// Runs `export --serve <listening>` against a fresh prefix holding the test budget; `body` gets the running
+    /// exporter and its base URL (`http://HOST:PORT`).
+    static func withServedExporter(
+        _ label: String, listening: String, _ body: (ServedExporter, String) async throws -> Void
+    ) async throws {
+        try await CLIHarness.withFreshPrefix(label) { cli in
+            try await setUpBudget(cli)
+            let server = try ServedExporter(arguments: ["export", "--serve", listening, "--redis-url", cli.url, "--prefix", cli.prefix])
+            defer { server.kill() }
+            try await body(server, try await server.listeningAddress())
+        }
+    }
+
     @Test("--serve answers GET /metrics, 404 elsewhere, and exits 0 on SIGTERM")
     func serve() async throws {
-        try await CLIHarness.withFreshPrefix("export-serve") { cli in
-            try await Self.setUpBudget(cli)
-            let server = try ServedExporter(arguments: ["export", "--serve", "127.0.0.1:0", "--redis-url", cli.url, "--prefix", cli.prefix])
-            defer { server.kill() }
-            let address = try await server.listeningAddress()
-
+        try await Self.withServedExporter("export-serve", listening: "127.0.0.1:0") { server, address in
             let (body, response) = try await URLSession.shared.data(from: URL(string: "\(address)/metrics")!)
             let http = try #require(response as? HTTPURLResponse)
             #expect(http.statusCode == 200)
@@ -179,11 +187,7 @@ struct ExportTests {
 
     @Test("--serve listens on an IPv6 address given in brackets", .enabled(if: IPv6Loopback.isAvailable, "this host has no IPv6 loopback"))
     func serveIPv6() async throws {
-        try await CLIHarness.withFreshPrefix("export-serve6") { cli in
-            try await Self.setUpBudget(cli)
-            let server = try ServedExporter(arguments: ["export", "--serve", "[::1]:0", "--redis-url", cli.url, "--prefix", cli.prefix])
-            defer { server.kill() }
-            let address = try await server.listeningAddress()
+        try await Self.withServedExporter("export-serve6", listening: "[::1]:0") { server, address in
             let port = try #require(address.firstMatch(of: #/^http://\[::1\]:(\d+)$/#).flatMap { UInt16($0.output.1) })
             let response = try await IPv6Loopback.get("/metrics", port: port)
             #expect(response.hasPrefix("HTTP/1.1 200"), "\(response.prefix(200))")
@@ -282,13 +286,19 @@ enum IPv6Loopback {
         let descriptor = socket(AF_INET6, Int32(SOCK_STREAM.rawValue), 0)
         guard descriptor >= 0 else { return false }
         defer { close(descriptor) }
+        return withAddress(port: 0) { bind(descriptor, $0, $1) } == 0
+    }()
+
+    /// Calls `body` with `[::1]:port` as a `sockaddr` and its length (for `bind` and `connect`).
+    private static func withAddress<Result>(port: UInt16, _ body: (UnsafePointer<sockaddr>, socklen_t) -> Result) -> Result {
         var address = sockaddr_in6()
         address.sin6_family = sa_family_t(AF_INET6)
+        address.sin6_port = port.bigEndian
         address.sin6_addr = in6addr_loopback
         return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
-        } == 0
-    }()
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
+        }
+    }
 
     static func get(_ path: String, port: UInt16) async throws -> String {
         try await withCheckedThrowingContinuation { continuation in
@@ -302,14 +312,7 @@ enum IPv6Loopback {
         defer { close(descriptor) }
         var timeout = timeval(tv_sec: 5, tv_usec: 0)
         setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var address = sockaddr_in6()
-        address.sin6_family = sa_family_t(AF_INET6)
-        address.sin6_port = port.bigEndian
-        address.sin6_addr = in6addr_loopback
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
-        }
-        guard connected == 0 else { throw TestSupportError("connect to [::1]:\(port): errno \(errno)") }
+        guard withAddress(port: port, { connect(descriptor, $0, $1) }) == 0 else { throw TestSupportError("connect to [::1]:\(port): errno \(errno)") }
         let request = Array("GET \(path) HTTP/1.1\r\nHost: [::1]:\(port)\r\nConnection: close\r\n\r\n".utf8)
         guard send(descriptor, request, request.count, Int32(MSG_NOSIGNAL)) == request.count else {
             throw TestSupportError("send: errno \(errno)")

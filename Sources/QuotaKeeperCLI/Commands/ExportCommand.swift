@@ -141,12 +141,12 @@ struct ExportCommand: AsyncParsableCommand {
             throw CLIFailure(.invalidInput, "--serve: cannot listen on \(address): \(cause)")
         }
         switch await server.listeningAddress {
-        case .ip4(_, let port)?:
-            let shown = address.host == "0.0.0.0" ? "127.0.0.1" : address.host
-            StandardStream.error.write("quotakeeper export: serving http://\(shown):\(port)/metrics (SIGINT or SIGTERM stops)\n")
-        case .ip6(_, let port)?:
-            let shown = address.host == "::" ? "::1" : address.host
-            StandardStream.error.write("quotakeeper export: serving http://[\(shown)]:\(port)/metrics (SIGINT or SIGTERM stops)\n")
+        case .ip4(_, let port)?, .ip6(_, let port)?:
+            // The port really bound (port 0 picks one); a wildcard host is shown as its loopback.
+            var shown = address
+            shown.port = port
+            shown.host = ["0.0.0.0": "127.0.0.1", "::": "::1"][address.host] ?? address.host
+            StandardStream.error.write("quotakeeper export: serving http://\(shown)/metrics (SIGINT or SIGTERM stops)\n")
         default:
             break
         }
