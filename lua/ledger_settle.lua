@@ -1,6 +1,8 @@
 -- ledger_settle.lua (after ledger_lib.lua): settles or releases one reservation and reports the call's
 -- outcome to the budget's circuit breaker, in one call.
 -- KEYS[1]  <prefix>{<budget>}:ledger
+-- KEYS[2]  <prefix>{<budget>}:hist:<minute>, the history minute of this settlement (ledger_lib_extra.lua,
+--          `history_target`; unused on release)
 -- ARGV     mode ('settle' | 'release'), id, epoch, app, bucket, day_bucket, requests, held_tokens
 --          (the reservation's fields), input, cache_write, output (tokens Bedrock reported; 0 on release),
 --          burndown (output multiplier, 0..100), outcome ('none' | 'success' | 'failure' | 'slow'), latency_ms,
@@ -8,12 +10,11 @@
 -- Settle charges input + cache_write + ceil(output x burndown): tokens held beyond that are given back at once
 -- to the bucket where they were held (if it is still in the window and the ledger epoch is unchanged); a
 -- charge above the held tokens is added to the newest bucket. Release gives back the request and all tokens.
--- Settle also adds the request, the charge, the input (+ cache write) and the output to the per-minute history
--- hash `<base>:hist:<minute>` (fields a:<app>:r, a:<app>:t, a:<app>:i, a:<app>:o; expires `hist` ms after the
--- minute).
+-- Settle also adds the request, the charge, the input (+ cache write) and the output to the app's row (or the
+-- `other` row) of the history minute KEYS[2] (`history_add` in ledger_lib_extra.lua).
 -- Replies  {'settled' | 'released', charged, delta_tokens, breaker_state} | {'no_budget'} | {'invalid', arg, reason}
 -- Redis cost: TIME + HMGET + HSET, + one HMGET when a ring moves on or the held bucket is older than the head;
--- settle adds 4 HINCRBY (+ PEXPIRE once per app and minute); ZREM when an in-flight limit is set or the call was
+-- settle adds the history's HMGET + HSET (`history_add`); ZREM when an in-flight limit is set or the call was
 -- a probe; breaker transitions and quorum counting add a few writes.
 
 local mode, app, instance, outcome = ARGV[1], ARGV[4], ARGV[15], ARGV[13]
@@ -46,6 +47,8 @@ local app_field = 'a:' .. app
 local v = redis.call('HMGET', LEDGER_KEY, 'cfg', 'st', 'bst', 'cap:' .. app, app_field)
 if not v[1] or #v[1] ~= CONFIG_SIZE then return { 'no_budget' } end
 local now = now_ms()
+local history, refusal = history_target(now, mode == 'settle')
+if history == nil then return refusal end
 local win, n, dwin, dn, _, _, _, _, _, in_flight_limit, _, epoch, _, _, _, history_ms, failure_rate, minimum_calls,
   consecutive_limit, quorum, open_ms, open_multiplier, open_max_ms, close_after, slow_ms, outcome_ms, outcome_n =
   sunpack(CONFIG_FORMAT, v[1])
@@ -77,8 +80,8 @@ end
 if in_flight_limit > 0 then redis.call('ZREM', budget_key(':inflight'), id) end
 if probe then redis.call('ZREM', budget_key(':probes'), id) end
 
-if mode == 'settle' then   -- per-minute history; budget totals are the sum over apps
-  history_add(app, now, history_ms, requests, charged, usage[2] + usage[3], usage[4])
+if history then   -- per-minute history; budget totals are the sum over rows
+  history_add(history, app, history_ms, requests, charged, usage[2] + usage[3], usage[4])
 end
 
 -- Breaker: count the outcome in its rolling window, then apply the transitions.

@@ -97,7 +97,7 @@ public struct QuotaLedger: Sendable {
             Counter(label: "quotakeeper_ledger_reservations_total", dimensions: [("budget", budget.description), ("result", "admitted")]).increment()
             return Reservation(
                 budget: budget, app: app, priority: priority, id: fields[1], requests: requests, heldTokens: tokens,
-                isProbe: fields[5] == 1, admittedAtMilliseconds: fields[6], epoch: fields[2], bucket: fields[3],
+                isProbe: fields[5] == 1, admittedAtMilliseconds: fields[6], admittedAt: .now, epoch: fields[2], bucket: fields[3],
                 dayBucket: fields[4], ledger: self)
         case "denied":
             let denial = try Self.denial(reply, budget)
@@ -164,7 +164,9 @@ public struct QuotaLedger: Sendable {
             String(burndown.rate(for: reservation.budget.model)), outcome.rawValue,
             String(latency.millisecondsRoundedUp), instanceID, reservation.isProbe ? "1" : "0",
         ]
-        let reply = try await run(LedgerScripts.settle, reservation.budget, arguments)
+        let reply = try await run(
+            LedgerScripts.settle, reservation.budget, arguments,
+            keys: [historyKey(reservation.budget, minute: reservation.historyMinute)])
         let fields = reply.array ?? []
         guard reply.tag == "settled" || reply.tag == "released", fields.count == 4,
               let charged = fields[1].integer, let delta = fields[2].integer,
@@ -181,16 +183,17 @@ public struct QuotaLedger: Sendable {
 
     /// Runs a ledger script for `budget`; re-seeds the budget from its configuration and runs it once more
     /// if Redis has no configuration for it (a restart without persistence, a deleted budget).
-    func run(_ script: RedisScript, _ budget: BudgetID, _ arguments: [String]) async throws -> RedisReply {
+    /// `keys`: the script's keys after the ledger hash.
+    func run(_ script: RedisScript, _ budget: BudgetID, _ arguments: [String], keys: [String] = []) async throws -> RedisReply {
         try budget.validate()
-        var reply = try await evaluate(script, budget, arguments)
+        var reply = try await evaluate(script, budget, arguments, keys: keys)
         if reply.tag == "no_budget" {
             guard let configuration = configurations[budget] else {
                 throw LedgerError(code: .unknownBudget, message: "budget \(budget) is not configured in Redis or in this ledger")
             }
             logger.debug("budget missing in Redis; seeding it", metadata: ["quotakeeper.budget": "\(budget)"])
             try await seed(configuration)
-            reply = try await evaluate(script, budget, arguments)
+            reply = try await evaluate(script, budget, arguments, keys: keys)
         }
         if reply.tag == "no_budget" {
             throw LedgerError(code: .unknownBudget, message: "budget \(budget) is not configured in Redis")
@@ -204,9 +207,11 @@ public struct QuotaLedger: Sendable {
         return reply
     }
 
-    func evaluate(_ script: RedisScript, _ budget: BudgetID, _ arguments: [String]) async throws -> RedisReply {
+    func evaluate(
+        _ script: RedisScript, _ budget: BudgetID, _ arguments: [String], keys: [String] = []
+    ) async throws -> RedisReply {
         do {
-            return try await redis.evalScript(script, keys: [ledgerKey(budget)], arguments: arguments)
+            return try await redis.evalScript(script, keys: [ledgerKey(budget)] + keys, arguments: arguments)
         } catch let error as RedisError {
             throw LedgerError(
                 code: .storeUnavailable, message: "\(script.name) for budget \(budget): \(error.message)", underlying: error)

@@ -44,6 +44,9 @@ public struct Reservation: ~Copyable, Sendable {
     public let isProbe: Bool
     /// Redis time of the admission, in milliseconds since 1970.
     public let admittedAtMilliseconds: Int64
+    /// This process's monotonic time of the admission's reply: with `admittedAtMilliseconds`, Redis's clock
+    /// at settlement (for the history minute), whatever this host's wall clock says.
+    let admittedAt: ContinuousClock.Instant
     let epoch: Int64
     let bucket: Int64
     let dayBucket: Int64
@@ -52,8 +55,8 @@ public struct Reservation: ~Copyable, Sendable {
     /// Charges what Bedrock charged: `input + cache-write + output x burndown(model)`, giving back the rest of
     /// the held tokens at once; reports the outcome to the breaker and the usage to the per-minute history.
     ///
-    /// Redis cost: one `EVALSHA` (`ledger_settle`): TIME + HMGET + HSET + 2 HINCRBY, plus an HMGET when the
-    /// held bucket is no longer the newest; a ZREM with an in-flight limit or for a probe.
+    /// Redis cost: one `EVALSHA` (`ledger_settle`): TIME + HMGET + HSET + the history's HMGET + HSET, plus an
+    /// HMGET when the held bucket is no longer the newest; a ZREM with an in-flight limit or for a probe.
     /// - Parameters:
     ///   - usage: the tokens Bedrock reported.
     ///   - outcome: what the call means to the breaker.
@@ -94,6 +97,8 @@ struct ReservationRecord: Sendable {
     let requests: Int
     let heldTokens: Int
     let isProbe: Bool
+    let admittedAtMilliseconds: Int64
+    let admittedAt: ContinuousClock.Instant
 
     init(_ reservation: borrowing Reservation) {
         budget = reservation.budget
@@ -105,6 +110,13 @@ struct ReservationRecord: Sendable {
         requests = reservation.requests
         heldTokens = reservation.heldTokens
         isProbe = reservation.isProbe
+        admittedAtMilliseconds = reservation.admittedAtMilliseconds
+        admittedAt = reservation.admittedAt
+    }
+
+    /// The history minute of a settlement now: Redis's clock at the admission plus the monotonic time since.
+    var historyMinute: Int64 {
+        (admittedAtMilliseconds + (ContinuousClock.now - admittedAt).millisecondsRoundedUp) / 60_000
     }
 }
 

@@ -41,6 +41,7 @@ struct BudgetSettings: Sendable {
         configuration.appCaps = appCaps
         configuration.inFlight = inFlightLimit.map { .init(limit: $0, lease: .milliseconds(Int64(number("lease")))) }
         configuration.historyRetention = .milliseconds(Int64(number("hist")))
+        configuration.historyApps = optional("hk") ?? configuration.historyApps
         var breaker = BreakerConfiguration()
         breaker.window = .milliseconds(Int64(number("b_win")))
         breaker.bucketCount = integer("b_n")
@@ -67,7 +68,7 @@ struct BudgetSettings: Sendable {
             ("day_window_ms", .int(integer("dwin"))), ("day_buckets", .int(integer("dn"))),
             ("batch_ceiling", .double(batchCeiling)), ("effective_ceiling", .double(effectiveCeiling)),
             ("in_flight_limit", .optional(inFlightLimit)), ("in_flight_lease_ms", .int(integer("lease"))),
-            ("history_retention_ms", .int(integer("hist"))),
+            ("history_retention_ms", .int(integer("hist"))), ("history_apps_per_minute", .optional(optional("hk"))),
             ("app_caps", .object(appCaps.sorted { $0.key < $1.key }.map { ($0.key, .double($0.value)) })),
             ("breaker", .object([
                 ("window_ms", .int(integer("b_win"))), ("buckets", .int(integer("b_n"))),
@@ -96,6 +97,7 @@ struct BudgetSettings: Sendable {
             ["effective ceiling", Format.percent(effectiveCeiling)],
             ["in-flight limit", inFlightLimit.map { "\(Format.count($0)) (lease \(ms("lease")))" } ?? "none"],
             ["history retention", ms("hist")],
+            ["history rows per minute", optional("hk").map { "\(Format.count($0)) apps + other" } ?? "-"],
         ]
         for (app, cap) in appCaps.sorted(by: { $0.key < $1.key }) { rows.append(["app cap \(app)", Format.percent(cap)]) }
         rows += [
