@@ -97,7 +97,7 @@ struct BudgetSettings: Sendable {
             ["effective ceiling", Format.percent(effectiveCeiling)],
             ["in-flight limit", inFlightLimit.map { "\(Format.count($0)) (lease \(ms("lease")))" } ?? "none"],
             ["history retention", ms("hist")],
-            ["history rows per minute", optional("hk").map { "\(Format.count($0)) apps + other" } ?? "-"],
+            ["history rows", optional("hk").map { "\(Format.count($0)) apps a minute + other" } ?? "-"],
         ]
         for (app, cap) in appCaps.sorted(by: { $0.key < $1.key }) { rows.append(["app cap \(app)", Format.percent(cap)]) }
         rows += [
