@@ -28,6 +28,7 @@ local SETTINGS = {
   batch = num_setting(0.01, 1), ceil = num_setting(0.01, 1),                 -- batch ceiling, effective ceiling
   infl = int_setting(1, 1000000, true), lease = int_setting(1, MAX_MS),      -- in-flight limit, default lease
   hist = int_setting(60000, MAX_MS),                                         -- per-minute history retention
+  hop = int_setting(0, 60000),                                               -- hop margin ms (ring_span)
   b_rate = num_setting(0.01, 1), b_min = int_setting(1, 1000000000),
   b_consec = int_setting(1, 1000000000, true), b_quorum = int_setting(1, 1000),
   b_open = int_setting(1, MAX_MS), b_mult = num_setting(1, 100), b_max = int_setting(1, MAX_MS),
@@ -108,22 +109,27 @@ for _ in pairs(caps) do config.caps = config.caps + 1 end
 
 if not stored[1] then
   config.ep = now
-elseif old.win ~= config.win or old.n ~= config.n or old.dwin ~= config.dwin or old.dn ~= config.dn then
-  -- Fold: what the old rings count moves into the head bucket of rings with the new geometry.
+elseif old.win ~= config.win or old.n ~= config.n or old.dwin ~= config.dwin or old.dn ~= config.dn
+    or old.hop ~= config.hop then
+  -- Fold: what the old rings count moves into the head bucket of rings with the new geometry (the hop margin
+  -- changes how many buckets a ring counts, so it is part of the geometry).
   config.ep = now
-  local seq, code, deadline, window, day = state_unpack(stored[2], old.win, old.n, old.dwin, old.dn)
+  local old_span = ring_span(old.win, old.n, old.hop)
+  local seq, code, deadline, window, day =
+    state_unpack(stored[2], old.win, old.n, old.dwin, old.dn, old_span, ring_span(old.dwin, old.dn, old.hop))
   local function fold(ring, win, n)
     ring_advance(ring, floor(now / ring.granularity))
     local head = floor(now / (win / n))
-    return ring_new(ring.prefix, n, win / n, head, ring.total1, ring.total2, ring.total1, ring.total2, head)
+    return ring_new(ring.prefix, ring_span(win, n, config.hop), win / n, head, ring.total1, ring.total2, ring.total1,
+      ring.total2, head)
   end
   push(writes, 'st', state_pack(seq, code, deadline, fold(window, config.win, config.n),
     fold(day, config.dwin, config.dn)))
   for _, name in ipairs(names) do
     local app = string.match(name, '^a:([^:]+)$')
     if app then
-      ring_writes(fold(app_ring(app, redis.call('HGET', LEDGER_KEY, name), old.win, old.n), config.win, config.n),
-        writes, name)
+      ring_writes(fold(app_ring(app, redis.call('HGET', LEDGER_KEY, name), old.win, old.n, old_span), config.win,
+        config.n), writes, name)
     end
     if string.match(name, '^[wd]%d+$') or string.match(name, '^a:[^:]+:%d+$') then push(removals, name) end
   end

@@ -315,7 +315,9 @@ extension CallEstimate {
     /// What Bedrock could have charged at most: every input token and `maxTokens` of output (settlement
     /// applies the model's burndown to the output).
     var worstCaseUsage: TokenUsage {
-        TokenUsage(inputTokens: inputTokens, outputTokens: maxOutputTokens, cacheWriteInputTokens: cacheWriteTokens)
+        TokenUsage(
+            inputTokens: inputTokens, outputTokens: maxOutputTokens, cacheReadInputTokens: cacheReadTokens,
+            cacheWriteInputTokens: cacheWriteTokens)
     }
 }
 
