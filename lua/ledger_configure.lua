@@ -3,9 +3,13 @@
 -- ARGV[1]  mode: 'seed'    set the configuration only if the budget has none (instances at start-up)
 --                'replace' replace the whole configuration; optional settings and caps not named are removed
 --                'set'     change only the named settings (for example the effective ceiling `ceil`)
+--                'adjust_ceiling' ARGV[2] 'lower' | 'raise', ARGV[3] factor (lower: ceil x factor, 0.01..1) or step
+--                          (raise: ceil + step, 0..1), ARGV[4] bound (lower: not below it; raise: not above it;
+--                          0.01..1): read and written in one call, so concurrent adjustments compose
 -- ARGV[2..] setting, value pairs (docs/ledger.md lists them); an empty value removes an optional setting;
 --          `cap:<app>` sets an app's share of the window limits.
--- Replies  {'seeded' | 'exists' | 'replaced' | 'set', epoch} | {'no_budget'} ('set' on a budget without
+-- Replies  {'seeded' | 'exists' | 'replaced' | 'set', epoch} | {'ceiling', old, new} (decimal strings)
+--          | {'no_budget'} ('set' or 'adjust_ceiling' on a budget without
 --          configuration) | {'invalid', setting, reason}
 -- When the window or day geometry changes, the usage the old rings still count moves into the head bucket of
 -- the new rings (so it leaves a full window later: never counted less), old slots are removed and the epoch
@@ -38,8 +42,28 @@ local SETTINGS = {
 local CAP_SETTING = num_setting(0.001, 1, true)
 
 local mode = ARGV[1]
+if mode == 'adjust_ceiling' then
+  local direction, amount, bound = ARGV[2], num_arg(ARGV[3], 0, 1), num_arg(ARGV[4], 0.01, 1)
+  if direction ~= 'lower' and direction ~= 'raise' then return { 'invalid', 'direction', "must be 'lower' or 'raise'" } end
+  if not amount or (direction == 'lower' and amount < 0.01) then
+    return { 'invalid', 'amount', 'must be a factor from 0.01 to 1 (lower) or a step from 0 to 1 (raise)' }
+  end
+  if not bound then return { 'invalid', 'bound', 'must be a number from 0.01 to 1' } end
+  local stored = redis.call('HGET', LEDGER_KEY, 'cfg')
+  if not stored or #stored ~= CONFIG_SIZE then return { 'no_budget' } end
+  local values = { sunpack(CONFIG_FORMAT, stored) }
+  local old = values[9]
+  local new = direction == 'lower' and math.max(bound, old * amount) or math.min(bound, old + amount)
+  if (direction == 'lower' and new < old) or (direction == 'raise' and new > old) then
+    values[9] = new
+    redis.call('HSET', LEDGER_KEY, 'cfg', spack(CONFIG_FORMAT, unpack(values, 1, 28)))
+  else
+    new = old
+  end
+  return { 'ceiling', string.format('%.17g', old), string.format('%.17g', new) }
+end
 if mode ~= 'seed' and mode ~= 'replace' and mode ~= 'set' then
-  return { 'invalid', 'mode', "must be 'seed', 'replace' or 'set'" }
+  return { 'invalid', 'mode', "must be 'seed', 'replace', 'set' or 'adjust_ceiling'" }
 end
 local given = {}        -- setting -> number, or false to remove
 for i = 2, #ARGV, 2 do

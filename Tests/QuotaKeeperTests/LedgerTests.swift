@@ -127,6 +127,46 @@ struct LedgerTests {
         }
     }
 
+    @Test("concurrent ceiling adjustments compose atomically; the bounds hold")
+    func ceilingAdjustmentsAreAtomic() async throws {
+        try await withLedger(testConfiguration(uniqueBudget("ceiling"), rpm: 100)) { ledger, budget in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<2 {
+                    group.addTask { _ = try await ledger.adjustEffectiveCeiling(of: budget, .lower(factor: 0.8, floor: 0.5)) }
+                }
+                try await group.waitForAll()
+            }
+            #expect(abs((try await ledger.status(of: budget).settings["ceil"] ?? 0) - 0.64) < 1e-9)   // 1 x 0.8 x 0.8
+            let floored = try await ledger.adjustEffectiveCeiling(of: budget, .lower(factor: 0.5, floor: 0.5))
+            #expect(floored.current == 0.5)
+            let raised = try await ledger.adjustEffectiveCeiling(of: budget, .raise(step: 0.7, ceiling: 1))
+            #expect(raised.previous == 0.5 && raised.current == 1)
+        }
+    }
+
+    @Test("burndown rates and the retry budget's ratio are validated before any call")
+    func burndownAndRetryRatioAreValidated() async throws {
+        let redis = RedisClient(configuration: try TestRedis.configuration())
+        for rate in [Double.nan, .infinity, -1, 101] {
+            #expect(throws: LedgerError.self) {
+                try QuotaLedger(redis: redis, burndown: BurndownTable(rates: ["m": rate]))
+            }
+            #expect(throws: LedgerError.self) {
+                try QuotaLedger(redis: redis, burndown: BurndownTable(defaultRate: rate))
+            }
+        }
+        var configuration = CallPathConfiguration()
+        configuration.retryBudget.ratio = .nan
+        let coordinator = CallCoordinator(ledger: try QuotaLedger(redis: redis), configuration: configuration)
+        await #expect {
+            _ = try await coordinator.call(
+                route: [uniqueBudget("nan")], estimate: CallEstimate(inputTokens: 1, maxOutputTokens: 1),
+                options: CallOptions(app: "app")
+            ) { _ in CallCompletion(value: 0, usage: TokenUsage(inputTokens: 1, outputTokens: 1)) }
+        } throws: { ($0 as? CallPathError)?.code == .invalidRequest }
+        await redis.shutdown()
+    }
+
     @Test("a denied caller that waits its retry-after is admitted, and retry-after is exact to the bucket")
     func deniedCallerWaitingRetryAfterIsAdmitted() async throws {
         let configuration = testConfiguration(uniqueBudget("retry"), rpm: 3, window: .seconds(2))

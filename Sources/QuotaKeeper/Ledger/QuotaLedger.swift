@@ -30,7 +30,8 @@ public struct QuotaLedger: Sendable {
     ///   - budgets: the budgets this instance knows; an unknown budget in Redis is an error.
     ///   - burndown: output burndown per model (default: Claude 5x models, 1x otherwise).
     ///   - instanceID: 1-64 characters of `A-Z a-z 0-9 . _ -`; default `<host>-<pid>`.
-    /// - Throws: `LedgerError` `.invalidConfiguration` or `.invalidArgument` naming the bad setting.
+    /// - Throws: `LedgerError` `.invalidConfiguration` or `.invalidArgument` naming the bad setting (a budget,
+    ///   a burndown rate that is not a finite number from 0 to 100, the key prefix, the instance id).
     public init(
         redis: RedisClient, keyPrefix: String = "quotakeeper:", budgets: [BudgetConfiguration] = [],
         burndown: BurndownTable = .bedrockDefaults, instanceID: String? = nil,
@@ -43,6 +44,10 @@ public struct QuotaLedger: Sendable {
         for budget in budgets {
             try budget.validate()
             configurations[budget.id] = budget
+        }
+        for (pattern, rate) in burndown.rates.map({ ($0.key, $0.value) }) + [("default", burndown.defaultRate)]
+        where !rate.isFinite || !(0...100).contains(rate) {
+            throw LedgerError(code: .invalidConfiguration, message: "burndown rate for \(pattern) must be a number from 0 to 100, not \(rate)")
         }
         let instance = instanceID ?? Self.defaultInstanceID()
         guard Self.isValidName(instance) else {
