@@ -443,7 +443,7 @@ struct LedgerTests {
                 try await Task.sleep(for: .milliseconds(100))
             }
             let small = try #require(try await ledger.redis.send(["MEMORY", "USAGE", key, "SAMPLES", "0"]).integer)
-            for _ in 0..<50 { try await reserve(20_000) }     // 10^6, in slices that keep Redis responsive
+            for _ in 0..<200 { try await reserve(5_000) }     // 10^6, in slices that keep Redis responsive
             let large = try #require(try await ledger.redis.send(["MEMORY", "USAGE", key, "SAMPLES", "0"]).integer)
             #expect(try await ledger.status(of: budget).reservations == 1_001_000)
             #expect(Double(large) <= Double(small) * 1.1 && Double(large) >= Double(small) * 0.9, "\(small) -> \(large) bytes")
