@@ -18,8 +18,8 @@ end
 -- output as Bedrock reported them). The first `hk` apps (ledger field, default 50) that settle in a minute get a
 -- row each, named by the app; every later app of the minute adds to the row HISTORY_OTHER (':' is never in an
 -- app name), so the rows of a minute always sum to exactly what was settled in it. The key expires `hist` ms
--- (at most 7 days) after the end of its minute. The caller names the key in KEYS[2] (every key in KEYS), from
--- Redis time (Swift: the admission's `now_ms` plus the monotonic time since): a minute more than
+-- (at most 7 days) after the end of its minute. The caller names the key as the script's last key (every key in
+-- KEYS), from Redis time (Swift: the admission's `now_ms` plus the monotonic time since): a minute more than
 -- HISTORY_SKEW_MINUTES away from Redis's clock is refused before anything changes.
 local HISTORY_ROW = '<dddd'
 local HISTORY_OTHER = ':other'
@@ -27,17 +27,18 @@ local HISTORY_SKEW_MINUTES = 5
 local HISTORY_DEFAULT_APPS = 50
 local HISTORY_MAX_MS = 604800000
 
--- The history key and minute KEYS[2] names ({key, minute}), or nil and the `invalid` reply if it is not this
--- budget's key of a minute within HISTORY_SKEW_MINUTES of `now`; false if the call records no history (`wanted`).
+-- The history key and minute the last key names ({key, minute}), or nil and the `invalid` reply if it is not
+-- this budget's key of a minute within HISTORY_SKEW_MINUTES of `now`; false if the call records no history
+-- (`wanted`).
 local function history_target(now, wanted)
   if not wanted then return false end
-  local key = KEYS[2] or ''
+  local key = KEYS[#KEYS]
   local minute = tonumber(string.match(key, ':hist:(%d+)$'))
   local current = floor(now / 60000)
-  if minute and budget_key(':hist:' .. minute) == key and math.abs(minute - current) <= HISTORY_SKEW_MINUTES then
+  if minute and BASE .. ':hist:' .. minute == key and math.abs(minute - current) <= HISTORY_SKEW_MINUTES then
     return { key = key, minute = minute }
   end
-  return nil, { 'invalid', 'KEYS[2]', 'must be the history key <prefix>{<budget>}:hist:<minute> of a minute within '
+  return nil, { 'invalid', 'KEYS[' .. #KEYS .. ']', 'must be the history key <prefix>{<budget>}:hist:<minute> of a minute within '
     .. HISTORY_SKEW_MINUTES .. ' of the Redis clock (now ' .. string.format('%.0f', current) .. ')' }
 end
 
@@ -75,7 +76,7 @@ end
 local function config_fields()
   return { 'win', 'n', 'dwin', 'dn', 'rpm', 'tpm', 'tpd', 'batch', 'ceil', 'infl', 'lease', 'ep', 'b_probes',
     'b_lease', 'caps', 'hist', 'b_rate', 'b_min', 'b_consec', 'b_quorum', 'b_open', 'b_mult', 'b_max', 'b_close',
-    'b_slow', 'b_win', 'b_n' }
+    'b_slow', 'b_win', 'b_n', 'hop' }
 end
 
 -- The name of a breaker state code.

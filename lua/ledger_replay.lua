@@ -1,7 +1,8 @@
 -- ledger_replay.lua (after ledger_lib.lua and ledger_lib_extra.lua): charges usage that an instance admitted on
 -- its own while Redis was unreachable (call path policy failOpen), exactly once.
 -- KEYS[1]  <prefix>{<budget>}:ledger
--- KEYS[2]  <prefix>{<budget>}:hist:<minute>, the current history minute (`history_target` in ledger_lib_extra.lua)
+-- KEYS[2]  <prefix>{<budget>}:hist:<minute>, the current history minute (the last key: `history_target` in
+--          ledger_lib_extra.lua)
 -- ARGV     replay_id (1-64 characters of A-Z a-z 0-9 . _ -: the same id on every retry of one entry),
 --          app, requests (1..10^6), tokens (0..10^12: what Bedrock charged), dedupe_ms (how long the id is
 --          remembered, 1000..one year), input and output (0..10^12: input + cache write and output as Bedrock
@@ -35,7 +36,9 @@ if not redis.call('SET', budget_key(':replayed:' .. replay_id), '1', 'NX', 'PX',
 end
 
 local win, n, dwin, dn, _, _, _, _, _, _, _, _, _, _, _, history_ms = sunpack(CONFIG_FORMAT, v[1])
-local seq, breaker_code, breaker_until, window, day = state_unpack(v[2], win, n, dwin, dn)
+local hop = sunpack('<d', v[1], HOP_OFFSET)
+local span = ring_span(win, n, hop)
+local seq, breaker_code, breaker_until, window, day = state_unpack(v[2], win, n, dwin, dn, span, ring_span(dwin, dn, hop))
 local function charge(ring, d1, d2)
   ring_advance(ring, floor(now / ring.granularity))
   ring_add(ring, d1, d2)
@@ -46,7 +49,7 @@ local fields = {}
 ring_writes(window, fields)
 ring_writes(day, fields)
 if v[3] then
-  local capped = app_ring(app, v[4], win, n)
+  local capped = app_ring(app, v[4], win, n, span)
   charge(capped, requests, tokens)
   ring_writes(capped, fields, app_field)
 end

@@ -72,20 +72,23 @@ struct HistoryTests {
         try await withLedger(testConfiguration(uniqueBudget("hist-keys"), tpm: 10_000, window: .seconds(4))) { ledger, budget in
             let minute = try await freshHistoryMinute(ledger)
             let held = try await ledger.reserve(budget, app: "app", tokens: 1000)
-            let arguments = [
-                "settle", String(held.id), String(held.epoch), "app", String(held.bucket), String(held.dayBucket), "1", "1000",
-                "100", "0", "10", "1", "success", "5", "test-instance", "0",
-            ]
+            let wire = LedgerWire.SettleArguments(
+                reservationID: held.id, mode: .settle, usage: TokenUsage(inputTokens: 100, outputTokens: 10), burndown: 1,
+                outcome: .success, latency: .milliseconds(5), instance: "test-instance")
             let wrongKeys = [
                 ledger.historyKey(budget, minute: minute + 9), ledger.historyKey(budget, minute: minute - 9),
                 ledger.historyKey(BudgetID(model: "other", region: "test-1"), minute: minute), ledger.ledgerKey(budget),
             ]
             for key in wrongKeys {
                 let error = try await #require(throws: LedgerError.self) {
-                    try await ledger.run(LedgerScripts.settle, budget, arguments, keys: [key])
+                    try await ledger.run(LedgerScripts.settle, budget, wire.arguments, keys: wire.keys(ledger.keys(budget)) + [key])
                 }
-                #expect(error.code == .invalidArgument && error.message.contains("KEYS[2]"), "\(error)")
+                #expect(error.code == .invalidArgument && error.message.contains("KEYS[6]"), "\(error)")
             }
+            let missing = try await #require(throws: LedgerError.self) {
+                try await ledger.run(LedgerScripts.settle, budget, wire.arguments, keys: wire.keys(ledger.keys(budget)))
+            }
+            #expect(missing.code == .invalidArgument, "\(missing)")
             #expect(try await ledger.status(of: budget).window.tokens == 1000, "nothing given back by a refused settle")
             #expect(try await ledger.history(of: budget, minutes: 20).isEmpty)
             let settled = try await held.settle(usage: TokenUsage(inputTokens: 100, outputTokens: 10))

@@ -19,7 +19,7 @@ extension QuotaLedger {
     static let historyKeysPerDeletion = 1000
 
     /// `<prefix>{<model>@<region>}:hist:<minute>`: the history of one minute (minute = Redis ms / 60000).
-    public func historyKey(_ budget: BudgetID, minute: Int64) -> String { "\(keyPrefix){\(budget)}:hist:\(minute)" }
+    public func historyKey(_ budget: BudgetID, minute: Int64) -> String { keys(budget).history(minute: minute) }
 
     /// Settled requests and tokens per minute over the last `minutes` (at most 7 days) by Redis's clock, per app,
     /// oldest first; only minutes with settled calls.

@@ -42,7 +42,7 @@ extension QuotaLedger {
             String(replay.inputTokens), String(replay.outputTokens),
         ]
         let minute = try await redisMilliseconds() / 60_000
-        let reply = try await run(LedgerScripts.replay, replay.budget, arguments, keys: [historyKey(replay.budget, minute: minute)])
+        let reply = try await run(LedgerScripts.replay, replay.budget, arguments, keys: [ledgerKey(replay.budget), historyKey(replay.budget, minute: minute)])
         switch reply.tag {
         case "replayed": return true
         case "duplicate": return false

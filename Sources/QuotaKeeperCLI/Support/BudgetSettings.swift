@@ -42,6 +42,7 @@ struct BudgetSettings: Sendable {
         configuration.inFlight = inFlightLimit.map { .init(limit: $0, lease: .milliseconds(Int64(number("lease")))) }
         configuration.historyRetention = .milliseconds(Int64(number("hist")))
         configuration.historyApps = optional("hk") ?? configuration.historyApps
+        configuration.hopMargin = .milliseconds(Int64(number("hop")))
         var breaker = BreakerConfiguration()
         breaker.window = .milliseconds(Int64(number("b_win")))
         breaker.bucketCount = integer("b_n")
@@ -99,7 +100,7 @@ struct BudgetSettings: Sendable {
             ["history retention", ms("hist")],
             ["history rows", optional("hk").map { "\(Format.count($0)) apps a minute + other" } ?? "-"],
         ]
-        for (app, cap) in appCaps.sorted(by: { $0.key < $1.key }) { rows.append(["app cap \(app)", Format.percent(cap)]) }
+        for (app, cap) in appCaps.sorted(by: { $0.key < $1.key }) { rows.append(["app cap \(TerminalText.escaped(app))", Format.percent(cap)]) }
         rows += [
             ["breaker window", "\(ms("b_win")) in \(integer("b_n")) buckets"],
             ["breaker opens at", "\(Format.percent(number("b_rate"))) failures of at least \(integer("b_min")) calls"
