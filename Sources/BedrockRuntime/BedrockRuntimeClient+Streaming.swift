@@ -19,13 +19,7 @@ extension BedrockRuntimeClient {
     /// - Returns: The events; the last is `metadata` with the usage to settle.
     /// - Throws: ``BedrockError`` (classified), or `CancellationError`.
     public func converseStream(modelId: String, request: ConverseRequest) async throws -> AsyncThrowingStream<ConverseStreamEvent, any Error> {
-        let payload: Data
-        do {
-            payload = try JSONEncoder().encode(request)
-        } catch {
-            throw BedrockError(kind: .validation, message: "the converse-stream request could not be encoded as JSON",
-                               source: .client, underlying: error)
-        }
+        let payload = try Self.json(request, operation: "converse-stream")
         return try await openEventStream(modelId: modelId, operation: "converse-stream", payload: payload, extraHeaders: []) { message in
             try ConverseStreamPayload.event(type: message.eventType ?? "", payload: message.payload)
         }

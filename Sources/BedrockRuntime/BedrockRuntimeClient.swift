@@ -82,20 +82,23 @@ public final class BedrockRuntimeClient: Sendable {
     private func call<Body: Encodable, Answer: Decodable>(
         modelId: String, operation: String, body: Body, as: Answer.Type
     ) async throws -> Answer {
-        let payload: Data
-        do {
-            payload = try JSONEncoder().encode(body)
-        } catch {
-            throw BedrockError(kind: .validation, message: "the \(operation) request could not be encoded as JSON",
-                               source: .client, underlying: error)
-        }
-        let (data, http) = try await exchange(modelId: modelId, operation: operation, payload: payload)
+        let (data, http) = try await exchange(modelId: modelId, operation: operation, payload: try Self.json(body, operation: operation))
         do {
             return try JSONDecoder().decode(Answer.self, from: data)
         } catch {
             throw BedrockError(kind: .unknown, status: http.statusCode,
                                message: "the \(operation) answer could not be decoded", source: .transport,
                                underlying: error)
+        }
+    }
+
+    /// A request body as JSON; a body that cannot be encoded is a client-side validation error.
+    static func json(_ body: some Encodable, operation: String) throws -> Data {
+        do {
+            return try JSONEncoder().encode(body)
+        } catch {
+            throw BedrockError(kind: .validation, message: "the \(operation) request could not be encoded as JSON",
+                               source: .client, underlying: error)
         }
     }
 

@@ -51,13 +51,17 @@ struct StreamingCallTests {
 
     static let estimate = CallEstimate(inputTokens: 12, maxOutputTokens: 200)
 
+    /// A streamed call on the harness's route asking for `output` tokens.
+    static func callStreaming(_ harness: CallPathHarness, _ client: BedrockRuntimeClient, output: Int) async throws -> CallResult<CallStream<ConverseStreamEvent>> {
+        try await harness.coordinator().callStreaming(
+            route: harness.route, estimate: estimate, options: CallOptions(app: "chat", deadline: .seconds(20)), meter: meter
+        ) { target in try await client.converseStream(modelId: target.model, request: request(output: output)) }
+    }
+
     @Test("a streamed call is admitted, handed over and settled once from the metadata usage")
     func settlesFromMetadata() async throws {
         try await Self.withStreamingSetup { harness, client, _ in
-            let result = try await harness.coordinator().callStreaming(
-                route: harness.route, estimate: Self.estimate, options: CallOptions(app: "chat", deadline: .seconds(20)),
-                meter: Self.meter
-            ) { target in try await client.converseStream(modelId: target.model, request: Self.request(output: 30)) }
+            let result = try await Self.callStreaming(harness, client, output: 30)
             #expect(result.target == harness.primary && !result.isFallback)
             #expect(result.value.timeToFirstToken != nil)
             var usage: BedrockRuntime.TokenUsage?
@@ -80,10 +84,7 @@ struct StreamingCallTests {
         try await Self.withStreamingSetup(configure: { configuration, _ in
             configuration.streamErrors = [StreamErrorInjection(exceptionType: "throttlingException", rate: 1)]
         }) { harness, client, simulator in
-            let result = try await harness.coordinator().callStreaming(
-                route: harness.route, estimate: Self.estimate, options: CallOptions(app: "chat", deadline: .seconds(20)),
-                meter: Self.meter
-            ) { target in try await client.converseStream(modelId: target.model, request: Self.request(output: 40)) }
+            let result = try await Self.callStreaming(harness, client, output: 40)
             var seen = 0
             let error = await #expect(throws: CallPathError.self) {
                 for try await event in result.value { seen += event.estimatedOutputTokens }
@@ -106,10 +107,7 @@ struct StreamingCallTests {
         try await Self.withStreamingSetup(configure: { configuration, _ in
             configuration.streamErrors = [StreamErrorInjection(exceptionType: "serviceUnavailableException", rate: 1)]
         }) { harness, client, _ in
-            let result = try await harness.coordinator().callStreaming(
-                route: harness.route, estimate: Self.estimate, options: CallOptions(app: "chat", deadline: .seconds(20)),
-                meter: Self.meter
-            ) { target in try await client.converseStream(modelId: target.model, request: Self.request(output: 40)) }
+            let result = try await Self.callStreaming(harness, client, output: 40)
             let error = await #expect(throws: CallPathError.self) { for try await _ in result.value {} }
             #expect((error?.underlying as? BedrockError)?.kind == .serviceUnavailable)
             let status = try await harness.ledger.status(of: harness.primary)
@@ -124,10 +122,7 @@ struct StreamingCallTests {
             failing.serviceUnavailableRate = 1
             configuration.models[harness.primary.model] = failing
         }) { harness, client, simulator in
-            let result = try await harness.coordinator().callStreaming(
-                route: harness.route, estimate: Self.estimate, options: CallOptions(app: "chat", deadline: .seconds(20)),
-                meter: Self.meter
-            ) { target in try await client.converseStream(modelId: target.model, request: Self.request(output: 10)) }
+            let result = try await Self.callStreaming(harness, client, output: 10)
             #expect(result.target == harness.secondary && result.isFallback)
             #expect(result.attempts == 4, "three attempts on the primary, then the fallback")
             var count = 0
@@ -144,10 +139,7 @@ struct StreamingCallTests {
         try await Self.withStreamingSetup(configure: { configuration, _ in
             configuration.defaultModel = ModelProfile(timeToFirstTokenMs: 10, outputTokensPerSecond: 100)
         }) { harness, client, _ in
-            let result = try await harness.coordinator().callStreaming(
-                route: harness.route, estimate: Self.estimate, options: CallOptions(app: "chat", deadline: .seconds(20)),
-                meter: Self.meter
-            ) { target in try await client.converseStream(modelId: target.model, request: Self.request(output: 190)) }
+            let result = try await Self.callStreaming(harness, client, output: 190)
             let stream = result.value
             let consumer = Task {
                 for try await _ in stream {}
