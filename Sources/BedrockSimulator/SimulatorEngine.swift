@@ -103,7 +103,7 @@ actor SimulatorEngine {
     func recordUnrouted() { unroutedRequests += 1 }
 
     /// Decides a Converse request: refuses it with the error Bedrock would send, or admits it and holds
-    /// `input + cacheWrite + maxTokens`.
+    /// `input + cacheRead + cacheWrite + maxTokens` (the whole input, as Bedrock holds it).
     /// - Parameters:
     ///   - format: How the body names the input.
     ///   - streaming: Whether the answer is streamed (only streams can be given a mid-stream exception).
@@ -155,7 +155,7 @@ actor SimulatorEngine {
         let cacheHit = input.prefixKey.map { (cacheExpiry[modelId + "|" + $0] ?? -1) > instant } ?? false
         let cacheRead = cacheHit ? input.cachedPrefix : 0
         let cacheWrite = cacheHit ? 0 : input.cachedPrefix
-        let hold = input.uncached + cacheWrite + maxTokens
+        let hold = input.uncached + cacheRead + cacheWrite + maxTokens   // the whole input: cache reads too
         let ticket: Int
         switch models[modelId]!.referee.admit(hold: hold, now: instant) {
         case .success(let admitted): ticket = admitted
@@ -208,7 +208,8 @@ actor SimulatorEngine {
         ))
     }
 
-    /// Settles an admitted request: its hold becomes `input + cacheWrite + output x burndown`.
+    /// Settles an admitted request: its hold becomes `input + cacheWrite + output x burndown` (cache reads are
+    /// given back).
     /// - Parameter outputTokensSent: For a stream ended by an injected exception, the output sent before it
     ///   (charged instead of the planned output); nil for a complete answer.
     func finishConverse(_ plan: ConversePlan, outputTokensSent: Int? = nil) {

@@ -286,7 +286,7 @@ final class StreamRelay<Event: Sendable>: Sendable {
         let latency = ttft ?? (ContinuousClock.now - callStarted)
         let seenSoFar = TokenUsage(
             inputTokens: estimate.inputTokens, outputTokens: unknown ? estimate.maxOutputTokens : min(seen, estimate.maxOutputTokens),
-            cacheWriteInputTokens: estimate.cacheWriteTokens)
+            cacheReadInputTokens: estimate.cacheReadTokens, cacheWriteInputTokens: estimate.cacheWriteTokens)
         let coordinator = self.coordinator
         let target = self.target
         var logger = coordinator.logger
