@@ -161,7 +161,14 @@ final class RedisConnection {
     private func handshake(_ configuration: RedisConfiguration, overTLS: Bool) throws(RedisError) {
         do throws(RedisError) {
             try authenticate(configuration)
-        } catch where !overTLS && error.code == .connectionClosed {
+        } catch where error.code == .connectionClosed {
+            if overTLS {
+                // TLS 1.3 servers refuse a missing or unknown client certificate after the client's handshake
+                // ends: the first command meets the alert, or a reset if the server closed first.
+                throw RedisError(
+                    code: .tlsHandshakeFailed,
+                    message: "Redis at \(endpoint) closed the TLS connection at the first command (\(error.message)): it may require a client certificate it trusts (--redis-tls-cert and --redis-tls-key)")
+            }
             // A TLS port drops a plaintext client at its first bytes (not a timeout, not a Redis error reply).
             throw RedisError(
                 code: .tlsRequired,
