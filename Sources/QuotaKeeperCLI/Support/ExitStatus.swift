@@ -61,7 +61,7 @@ struct CLIFailure: Error, Sendable {
             }
         case let error as RedisError:
             switch error.code {
-            case .invalidURL, .invalidArgument: self.init(.invalidInput, error.message)
+            case .invalidURL, .invalidArgument, .tlsConfigurationInvalid: self.init(.invalidInput, error.message)
             case .authenticationFailed: self.init(.redisAuthenticationFailed, "Redis refused the credentials: \(error.message)")
             case .serverError, .protocolError: self.init(.unexpected, "Redis failed: \(error.message)")
             default: self.init(.redisUnavailable, "Redis unavailable: \(error.message)")
