@@ -40,6 +40,13 @@ local mode = ARGV[1]
 if mode ~= 'seed' and mode ~= 'replace' and mode ~= 'set' then
   return { 'invalid', 'mode', "must be 'seed', 'replace' or 'set'" }
 end
+-- A budget name with control or format characters (escape sequences; C1; zero-width and bidirectional
+-- controls) is never configured: it could rewrite the terminal of whoever lists budgets.
+local budget_key = KEYS[1]
+if budget_key:find('%c') or budget_key:find('\194[\128-\159]') or budget_key:find('\226\128[\139-\143\168-\174]')
+    or budget_key:find('\226\129[\160-\175]') then
+  return { 'invalid', 'budget', 'must not contain control or format characters' }
+end
 local given = {}        -- setting -> number, or false to remove
 for i = 2, #ARGV, 2 do
   local name, value = ARGV[i], ARGV[i + 1]

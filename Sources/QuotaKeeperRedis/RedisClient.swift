@@ -53,7 +53,7 @@ public final class RedisClient: Sendable {
         queue.submit([pending])
         let reply = try await pending.reply()
         if case .error(let message) = reply {
-            throw RedisError(code: .serverError, message: "\(command.name) failed: \(message)")
+            throw RedisError.errorReply(message, to: command.name)
         }
         return reply
     }

@@ -97,7 +97,7 @@ struct BudgetSettings: Sendable {
             ["in-flight limit", inFlightLimit.map { "\(Format.count($0)) (lease \(ms("lease")))" } ?? "none"],
             ["history retention", ms("hist")],
         ]
-        for (app, cap) in appCaps.sorted(by: { $0.key < $1.key }) { rows.append(["app cap \(app)", Format.percent(cap)]) }
+        for (app, cap) in appCaps.sorted(by: { $0.key < $1.key }) { rows.append(["app cap \(TerminalText.escaped(app))", Format.percent(cap)]) }
         rows += [
             ["breaker window", "\(ms("b_win")) in \(integer("b_n")) buckets"],
             ["breaker opens at", "\(Format.percent(number("b_rate"))) failures of at least \(integer("b_min")) calls"

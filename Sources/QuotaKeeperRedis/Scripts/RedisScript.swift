@@ -26,16 +26,13 @@ extension RedisClient {
         let command = RedisCommand(["EVALSHA", script.sha1, String(keys.count)] + keys + arguments)
         let reply = try await pipeline([command])[0]
         guard case .error(let message) = reply else { return reply }
-        guard message.hasPrefix("NOSCRIPT") else {
-            throw RedisError(code: .serverError, message: "script \(script.name) failed: \(message)")
-        }
+        guard message.hasPrefix("NOSCRIPT") else { throw RedisError.errorReply(message, to: "EVALSHA (script \(script.name))") }
         let loaded = try await pipeline([RedisCommand(["SCRIPT", "LOAD", script.source]), command])
         if case .error(let message) = loaded[0] {
+            if message.hasPrefix("NOPERM") { throw RedisError.errorReply(message, to: "SCRIPT LOAD") }
             throw RedisError(code: .scriptMissing, message: "script \(script.name) could not be loaded: \(message)")
         }
-        if case .error(let message) = loaded[1] {
-            throw RedisError(code: .serverError, message: "script \(script.name) failed: \(message)")
-        }
+        if case .error(let message) = loaded[1] { throw RedisError.errorReply(message, to: "EVALSHA (script \(script.name))") }
         return loaded[1]
     }
 
