@@ -20,7 +20,7 @@ public final class BedrockRuntimeClient: Sendable {
     private let session: URLSession
     private let signer: SigV4Signer
     private let logger: Logger
-    private let credentialsCache: CredentialsCache
+    private let credentialsCache: CachingCredentialsProvider
 
     /// Creates a client.
     /// - Parameters:
@@ -40,8 +40,7 @@ public final class BedrockRuntimeClient: Sendable {
         self.session = URLSession(configuration: sessionConfiguration)
         self.signer = SigV4Signer(service: "bedrock", region: configuration.region)
         self.logger = logger
-        self.credentialsCache = CredentialsCache(provider: configuration.credentials,
-                                                 lifetime: configuration.credentialsCacheDuration)
+        self.credentialsCache = CachingCredentialsProvider(configuration.credentials, lifetime: configuration.credentialsCacheDuration)
     }
 
     deinit {
@@ -88,7 +87,7 @@ public final class BedrockRuntimeClient: Sendable {
         }
         let credentials: AWSCredentials
         do {
-            credentials = try await credentialsCache.get()
+            credentials = try await credentialsCache.credentials()
         } catch {
             let message = (error as? CredentialsError)?.message ?? "credentials could not be resolved"
             throw BedrockError(kind: .accessDenied, message: message, source: .client, underlying: error)
@@ -209,25 +208,6 @@ public final class BedrockRuntimeClient: Sendable {
             return BedrockError(kind: .connectionFailed, message: "the \(operation) call failed in transport",
                                 source: .transport, underlying: error)
         }
-    }
-}
-
-/// Reuses resolved credentials for a while so the shared file is not read on every call.
-private actor CredentialsCache {
-    private let provider: any AWSCredentialsProvider
-    private let lifetime: Duration
-    private var cached: (credentials: AWSCredentials, until: ContinuousClock.Instant)?
-
-    init(provider: any AWSCredentialsProvider, lifetime: Duration) {
-        self.provider = provider
-        self.lifetime = lifetime
-    }
-
-    func get() async throws -> AWSCredentials {
-        if let cached, cached.until > .now { return cached.credentials }
-        let fresh = try await provider.credentials()
-        cached = (fresh, .now + lifetime)
-        return fresh
     }
 }
 

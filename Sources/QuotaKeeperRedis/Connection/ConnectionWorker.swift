@@ -52,7 +52,7 @@ struct ConnectionWorker: Sendable {
             guard let batch = queue.nextBatch(), let current = connection else { return }
             let live = batch.filter { !$0.isFinished }
             guard !live.isEmpty else { continue }
-            if let error = exchange(live, over: current) {
+            if let error = reauthenticate(current, failing: live) ?? exchange(live, over: current) {
                 logger.debug("Redis connection broken", metadata: ["redis.error": "\(error.message)"])
                 connection = nil
                 queue.setState(.connecting, ofWorker: index)
@@ -73,6 +73,18 @@ struct ConnectionWorker: Sendable {
             return nil
         } catch {
             for command in batch[answered...] { command.finish(.failure(error)) }
+            return error
+        }
+    }
+
+    /// IAM connections re-authenticate before the batch once due; a failure fails the batch like a broken
+    /// connection (and the connection is replaced, with a fresh token, by the next loop).
+    private func reauthenticate(_ connection: RedisConnection, failing batch: [PendingCommand]) -> RedisError? {
+        do throws(RedisError) {
+            try connection.reauthenticateIfDue(configuration)
+            return nil
+        } catch {
+            for command in batch { command.finish(.failure(error)) }
             return error
         }
     }

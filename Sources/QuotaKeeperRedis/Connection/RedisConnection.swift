@@ -8,6 +8,8 @@ import Glibc
 final class RedisConnection {
     private let context: UnsafeMutablePointer<redisContext>
     private let endpoint: RedisConfiguration.Endpoint
+    /// When `AUTH` last succeeded (IAM connections send it again before ElastiCache's 12-hour limit).
+    private var authenticatedAt = ContinuousClock.now
 
     /// Connects, sets timeouts and keepalive, and runs the handshake (`AUTH`, `SELECT`, `PING`).
     /// - Throws: `RedisError` (`.connectionRefused`, `.connectionFailed`, `.timeout`, `.authenticationFailed`, ...).
@@ -84,15 +86,7 @@ final class RedisConnection {
     }
 
     private func handshake(_ configuration: RedisConfiguration) throws(RedisError) {
-        if let password = configuration.password {
-            let arguments = configuration.username.map { ["AUTH", $0, password] } ?? ["AUTH", password]
-            if case .error(let text) = try roundTrip(arguments) {
-                let who = configuration.username.map { "user '\($0)'" } ?? "the default user"
-                throw RedisError(
-                    code: .authenticationFailed,
-                    message: "authentication as \(who) at \(endpoint) failed: \(text)")
-            }
-        }
+        try authenticate(configuration)
         if configuration.database != 0, case .error(let text) = try roundTrip(["SELECT", String(configuration.database)]) {
             throw RedisError(code: .serverError, message: "SELECT \(configuration.database) at \(endpoint) failed: \(text)")
         }
@@ -100,6 +94,24 @@ final class RedisConnection {
             let code: RedisError.Code = text.hasPrefix("NOAUTH") ? .authenticationFailed : .serverError
             throw RedisError(code: code, message: "PING at \(endpoint) failed: \(text)")
         }
+    }
+
+    /// Sends `AUTH` with the configured password or a fresh IAM token (nothing without credentials).
+    private func authenticate(_ configuration: RedisConfiguration) throws(RedisError) {
+        guard let (username, password) = try configuration.credentialsForAuth() else { return }
+        let arguments = username.map { ["AUTH", $0, password] } ?? ["AUTH", password]
+        if case .error(let text) = try roundTrip(arguments) {
+            let who = username.map { "user '\($0)'" } ?? "the default user"
+            throw RedisError(code: .authenticationFailed, message: "authentication as \(who) at \(endpoint) failed: \(text)")
+        }
+        authenticatedAt = .now
+    }
+
+    /// With IAM authentication, sends `AUTH` again with a fresh token once the last one is
+    /// `reauthenticateAfter` old (ElastiCache closes connections not re-authenticated within 12 hours).
+    func reauthenticateIfDue(_ configuration: RedisConfiguration) throws(RedisError) {
+        guard case .iam(let iam) = configuration.auth, ContinuousClock.now - authenticatedAt >= iam.reauthenticateAfter else { return }
+        try authenticate(configuration)
     }
 
     /// Copies a hiredis reply tree into a `RedisReply`.
