@@ -41,7 +41,7 @@ extension BudgetConfiguration {
             "batch", String(batchCeiling), "ceil", String(effectiveCeiling),
             "infl", optional(inFlight?.limit),
             "lease", String((inFlight?.lease ?? .seconds(120)).millisecondsRoundedUp),
-            "hist", String(historyRetention.millisecondsRoundedUp),
+            "hist", String(historyRetention.millisecondsRoundedUp), "hop", String(hopMargin.millisecondsRoundedUp),
         ]
         settings += breaker.scriptSettings
         for (app, cap) in appCaps.sorted(by: { $0.key < $1.key }) { settings += ["cap:\(app)", String(cap)] }
@@ -70,6 +70,7 @@ extension BudgetConfiguration {
             throw invalid("inFlight.limit must be from 1 to 10^6 with a positive lease")
         }
         if historyRetention < .seconds(60) { throw invalid("historyRetention must be at least one minute") }
+        if !(.zero ... .seconds(60)).contains(hopMargin) { throw invalid("hopMargin must be from 0 to 60 s, not \(hopMargin)") }
         for (app, cap) in appCaps {
             guard QuotaLedger.isValidName(app) else { throw invalid("app cap name \"\(app)\" is not a valid app name") }
             if !(0.001...1).contains(cap) { throw invalid("cap of app \(app) must be from 0.001 to 1") }

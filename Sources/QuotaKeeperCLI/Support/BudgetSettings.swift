@@ -41,6 +41,7 @@ struct BudgetSettings: Sendable {
         configuration.appCaps = appCaps
         configuration.inFlight = inFlightLimit.map { .init(limit: $0, lease: .milliseconds(Int64(number("lease")))) }
         configuration.historyRetention = .milliseconds(Int64(number("hist")))
+        configuration.hopMargin = .milliseconds(Int64(number("hop")))
         var breaker = BreakerConfiguration()
         breaker.window = .milliseconds(Int64(number("b_win")))
         breaker.bucketCount = integer("b_n")
