@@ -56,6 +56,8 @@ public struct RedisConfiguration: Sendable {
     public var timeouts = Timeouts()
     public var pool = Pool()
     public var reconnect = Reconnect()
+    /// Cluster discovery and routing (see `ClusterMode`); `auto` by default.
+    public var cluster: ClusterMode = .auto
 
     /// Creates a configuration for an endpoint.
     public init(endpoint: Endpoint, username: String? = nil, password: String? = nil, database: Int = 0) {
@@ -65,7 +67,7 @@ public struct RedisConfiguration: Sendable {
         self.database = database
     }
 
-    /// Parses `redis://[user:password@]host[:port][/db]` or `unix:///path/to/socket[?db=N]`.
+    /// Parses `redis://[user:password@]host[:port][/db][?cluster=on|off|auto]` or `unix:///path/to/socket[?db=N]`.
     ///
     /// For sockets, credentials may be given as `unix://user:password@/path` or `?password=...&user=...`.
     /// - Throws: `RedisError` with code `.invalidURL` naming the problem (never echoing the password).
@@ -110,6 +112,12 @@ public struct RedisConfiguration: Sendable {
             throw invalid("TLS (rediss://) is not supported by the hiredis build in use; use a TLS proxy or redis://")
         default:
             throw invalid("unsupported scheme '\(scheme)'; use redis:// or unix://")
+        }
+        if let mode = query["cluster"] {
+            guard let cluster = ClusterMode(rawValue: mode.lowercased()) else {
+                throw invalid("cluster '\(mode)' is not one of on, off, auto")
+            }
+            self.cluster = cluster
         }
         if username != nil, password == nil { throw invalid("user given without a password") }
         self.username = username
