@@ -134,6 +134,8 @@ final class ClusterRouter: Sendable {
                 guard attempt < Self.maximumAttempts else { return reply }
                 switch redirection {
                 case .moved(let slot, let endpoint):
+                    // nodes that disagree while a migration ends may bounce a command: pause after the first hops
+                    if attempt > 2 { guard try await pause(attempt: attempt, deadline: deadline) else { return reply } }
                     next = (learnOwner(of: slot, endpoint), false)
                     refreshInBackground()
                 case .ask(_, let endpoint):
