@@ -188,7 +188,7 @@ struct RedisClusterTests {
         let other = RedisScript(name: "other", source: "return 7 -- \(tag)")
         try await client.loadScript(other)
         for owner in Set(try await cluster.slotOwners().map(\.port)) {
-            #expect(try await cluster.cli(port: owner, ["SCRIPT", "EXISTS", other.sha1]).contains("1"))
+            #expect(try await cluster.command(port: owner, ["SCRIPT", "EXISTS", other.sha1]) == .array([.integer(1)]))
         }
         _ = try await client.send(["DEL", key])
         await owner.shutdown()
@@ -207,9 +207,9 @@ struct RedisClusterTests {
         let keys = (0..<10).map { "{\(tag)}:\($0)" }
         for key in keys { _ = try await client.send(["SET", key, key]) }
 
-        _ = try await cluster.cli(port: target.port, ["CLUSTER", "SETSLOT", String(slot), "IMPORTING", source.id])
-        _ = try await cluster.cli(port: source.port, ["CLUSTER", "SETSLOT", String(slot), "MIGRATING", target.id])
-        _ = try await cluster.cli(port: source.port, ["MIGRATE", "127.0.0.1", String(target.port), "", "0", "5000", "KEYS"] + keys[..<5])
+        _ = try await cluster.command(port: target.port, ["CLUSTER", "SETSLOT", String(slot), "IMPORTING", source.id])
+        _ = try await cluster.command(port: source.port, ["CLUSTER", "SETSLOT", String(slot), "MIGRATING", target.id])
+        _ = try await cluster.command(port: source.port, ["MIGRATE", "127.0.0.1", String(target.port), "", "0", "5000", "KEYS"] + Array(keys[..<5]))
         // moved keys answer ASK at the source; the client follows with ASKING
         for key in keys { #expect(try await client.send(["GET", key]).string == key) }
         // a new key of a migrating slot is created on the importing node
@@ -218,10 +218,10 @@ struct RedisClusterTests {
         // keys split between the nodes: TRYAGAIN until the migration ends
         let split = Task { try await client.send(["MGET", keys[0], keys[9]]) }
         try await Task.sleep(for: .milliseconds(300))
-        _ = try await cluster.cli(port: source.port, ["MIGRATE", "127.0.0.1", String(target.port), "", "0", "5000", "KEYS"] + keys[5...])
+        _ = try await cluster.command(port: source.port, ["MIGRATE", "127.0.0.1", String(target.port), "", "0", "5000", "KEYS"] + Array(keys[5...]))
         // as redis-cli --cluster reshard does: the importing node first, then the source, then the others
         for owner in [target.port, source.port] + Set(owners.map(\.port)).subtracting([target.port, source.port]) {
-            _ = try await cluster.cli(port: owner, ["CLUSTER", "SETSLOT", String(slot), "NODE", target.id])
+            _ = try await cluster.command(port: owner, ["CLUSTER", "SETSLOT", String(slot), "NODE", target.id])
         }
         #expect(try await split.value == .array([.bulkString(Array(keys[0].utf8)), .bulkString(Array(keys[9].utf8))]))
         // the slot now lives on the target: MOVED is followed and learnt

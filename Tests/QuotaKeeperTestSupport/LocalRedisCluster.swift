@@ -20,6 +20,8 @@ public final class LocalRedisCluster: Sendable {
         var nodes: [RedisServerProcess] = []
         for _ in 0..<(masters * 2) {
             nodes.append(try await RedisServerProcess(arguments: [
+                // the cluster bus port is the data port + 10000 unless named: beyond 65535 for high ephemeral ports
+                "--cluster-port", String(try RedisServerProcess.freePort()),
                 "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "1000",
                 // a replica may always take over, however long ago it last heard from its master
                 "--cluster-replica-validity-factor", "0",
@@ -43,11 +45,12 @@ public final class LocalRedisCluster: Sendable {
     /// The node listening on `port`.
     public func node(port: Int) -> RedisServerProcess? { nodes.first { $0.port == port } }
 
-    /// Runs `redis-cli -p <port> <arguments>` against one node and returns its output (raw, one reply per line).
-    public func cli(port: Int, _ arguments: [String]) async throws -> String {
-        let result = try await ChildProcess.run(try Self.redisCLI(), arguments: ["-p", String(port)] + arguments)
-        guard result.status == 0 else { throw TestSupportError("redis-cli \(arguments.first ?? "") failed: \(result.errorOutput)") }
-        return result.output
+    /// Sends one command to one node (not routed: redirections come back as errors) and returns the reply.
+    @discardableResult
+    public func command(port: Int, _ arguments: [String]) async throws -> RedisReply {
+        let client = try directClient(port: port)
+        defer { _ = Task { await client.shutdown() } }
+        return try await client.send(arguments)
     }
 
     /// A client of one node only (`cluster=off`): it sees that node's keys and its redirections as replies.
@@ -89,11 +92,11 @@ public final class LocalRedisCluster: Sendable {
             let owners = try await slotOwners()
             guard owners.reduce(0, { $0 + $1.slots.count }) == HashSlot.count else { return false }
             for node in nodes {
-                let info = try await cli(port: node.port, ["CLUSTER", "INFO"])
+                let info = try await command(port: node.port, ["CLUSTER", "INFO"]).string ?? ""
                 guard info.contains("cluster_state:ok") else { return false }
             }
             for port in Set(owners.map(\.port)) {
-                let replication = try await cli(port: port, ["INFO", "replication"])
+                let replication = try await command(port: port, ["INFO", "replication"]).string ?? ""
                 guard replication.contains("connected_slaves:1"), replication.contains("state=online") else { return false }
             }
             return true
