@@ -13,7 +13,9 @@ local v = redis.call('HMGET', LEDGER_KEY, 'cfg', 'st', 'bst')
 if not v[1] or #v[1] ~= CONFIG_SIZE then return { 'no_budget' } end
 local now = now_ms()
 local win, n, dwin, dn = sunpack(ADMISSION_CONFIG_FORMAT, v[1])
-local seq, code, deadline, window, day = state_unpack(v[2], win, n, dwin, dn)
+local hop = sunpack('<d', v[1], HOP_OFFSET)
+local seq, code, deadline, window, day =
+  state_unpack(v[2], win, n, dwin, dn, ring_span(win, n, hop), ring_span(dwin, dn, hop))
 local fields = {}
 if command == 'force_open' then
   local duration = int_arg(ARGV[2], 0, MAX_MS)

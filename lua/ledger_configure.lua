@@ -3,9 +3,13 @@
 -- ARGV[1]  mode: 'seed'    set the configuration only if the budget has none (instances at start-up)
 --                'replace' replace the whole configuration; optional settings and caps not named are removed
 --                'set'     change only the named settings (for example the effective ceiling `ceil`)
+--                'adjust_ceiling' ARGV[2] 'lower' | 'raise', ARGV[3] factor (lower: ceil x factor, 0.01..1) or step
+--                          (raise: ceil + step, 0..1), ARGV[4] bound (lower: not below it; raise: not above it;
+--                          0.01..1): read and written in one call, so concurrent adjustments compose
 -- ARGV[2..] setting, value pairs (docs/ledger.md lists them); an empty value removes an optional setting;
 --          `cap:<app>` sets an app's share of the window limits.
--- Replies  {'seeded' | 'exists' | 'replaced' | 'set', epoch} | {'no_budget'} ('set' on a budget without
+-- Replies  {'seeded' | 'exists' | 'replaced' | 'set', epoch} | {'ceiling', old, new} (decimal strings)
+--          | {'no_budget'} ('set' or 'adjust_ceiling' on a budget without
 --          configuration) | {'invalid', setting, reason}
 -- When the window or day geometry changes, the usage the old rings still count moves into the head bucket of
 -- the new rings (so it leaves a full window later: never counted less), old slots are removed and the epoch
@@ -28,6 +32,7 @@ local SETTINGS = {
   batch = num_setting(0.01, 1), ceil = num_setting(0.01, 1),                 -- batch ceiling, effective ceiling
   infl = int_setting(1, 1000000, true), lease = int_setting(1, MAX_MS),      -- in-flight limit, default lease
   hist = int_setting(60000, MAX_MS),                                         -- per-minute history retention
+  hop = int_setting(0, 60000),                                               -- hop margin ms (ring_span)
   b_rate = num_setting(0.01, 1), b_min = int_setting(1, 1000000000),
   b_consec = int_setting(1, 1000000000, true), b_quorum = int_setting(1, 1000),
   b_open = int_setting(1, MAX_MS), b_mult = num_setting(1, 100), b_max = int_setting(1, MAX_MS),
@@ -37,8 +42,35 @@ local SETTINGS = {
 local CAP_SETTING = num_setting(0.001, 1, true)
 
 local mode = ARGV[1]
+if mode == 'adjust_ceiling' then
+  local direction, amount, bound = ARGV[2], num_arg(ARGV[3], 0, 1), num_arg(ARGV[4], 0.01, 1)
+  if direction ~= 'lower' and direction ~= 'raise' then return { 'invalid', 'direction', "must be 'lower' or 'raise'" } end
+  if not amount or (direction == 'lower' and amount < 0.01) then
+    return { 'invalid', 'amount', 'must be a factor from 0.01 to 1 (lower) or a step from 0 to 1 (raise)' }
+  end
+  if not bound then return { 'invalid', 'bound', 'must be a number from 0.01 to 1' } end
+  local stored = redis.call('HGET', LEDGER_KEY, 'cfg')
+  if not stored or #stored ~= CONFIG_SIZE then return { 'no_budget' } end
+  local values = { sunpack(CONFIG_FORMAT, stored) }
+  local old = values[9]
+  local new = direction == 'lower' and math.max(bound, old * amount) or math.min(bound, old + amount)
+  if (direction == 'lower' and new < old) or (direction == 'raise' and new > old) then
+    values[9] = new
+    redis.call('HSET', LEDGER_KEY, 'cfg', spack(CONFIG_FORMAT, unpack(values, 1, 28)))
+  else
+    new = old
+  end
+  return { 'ceiling', string.format('%.17g', old), string.format('%.17g', new) }
+end
 if mode ~= 'seed' and mode ~= 'replace' and mode ~= 'set' then
-  return { 'invalid', 'mode', "must be 'seed', 'replace' or 'set'" }
+  return { 'invalid', 'mode', "must be 'seed', 'replace', 'set' or 'adjust_ceiling'" }
+end
+-- A budget name with control or format characters (escape sequences; C1; zero-width and bidirectional
+-- controls) is never configured: it could rewrite the terminal of whoever lists budgets.
+local budget_key = KEYS[1]
+if budget_key:find('%c') or budget_key:find('\194[\128-\159]') or budget_key:find('\226\128[\139-\143\168-\174]')
+    or budget_key:find('\226\129[\160-\175]') then
+  return { 'invalid', 'budget', 'must not contain control or format characters' }
 end
 local given = {}        -- setting -> number, or false to remove
 for i = 2, #ARGV, 2 do
@@ -108,22 +140,27 @@ for _ in pairs(caps) do config.caps = config.caps + 1 end
 
 if not stored[1] then
   config.ep = now
-elseif old.win ~= config.win or old.n ~= config.n or old.dwin ~= config.dwin or old.dn ~= config.dn then
-  -- Fold: what the old rings count moves into the head bucket of rings with the new geometry.
+elseif old.win ~= config.win or old.n ~= config.n or old.dwin ~= config.dwin or old.dn ~= config.dn
+    or old.hop ~= config.hop then
+  -- Fold: what the old rings count moves into the head bucket of rings with the new geometry (the hop margin
+  -- changes how many buckets a ring counts, so it is part of the geometry).
   config.ep = now
-  local seq, code, deadline, window, day = state_unpack(stored[2], old.win, old.n, old.dwin, old.dn)
+  local old_span = ring_span(old.win, old.n, old.hop)
+  local seq, code, deadline, window, day =
+    state_unpack(stored[2], old.win, old.n, old.dwin, old.dn, old_span, ring_span(old.dwin, old.dn, old.hop))
   local function fold(ring, win, n)
     ring_advance(ring, floor(now / ring.granularity))
     local head = floor(now / (win / n))
-    return ring_new(ring.prefix, n, win / n, head, ring.total1, ring.total2, ring.total1, ring.total2, head)
+    return ring_new(ring.prefix, ring_span(win, n, config.hop), win / n, head, ring.total1, ring.total2, ring.total1,
+      ring.total2, head)
   end
   push(writes, 'st', state_pack(seq, code, deadline, fold(window, config.win, config.n),
     fold(day, config.dwin, config.dn)))
   for _, name in ipairs(names) do
     local app = string.match(name, '^a:([^:]+)$')
     if app then
-      ring_writes(fold(app_ring(app, redis.call('HGET', LEDGER_KEY, name), old.win, old.n), config.win, config.n),
-        writes, name)
+      ring_writes(fold(app_ring(app, redis.call('HGET', LEDGER_KEY, name), old.win, old.n, old_span), config.win,
+        config.n), writes, name)
     end
     if string.match(name, '^[wd]%d+$') or string.match(name, '^a:[^:]+:%d+$') then push(removals, name) end
   end

@@ -24,7 +24,8 @@ if command == 'delete' then     -- also a budget whose configuration is missing 
   return { 'deleted', removed }
 end
 if not valid then return { 'no_budget' } end
-local seq, code, deadline = state_unpack(v[2], values[1], values[2], values[3], values[4])
+local span, dspan = ring_span(values[1], values[2], values[28]), ring_span(values[3], values[4], values[28])
+local seq, code, deadline = state_unpack(v[2], values[1], values[2], values[3], values[4], span, dspan)
 local removals = {}
 for _, name in ipairs(redis.call('HKEYS', LEDGER_KEY)) do
   if string.match(name, '^[wd]%d+$') or string.match(name, '^a:') then push(removals, name) end
@@ -33,5 +34,5 @@ if #removals > 0 then redis.call('HDEL', LEDGER_KEY, unpack(removals)) end
 redis.call('DEL', budget_key(':inflight'))
 values[12] = now
 redis.call('HSET', LEDGER_KEY, 'cfg', spack(CONFIG_FORMAT, unpack(values)), 'st', state_pack(seq, code, deadline,
-  ring_new('w', values[2], values[1] / values[2]), ring_new('d', values[4], values[3] / values[4])))
+  ring_new('w', span, values[1] / values[2]), ring_new('d', dspan, values[3] / values[4])))
 return { 'reset', now }

@@ -19,13 +19,24 @@ local BRACE = string.find(LEDGER_KEY, '{', 1, true)
 if not BRACE or BRACE > #LEDGER_KEY - 9 or string.sub(LEDGER_KEY, -8) ~= '}:ledger' then
   return redis.error_reply('ERR quotakeeper: KEYS[1] must be <prefix>{<budget>}:ledger')
 end
+-- `<prefix>{<budget>}`: every other key a script touches is this base and a suffix, and comes in KEYS (so a
+-- cluster slot that is migrating answers TRYAGAIN before anything runs); `sibling_keys` checks them.
+local BASE = string.sub(LEDGER_KEY, 1, -8)
 
--- Field `cfg`: the configuration as 27 packed doubles in the order of `config_fields()` (0 = an optional
+-- Field `cfg`: the configuration as 28 packed doubles in the order of `config_fields()` (0 = an optional
 -- setting that is not set; `caps` = how many apps have a cap; names: `config_fields()` in ledger_lib_extra.lua).
--- The admission reads only the first 15.
-local CONFIG_FORMAT = '<ddddddddddddddddddddddddddd'
-local CONFIG_SIZE = 216                  -- a `cfg` of any other size is from another layout: no budget
+-- The admission reads the first 15 and the 28th, `hop` (HOP_OFFSET).
+local CONFIG_FORMAT = '<dddddddddddddddddddddddddddd'
+local CONFIG_SIZE = 224                  -- a `cfg` of any other size is from another layout: no budget
 local ADMISSION_CONFIG_FORMAT = '<ddddddddddddddd'
+local HOP_OFFSET = 217                   -- byte position of `hop` (the 28th double) in `cfg`
+-- A reservation's record `<base>:res:<id>` (string): RECORD_FORMAT doubles, then the app name. [1] state
+-- (RESERVED, SETTLED, RELEASED), [2] epoch, [3] sequence number, [4] bucket, [5] day bucket, [6] requests,
+-- [7] held tokens, [8] probe 0|1, [9] admission time ms, [10] tokens charged and [11] tokens given back by its
+-- settle or release (0 until then). Written by the admission, consumed (state changed) by settle/release.
+local RECORD_FORMAT = '<ddddddddddd'
+local RECORD_SIZE = 88
+local RESERVED, SETTLED, RELEASED = 0, 1, 2
 -- Field `st`: the admission state as 15 packed doubles: [1] reservation counter, [2] breaker state code,
 -- [3] breaker deadline, then the ring headers (RING_FORMAT in `helpers()`) of the window [4-9] and of the day
 -- [10-15]: head bucket, total 1, total 2, head bucket counter 1 and 2, low.
@@ -47,6 +58,33 @@ local function int_arg(value, low, high)
   local n = tonumber(value)
   if n and n == floor(n) and n >= low and n <= high then return n end
   return nil
+end
+
+-- Nil if KEYS[2..] are BASE followed by the given suffixes, in order, else the error reply to return.
+local function sibling_keys(...)
+  local suffixes = { ... }
+  for i = 1, #suffixes do
+    if KEYS[i + 1] ~= BASE .. suffixes[i] then
+      return redis.error_reply('ERR quotakeeper: KEYS[' .. (i + 1) .. '] must be <prefix>{<budget>}' .. suffixes[i])
+    end
+  end
+  return nil
+end
+
+-- The reservation id named by KEYS[2] = `<base>:res:<id>`, or nil if it is not a valid id.
+local function reservation_id()
+  local key = KEYS[2] or ''
+  if #key <= #BASE + 5 or string.sub(key, 1, #BASE + 5) ~= BASE .. ':res:' then return nil end
+  local id = string.sub(key, #BASE + 6)
+  if #id > 64 or string.find(id, '[^%w%._%-]') then return nil end
+  return id
+end
+
+-- Buckets a window ring counts: `n` buckets of `win / n` ms, one more (an admission at any time within the
+-- head bucket sees every bucket a continuous window ending then overlaps) and enough to cover the hop margin
+-- `hop` (ms between the admission and Bedrock's own). docs/ledger.md: "Exact against a sliding window".
+local function ring_span(win, n, hop)
+  return n + 1 + math.ceil(hop * n / win)
 end
 
 -- App and instance names: 1-64 characters of A-Z a-z 0-9 . _ -
@@ -71,7 +109,8 @@ local function helpers(STATE_FORMAT, STATE_SIZE, OPEN, HALF_OPEN, FORCED_OPEN)
   local RING_FORMAT = '<dddddd'
   local SLOT_FORMAT = '<ddd'               -- a ring slot: its absolute bucket, counter 1, counter 2
 
-  -- A ring counts two numbers per time bucket over a sliding window of `n` buckets (absolute bucket =
+  -- A ring counts two numbers per time bucket over a sliding window of `n` buckets (for the window and day rings
+  -- `n` is the span from `ring_span`) (absolute bucket =
   -- floor(time / granularity)). Its header (head = newest bucket, totals over the window, the head bucket's own
   -- counters) lives in a packed field read with every call; every older bucket lives in its own hash field
   -- `<prefix><a % n>` as (a, counter 1, counter 2), written once, when the head moves on. A slot whose stored
@@ -96,13 +135,14 @@ local function helpers(STATE_FORMAT, STATE_SIZE, OPEN, HALF_OPEN, FORCED_OPEN)
   end
 
   -- Seq, breaker code, breaker deadline, window ring, day ring from the packed `st` field (nil: a new budget).
-  local function state_unpack(packed, win, n, dwin, dn)
+  -- The rings count `ring_span(win, n, hop)` buckets (ledger_lib.lua), passed in as `span` / `dspan`.
+  local function state_unpack(packed, win, n, dwin, dn, span, dspan)
     if not packed or #packed ~= STATE_SIZE then   -- new budget, or a state of another layout: start afresh
-      return 0, 0, 0, ring_new('w', n, win / n), ring_new('d', dn, dwin / dn)
+      return 0, 0, 0, ring_new('w', span, win / n), ring_new('d', dspan, dwin / dn)
     end
     local seq, code, deadline, h, t1, t2, h1, h2, low, dh, dt1, dt2, dh1, dh2, dlow = sunpack(STATE_FORMAT, packed)
-    return seq, code, deadline, ring_new('w', n, win / n, h, t1, t2, h1, h2, low),
-      ring_new('d', dn, dwin / dn, dh, dt1, dt2, dh1, dh2, dlow)
+    return seq, code, deadline, ring_new('w', span, win / n, h, t1, t2, h1, h2, low),
+      ring_new('d', dspan, dwin / dn, dh, dt1, dt2, dh1, dh2, dlow)
   end
 
   -- The budget's sibling key `<prefix>{<budget>}<suffix>`: ':inflight' (ZSET reservation id -> lease expiry ms),
@@ -128,9 +168,9 @@ local function helpers(STATE_FORMAT, STATE_SIZE, OPEN, HALF_OPEN, FORCED_OPEN)
     return ring_new(prefix, n, granularity, sunpack(RING_FORMAT, packed, position))
   end
 
-  -- A per-app ring (for apps with a cap) from its header field `a:<app>`.
-  local function app_ring(app, packed, win, n)
-    return ring_from('a:' .. app .. ':', n, win / n, packed, 1)
+  -- A per-app ring (for apps with a cap) from its header field `a:<app>`; it counts `span` buckets like the window.
+  local function app_ring(app, packed, win, n, span)
+    return ring_from('a:' .. app .. ':', span, win / n, packed, 1)
   end
 
   local function ring_write(ring, a, c1, c2)

@@ -39,7 +39,7 @@ end
 local function config_fields()
   return { 'win', 'n', 'dwin', 'dn', 'rpm', 'tpm', 'tpd', 'batch', 'ceil', 'infl', 'lease', 'ep', 'b_probes',
     'b_lease', 'caps', 'hist', 'b_rate', 'b_min', 'b_consec', 'b_quorum', 'b_open', 'b_mult', 'b_max', 'b_close',
-    'b_slow', 'b_win', 'b_n' }
+    'b_slow', 'b_win', 'b_n', 'hop' }
 end
 
 -- The name of a breaker state code.

@@ -10,11 +10,14 @@ local now = now_ms()
 local values = { sunpack(CONFIG_FORMAT, v[1]) }
 local config = {}
 for i, name in ipairs(config_fields()) do config[name] = values[i] end
-local seq, code, deadline, window, day = state_unpack(v[2], config.win, config.n, config.dwin, config.dn)
+local span = ring_span(config.win, config.n, config.hop)
+local seq, code, deadline, window, day = state_unpack(v[2], config.win, config.n, config.dwin, config.dn, span,
+  ring_span(config.dwin, config.dn, config.hop))
 
 -- The ring's totals and its non-empty buckets (start time, counters), oldest first, as of now; the head bucket
--- is always listed (so the JSON array is never empty).
-local function describe(ring, names)
+-- is always listed (so the JSON array is never empty). `window_ms` is the configured window, `counted_ms` what
+-- the ring counts (the window, one more bucket and the hop margin: ring_span).
+local function describe(ring, names, window_ms)
   ring_advance(ring, floor(now / ring.granularity))
   local buckets = {}
   local slots = ring.n > 1 and ring_slots(ring, ring.head - ring.n + 1, ring.head - 1) or {}
@@ -24,7 +27,8 @@ local function describe(ring, names)
       buckets[#buckets + 1] = { start_ms = slot[1] * ring.granularity, [names[1]] = slot[2], [names[2]] = slot[3] }
     end
   end
-  return { granularity_ms = ring.granularity, window_ms = ring.granularity * ring.n, [names[1]] = ring.total1,
+  return { granularity_ms = ring.granularity, window_ms = window_ms, counted_ms = ring.granularity * ring.n,
+    [names[1]] = ring.total1,
     [names[2]] = ring.total2, buckets = buckets }
 end
 
@@ -33,22 +37,22 @@ for _, name in ipairs(redis.call('HKEYS', LEDGER_KEY)) do
   local app = string.match(name, '^cap:(.+)$')
   if app then
     caps[app] = tonumber(redis.call('HGET', LEDGER_KEY, name))
-    local usage = describe(app_ring(app, redis.call('HGET', LEDGER_KEY, 'a:' .. app), config.win, config.n),
-      { 'requests', 'tokens' })
+    local usage = describe(app_ring(app, redis.call('HGET', LEDGER_KEY, 'a:' .. app), config.win, config.n, span),
+      { 'requests', 'tokens' }, config.win)
     apps[app] = { cap = caps[app], requests = usage.requests, tokens = usage.tokens }
   end
 end
 
 local breaker = { breaker_unpack(v[3], config.b_win, config.b_n) }
-local outcome_usage = describe(breaker[5], { 'calls', 'failures' })
+local outcome_usage = describe(breaker[5], { 'calls', 'failures' }, config.b_win)
 
-local day_usage = describe(day, { 'tokens', 'unused' })
+local day_usage = describe(day, { 'tokens', 'unused' }, config.dwin)
 day_usage.unused = nil
 for _, bucket in ipairs(day_usage.buckets) do bucket.unused = nil end
 config.ep, config.caps = nil, nil
 return cjson.encode({
   now_ms = now, epoch = values[12], reservations = seq, config = config, caps = caps, apps = apps,
-  window = describe(window, { 'requests', 'tokens' }), day = day_usage,
+  window = describe(window, { 'requests', 'tokens' }, config.win), day = day_usage,
   in_flight = redis.call('ZCOUNT', budget_key(':inflight'), now, '+inf'),
   breaker = {
     state = breaker_state_name(breaker_effective_state(code, deadline, now)), stored_state = breaker_state_name(code),

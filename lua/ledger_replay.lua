@@ -32,7 +32,9 @@ end
 
 local now = now_ms()
 local win, n, dwin, dn, _, _, _, _, _, _, _, _, _, _, _, history_ms = sunpack(CONFIG_FORMAT, v[1])
-local seq, breaker_code, breaker_until, window, day = state_unpack(v[2], win, n, dwin, dn)
+local hop = sunpack('<d', v[1], HOP_OFFSET)
+local span = ring_span(win, n, hop)
+local seq, breaker_code, breaker_until, window, day = state_unpack(v[2], win, n, dwin, dn, span, ring_span(dwin, dn, hop))
 local function charge(ring, d1, d2)
   ring_advance(ring, floor(now / ring.granularity))
   ring_add(ring, d1, d2)
@@ -43,7 +45,7 @@ local fields = {}
 ring_writes(window, fields)
 ring_writes(day, fields)
 if v[3] then
-  local capped = app_ring(app, v[4], win, n)
+  local capped = app_ring(app, v[4], win, n, span)
   charge(capped, requests, tokens)
   ring_writes(capped, fields, app_field)
 end

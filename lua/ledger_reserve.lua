@@ -1,19 +1,28 @@
 -- ledger_reserve.lua (after ledger_lib.lua): the full atomic admission of one call against one budget:
 -- breaker, requests and tokens per window, tokens per day, batch ceiling, per-app cap, in-flight limit.
--- KEYS[1]  <prefix>{<budget>}:ledger
+-- KEYS     <base>:ledger, <base>:res:<id>, <base>:inflight, <base>:probes   (<base> = <prefix>{<budget>};
+--          <id>: the caller's reservation id, 1-64 characters of A-Z a-z 0-9 . _ -, unique per reservation)
 -- ARGV     app, priority ('interactive' | 'batch'), requests (1..1000), tokens (0..1e8: input estimate +
---          max output + cache-write estimate), [lease_ms] (in-flight lease; absent or 0 = the budget's default)
--- Replies  {'ok', id, epoch, bucket, day_bucket, probe (0|1), now_ms}
+--          cache reads + cache writes + max output), [lease_ms] (in-flight lease; absent or 0 = the budget's default)
+-- Replies  {'ok', sequence, epoch, bucket, day_bucket, probe (0|1), admitted_at_ms, repeated (0|1)}
+--            repeated = 1: the id was admitted before (a retry): the first admission's answer, nothing held again
 --          {'denied', reason, usage, limit, retry_after_ms (-1 = never at this priority), dimension}
 --            reason: rpm | tpm | tpd | batch_ceiling | app_cap | in_flight | breaker_open
 --            dimension: requests | tokens | day_tokens | in_flight | breaker
 --          {'no_budget'}   (no configuration: seed it and retry)
 --          {'invalid', argument, reason}
--- Redis cost: TIME + one HMGET + one HSET. One more HMGET when the budget has app caps, when the window moves
--- on to a new bucket (at most once per granularity) and per 4 buckets scanned for a denial's retry-after;
--- ZREMRANGEBYSCORE + ZCARD (+ ZADD) when an in-flight limit is set or the breaker is half-open. A denial writes
--- only when the window moved on.
+-- An admission writes the record `<base>:res:<id>` (RECORD_FORMAT + app), which expires when the hold has left
+-- the window or the lease is over, whichever is later; settle/release consume it.
+-- Every window ring counts ring_span(win, n, hop) buckets: no continuous window of `win` ms (shifted by up to
+-- `hop` ms) holds more than a limit (docs/ledger.md).
+-- Redis cost: TIME + one HMGET + GET + one HSET + SET. One more HMGET when the budget has app caps, when the
+-- window moves on to a new bucket (at most once per granularity) and per 4 buckets scanned for a denial's
+-- retry-after; ZREMRANGEBYSCORE + ZCARD (+ ZADD) when an in-flight limit is set or the breaker is half-open.
+-- A denial writes only when the window moved on.
 
+if not reservation_id() then return { 'invalid', 'reservation_id', NAME_RULE } end
+local keys_error = sibling_keys(':res:' .. reservation_id(), ':inflight', ':probes')
+if keys_error then return keys_error end
 local app, priority = ARGV[1], ARGV[2]
 if not valid_name(app) then return { 'invalid', 'app', NAME_RULE } end
 if priority ~= 'interactive' and priority ~= 'batch' then
@@ -29,13 +38,30 @@ if ARGV[5] then
   if not lease_ms then return { 'invalid', 'lease_ms', 'must be an integer from 0 to ' .. MAX_MS } end
 end
 
+local record_key = KEYS[2]
+
 local v = redis.call('HMGET', LEDGER_KEY, 'cfg', 'st')
 if not v[1] or #v[1] ~= CONFIG_SIZE then return { 'no_budget' } end
+local first = redis.call('GET', record_key)
+if first then   -- a retry of an admitted reservation: its first answer, nothing held twice
+  local _, first_epoch, first_seq, first_bucket, first_day, _, _, first_probe, first_at = sunpack(RECORD_FORMAT, first)
+  return { 'ok', first_seq, first_epoch, first_bucket, first_day, first_probe, first_at, 1 }
+end
 local now = now_ms()
 local win, n, dwin, dn, rpm, tpm, tpd, batch, ceiling, in_flight_limit, lease, epoch, probes, probe_lease, caps =
   sunpack(ADMISSION_CONFIG_FORMAT, v[1])
-local bucket, day_bucket = floor(now / (win / n)), floor(now / (dwin / dn))
+local hop = sunpack('<d', v[1], HOP_OFFSET)
+local granularity = win / n
+local bucket, day_bucket = floor(now / granularity), floor(now / (dwin / dn))
 local share = ceiling * (priority == 'batch' and batch or 1)
+local span = ring_span(win, n, hop)
+lease = lease_ms > 0 and lease_ms or lease
+-- The record lives while its hold is in the window and while its lease runs, whichever is longer.
+local record_ms = math.max(span * granularity, lease)
+local function record(seq, probe)
+  redis.call('SET', record_key, spack(RECORD_FORMAT, RESERVED, epoch, seq, bucket, day_bucket, requests, tokens, probe,
+    now, 0, 0) .. app, 'PX', record_ms)
+end
 
 -- The everyday admission: breaker closed, both rings still in the bucket of the previous call, no app caps or
 -- in-flight limit, and every limit has room (usage and amounts are integers, so `usage + amount > limit x share`
@@ -54,14 +80,16 @@ if v[2] and #v[2] == STATE_SIZE and caps == 0 and in_flight_limit == 0 then
     redis.call('HSET', LEDGER_KEY, 'st', spack(STATE_FORMAT, seq + 1, code, deadline,
       w_head, w_requests + requests, w_tokens + tokens, w_head_requests + requests, w_head_tokens + tokens, w_low,
       d_head, d_tokens + tokens, d_unused, d_head_tokens + tokens, d_head_unused, d_low))
-    return { 'ok', seq + 1, epoch, bucket, day_bucket, 0, now }
+    record(seq + 1, 0)
+    return { 'ok', seq + 1, epoch, bucket, day_bucket, 0, now, 0 }
   end
 end
 
 ring_new, ring_add, state_pack, state_unpack, budget_key, breaker_effective_state, ring_header, ring_from,
   app_ring, ring_write, ring_slots, ring_writes, ring_advance, ring_retry_after =
   helpers(STATE_FORMAT, STATE_SIZE, OPEN, HALF_OPEN, FORCED_OPEN)
-local seq, breaker_code, breaker_until, window, day = state_unpack(v[2], win, n, dwin, dn)
+local seq, breaker_code, breaker_until, window, day =
+  state_unpack(v[2], win, n, dwin, dn, span, ring_span(dwin, dn, hop))
 local moved = bucket > window.head or day_bucket > day.head
 
 -- Breaker first: an open breaker refuses without looking at the ledger.
@@ -69,7 +97,7 @@ local state = breaker_effective_state(breaker_code, breaker_until, now)
 if state == OPEN or state == FORCED_OPEN then
   return { 'denied', 'breaker_open', 0, 0, breaker_until > 0 and breaker_until - now or -1, 'breaker' }
 end
-local probes_key = state == HALF_OPEN and budget_key(':probes')
+local probes_key = state == HALF_OPEN and KEYS[4]
 if probes_key then
   redis.call('ZREMRANGEBYSCORE', probes_key, '-inf', now)
   local active = redis.call('ZCARD', probes_key)
@@ -107,14 +135,14 @@ if caps > 0 then   -- per-app cap: a share of the window limits, counted in the 
   app_field = 'a:' .. app
   local cap = redis.call('HMGET', LEDGER_KEY, 'cap:' .. app, app_field)
   if cap[1] then
-    capped = app_ring(app, cap[2], win, n)
+    capped = app_ring(app, cap[2], win, n, span)
     ring_advance(capped, bucket)
     check(rpm * tonumber(cap[1]), ceiling, capped, 1, requests, 'app_cap', 'requests')
     check(tpm * tonumber(cap[1]), ceiling, capped, 2, tokens, 'app_cap', 'tokens')
   end
 end
 
-local inflight_key = in_flight_limit > 0 and budget_key(':inflight')
+local inflight_key = in_flight_limit > 0 and KEYS[3]
 if inflight_key then
   redis.call('ZREMRANGEBYSCORE', inflight_key, '-inf', now)
   local held = redis.call('ZCARD', inflight_key)
@@ -126,17 +154,20 @@ if inflight_key then
 end
 
 -- Admitted: hold the request and tokens in the head bucket of every ring.
+-- Leases are keyed by epoch and reservation id (a counter that restarts after a state loss names nothing old).
 local id, probe = seq, 0
 if not denial then
   id = seq + 1
+  local lease_member = epoch .. ':' .. reservation_id()
   if probes_key then
     probe = 1
     breaker_code = HALF_OPEN
-    redis.call('ZADD', probes_key, now + probe_lease, id)
+    redis.call('ZADD', probes_key, now + probe_lease, lease_member)
   end
   if inflight_key then
-    redis.call('ZADD', inflight_key, now + (lease_ms > 0 and lease_ms or lease), id)
+    redis.call('ZADD', inflight_key, now + lease, lease_member)
   end
+  record(id, probe)
   ring_add(window, requests, tokens)
   ring_add(day, tokens, 0)
   if capped then ring_add(capped, requests, tokens) end
@@ -152,4 +183,4 @@ if not denial or moved then
   redis.call('HSET', LEDGER_KEY, unpack(fields))
 end
 if denial then return { 'denied', denial[1], denial[2], denial[3], denial[4], denial[5] } end
-return { 'ok', id, epoch, bucket, day_bucket, probe, now }
+return { 'ok', id, epoch, bucket, day_bucket, probe, now, 0 }

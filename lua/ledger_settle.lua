@@ -1,61 +1,76 @@
 -- ledger_settle.lua (after ledger_lib.lua): settles or releases one reservation and reports the call's
 -- outcome to the budget's circuit breaker, in one call.
--- KEYS[1]  <prefix>{<budget>}:ledger
--- ARGV     mode ('settle' | 'release'), id, epoch, app, bucket, day_bucket, requests, held_tokens
---          (the reservation's fields), input, cache_write, output (tokens Bedrock reported; 0 on release),
+-- KEYS     <base>:ledger, <base>:res:<id> (the reservation's record), <base>:inflight, <base>:probes,
+--          <base>:failers   (<base> = <prefix>{<budget>})
+-- ARGV     mode ('settle' | 'release'), input, cache_write, output (tokens Bedrock reported; 0 on release),
 --          burndown (output multiplier, 0..100), outcome ('none' | 'success' | 'failure' | 'slow'), latency_ms,
---          instance (id of the reporting process), probe (0 | 1, from the reservation)
--- Settle charges input + cache_write + ceil(output x burndown): tokens held beyond that are given back at once
--- to the bucket where they were held (if it is still in the window and the ledger epoch is unchanged); a
--- charge above the held tokens is added to the newest bucket. Release gives back the request and all tokens.
+--          instance (id of the reporting process)
+-- The reservation (app, buckets, requests, held tokens, probe, epoch) comes from its record, never from the
+-- caller, and is consumed: a second settle or release, or one naming an id never admitted (or whose record
+-- expired, or was lost with Redis's state), changes nothing and says so.
+-- Settle charges input + cache_write + ceil(output x burndown) (cache reads were held and are given back):
+-- tokens held beyond that are given back at once to the bucket where they were held (if it is still in the
+-- window and the ledger epoch is unchanged); a charge above the held tokens is added to the newest bucket.
+-- Release gives back the request and all tokens.
 -- Settle also adds the request, the charge, the input (+ cache write) and the output to the per-minute history
--- hash `<base>:hist:<minute>` (fields a:<app>:r, a:<app>:t, a:<app>:i, a:<app>:o; expires `hist` ms after the
--- minute).
--- Replies  {'settled' | 'released', charged, delta_tokens, breaker_state} | {'no_budget'} | {'invalid', arg, reason}
--- Redis cost: TIME + HMGET + HSET, + one HMGET when a ring moves on or the held bucket is older than the head;
--- settle adds 4 HINCRBY (+ PEXPIRE once per app and minute); ZREM when an in-flight limit is set or the call was
+-- hash `<base>:hist:<minute>` (history_add in ledger_lib_extra.lua).
+-- Replies  {'settled' | 'released', charged, delta_tokens, breaker_state}
+--          {'already_settled', 'settled' | 'released', charged, delta_tokens, breaker_state}
+--            (the record was consumed before: what that call did; nothing changes)
+--          {'unknown_reservation'}                        (no record: never admitted, expired or lost)
+--          {'no_budget'} | {'invalid', arg, reason}
+-- Redis cost: TIME + HMGET + GET + HSET + SET (KEEPTTL), + one HMGET when a ring moves on or the held bucket is
+-- older than the head; settle adds the history's writes; ZREM when an in-flight limit is set or the call was
 -- a probe; breaker transitions and quorum counting add a few writes.
 
-local mode, app, instance, outcome = ARGV[1], ARGV[4], ARGV[15], ARGV[13]
+if not reservation_id() then return { 'invalid', 'reservation_id', NAME_RULE } end
+local keys_error = sibling_keys(':res:' .. reservation_id(), ':inflight', ':probes', ':failers')
+if keys_error then return keys_error end
+local mode, outcome, instance = ARGV[1], ARGV[6], ARGV[8]
 if mode ~= 'settle' and mode ~= 'release' then return { 'invalid', 'mode', "must be 'settle' or 'release'" } end
-local id = int_arg(ARGV[2], 1, MAX_LIMIT)
-if not id then return { 'invalid', 'id', 'must be a reservation id' } end
-local reservation_epoch = int_arg(ARGV[3], 0, MAX_LIMIT)
-if not reservation_epoch then return { 'invalid', 'epoch', 'must be the reservation epoch' } end
-if not valid_name(app) then return { 'invalid', 'app', NAME_RULE } end
-local bucket, day_bucket = int_arg(ARGV[5], 0, MAX_LIMIT), int_arg(ARGV[6], 0, MAX_LIMIT)
-if not bucket or not day_bucket then return { 'invalid', 'bucket', 'must be the reservation buckets' } end
-local requests = int_arg(ARGV[7], 1, MAX_REQUESTS)
-if not requests then return { 'invalid', 'requests', 'must be an integer from 1 to ' .. MAX_REQUESTS } end
 local usage = {}
-for i, name in ipairs({ 'held_tokens', 'input', 'cache_write', 'output' }) do
-  usage[i] = int_arg(ARGV[7 + i], 0, MAX_TOKENS)
+for i, name in ipairs({ 'input', 'cache_write', 'output' }) do
+  usage[i] = int_arg(ARGV[1 + i], 0, MAX_TOKENS)
   if not usage[i] then return { 'invalid', name, 'must be an integer from 0 to ' .. MAX_TOKENS } end
 end
-local burndown = num_arg(ARGV[12], 0, 100)
+local burndown = num_arg(ARGV[5], 0, 100)
 if not burndown then return { 'invalid', 'burndown', 'must be a number from 0 to 100' } end
 if outcome ~= 'none' and outcome ~= 'success' and outcome ~= 'failure' and outcome ~= 'slow' then
   return { 'invalid', 'outcome', "must be 'none', 'success', 'failure' or 'slow'" }
 end
-local latency = int_arg(ARGV[14], 0, MAX_MS)
+local latency = int_arg(ARGV[7], 0, MAX_MS)
 if not latency then return { 'invalid', 'latency_ms', 'must be an integer from 0 to ' .. MAX_MS } end
 if not valid_name(instance) then return { 'invalid', 'instance', NAME_RULE } end
-local probe = ARGV[16] == '1'
 
+local packed = redis.call('GET', KEYS[2])
+if not packed or #packed <= RECORD_SIZE then return { 'unknown_reservation' } end
+local record = { sunpack(RECORD_FORMAT, packed) }
+local reservation_epoch, bucket, day_bucket, requests, held, probe = record[2], record[4], record[5], record[6],
+  record[7], record[8] == 1
+local app = string.sub(packed, RECORD_SIZE + 1)
 local app_field = 'a:' .. app
 local v = redis.call('HMGET', LEDGER_KEY, 'cfg', 'st', 'bst', 'cap:' .. app, app_field)
 if not v[1] or #v[1] ~= CONFIG_SIZE then return { 'no_budget' } end
 local now = now_ms()
+if record[1] ~= RESERVED then   -- consumed before: what that settle or release did, and the breaker now
+  local code, deadline = 0, 0
+  if v[2] and #v[2] == STATE_SIZE then code, deadline = select(2, sunpack('<ddd', v[2])) end
+  return { 'already_settled', record[1] == SETTLED and 'settled' or 'released', record[10], record[11],
+    breaker_state_name(breaker_effective_state(code, deadline, now)) }
+end
 local win, n, dwin, dn, _, _, _, _, _, in_flight_limit, _, epoch, _, _, _, history_ms, failure_rate, minimum_calls,
-  consecutive_limit, quorum, open_ms, open_multiplier, open_max_ms, close_after, slow_ms, outcome_ms, outcome_n =
+  consecutive_limit, quorum, open_ms, open_multiplier, open_max_ms, close_after, slow_ms, outcome_ms, outcome_n, hop =
   sunpack(CONFIG_FORMAT, v[1])
-local seq, breaker_code, breaker_until, window, day = state_unpack(v[2], win, n, dwin, dn)
+local span = ring_span(win, n, hop)
+local seq, breaker_code, breaker_until, window, day = state_unpack(v[2], win, n, dwin, dn, span, ring_span(dwin, dn, hop))
 
 local charged = 0
-if mode == 'settle' then charged = usage[2] + usage[3] + math.ceil(usage[4] * burndown) end
-local delta = charged - usage[1]
+if mode == 'settle' then charged = usage[1] + usage[2] + math.ceil(usage[3] * burndown) end
+local delta = charged - held
 local request_delta = mode == 'release' and -requests or 0
 local same_epoch = epoch == reservation_epoch
+record[1], record[10], record[11] = mode == 'settle' and SETTLED or RELEASED, charged, delta
+redis.call('SET', KEYS[2], spack(RECORD_FORMAT, unpack(record)) .. app, 'KEEPTTL')
 
 -- Gives back into the bucket where the reservation was held; adds any extra charge to the head bucket.
 local function settle_ring(ring, held_bucket, d1, d2)
@@ -70,15 +85,16 @@ local fields = {}
 ring_writes(window, fields)
 ring_writes(day, fields)
 if v[4] then
-  local capped = app_ring(app, v[5], win, n)
+  local capped = app_ring(app, v[5], win, n, span)
   settle_ring(capped, bucket, request_delta, delta)
   ring_writes(capped, fields, app_field)
 end
-if in_flight_limit > 0 then redis.call('ZREM', budget_key(':inflight'), id) end
-if probe then redis.call('ZREM', budget_key(':probes'), id) end
+local lease_member = reservation_epoch .. ':' .. reservation_id()
+if in_flight_limit > 0 then redis.call('ZREM', KEYS[3], lease_member) end
+if probe then redis.call('ZREM', KEYS[4], lease_member) end
 
 if mode == 'settle' then   -- per-minute history; budget totals are the sum over apps
-  history_add(app, now, history_ms, requests, charged, usage[2] + usage[3], usage[4])
+  history_add(app, now, history_ms, requests, charged, usage[1] + usage[2], usage[3])
 end
 
 -- Breaker: count the outcome in its rolling window, then apply the transitions.
@@ -97,7 +113,7 @@ if outcome ~= 'none' then
     open_breaker = function(count)
       openings, probe_successes, state, breaker_code = count, 0, OPEN, OPEN
       breaker_until = floor(now + math.min(open_ms * open_multiplier ^ (count - 1), open_max_ms))
-      redis.call('DEL', budget_key(':probes'))
+      redis.call('DEL', KEYS[4])
     end
   end
 
@@ -107,7 +123,7 @@ if outcome ~= 'none' then
     elseif probe_successes + 1 >= close_after then
       state, breaker_code, breaker_until, probe_successes, closed_at = CLOSED, CLOSED, 0, 0, now
       outcomes = ring_new('b', outcome_n, outcome_ms / outcome_n)   -- the failures that opened it are history
-      redis.call('DEL', budget_key(':probes'), budget_key(':failers'))
+      redis.call('DEL', KEYS[4], KEYS[5])
     else
       probe_successes = probe_successes + 1
     end
@@ -115,7 +131,7 @@ if outcome ~= 'none' then
     local trips = (consecutive_limit > 0 and consecutive >= consecutive_limit)
       or (outcomes.total1 >= minimum_calls and outcomes.total2 >= failure_rate * outcomes.total1)
     if quorum > 1 then   -- failures must come from enough distinct instances
-      local failers_key = budget_key(':failers')
+      local failers_key = KEYS[5]
       redis.call('ZADD', failers_key, now, instance)
       redis.call('ZREMRANGEBYSCORE', failers_key, '-inf', now - outcome_ms)
       redis.call('PEXPIRE', failers_key, outcome_ms)

@@ -25,7 +25,7 @@ if not bucket or window % bucket ~= 0 then
   return { 'invalid', 'bucket_ms', 'must divide window_ms, at least 100' }
 end
 local ratio = tonumber(ARGV[4])
-if not ratio or ratio < 0 or ratio > 10 then return { 'invalid', 'ratio', 'must be a number from 0 to 10' } end
+if not ratio or ratio ~= ratio or ratio < 0 or ratio > 10 then return { 'invalid', 'ratio', 'must be a number from 0 to 10' } end
 local minimum = int_arg(ARGV[5], 0, 1000000)
 if not minimum then return { 'invalid', 'minimum', 'must be an integer from 0 to 10^6' } end
 

@@ -1,8 +1,8 @@
 /// The simulator's own quota accounting for one model: rolling request and token windows, written
 /// independently of QuotaKeeper's ledger so that it can judge it.
 ///
-/// Bedrock's rule: at admission a request holds `input + cacheWrite + maxTokens`; at completion the hold is
-/// replaced by the charge `input + cacheWrite + output x burndown`. Holds and charges stay at the admission
+/// Bedrock's rule: at admission a request holds `input + cacheRead + cacheWrite + maxTokens`; at completion the
+/// hold is replaced by the charge `input + cacheWrite + output x burndown` (cache reads are given back). Holds and charges stay at the admission
 /// instant. A request is admitted only if, counting every hold and charge still inside the windows, one more
 /// request fits the requests window and its hold fits both the minute and the day token windows.
 struct QuotaReferee {

@@ -85,7 +85,7 @@ actor SimulatorEngine {
     func recordUnrouted() { unroutedRequests += 1 }
 
     /// Decides a Converse request: refuses it with the error Bedrock would send, or admits it and holds
-    /// `input + cacheWrite + maxTokens`.
+    /// `input + cacheRead + cacheWrite + maxTokens` (the whole input, as Bedrock holds it).
     func beginConverse(modelId: String, body: Data) -> Result<ConversePlan, SimulatedError> {
         // `model` is a snapshot for reading the profile; counters and the referee are changed in `models`.
         guard let model = state(for: modelId) else {
@@ -130,7 +130,7 @@ actor SimulatorEngine {
         let cacheHit = input.prefixKey.map { (cacheExpiry[modelId + "|" + $0] ?? -1) > instant } ?? false
         let cacheRead = cacheHit ? input.cachedPrefix : 0
         let cacheWrite = cacheHit ? 0 : input.cachedPrefix
-        let hold = input.uncached + cacheWrite + maxTokens
+        let hold = input.uncached + cacheRead + cacheWrite + maxTokens   // the whole input: cache reads too
         let ticket: Int
         switch models[modelId]!.referee.admit(hold: hold, now: instant) {
         case .success(let admitted): ticket = admitted
@@ -179,7 +179,8 @@ actor SimulatorEngine {
         ))
     }
 
-    /// Settles an admitted request: its hold becomes `input + cacheWrite + output x burndown`.
+    /// Settles an admitted request: its hold becomes `input + cacheWrite + output x burndown` (cache reads are
+    /// given back).
     func finishConverse(_ plan: ConversePlan) {
         inFlight -= 1
         let instant = now

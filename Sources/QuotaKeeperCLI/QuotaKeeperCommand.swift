@@ -12,7 +12,7 @@ struct QuotaKeeperCommand: AsyncParsableCommand {
             Budgets are named MODEL@REGION, e.g. anthropic.claude-sonnet-4-5-20250929-v1:0@us-east-1.
 
             Exit codes: 0 ok, 1 invalid input, 2 reservation denied, 3 unknown budget, 4 Redis unavailable, \
-            5 Redis authentication failed, 6 not confirmed, 7 unexpected reply (docs/cli.md).
+            5 Redis refused the credentials or a permission, 6 not confirmed, 7 unexpected reply (docs/cli.md).
             """,
         subcommands: [
             BudgetCommand.self, StatusCommand.self, InspectCommand.self, PeaksCommand.self, ReserveCommand.self,

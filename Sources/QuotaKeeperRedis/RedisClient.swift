@@ -36,7 +36,7 @@ public final class RedisClient: Sendable {
         try Task.checkCancellation()
         let reply = try await router.execute(command)
         if case .error(let message) = reply {
-            throw RedisError(code: .serverError, message: "\(command.name) failed: \(message)")
+            throw RedisError.errorReply(message, to: command.name)
         }
         return reply
     }

@@ -53,9 +53,12 @@ struct BedrockClientSimulatorTests {
             #expect(second.usage.cacheWriteInputTokens == 0)
             #expect(second.usage.inputTokens == first.usage.inputTokens)
             // Charged: input + cache write + output x 5 (Sonnet 4 burndown); cache reads are free.
-            let charged = await simulator.stats().models[Self.sonnet]?.totals.tokensCharged
-            #expect(charged == first.usage.inputTokens + first.usage.cacheWriteInputTokens + 15
+            let totals = await simulator.stats().models[Self.sonnet]?.totals
+            #expect(totals?.tokensCharged == first.usage.inputTokens + first.usage.cacheWriteInputTokens + 15
                 + second.usage.inputTokens + 15)
+            // Held: the whole input, cache reads included, + maxTokens (the reads come back at settlement).
+            #expect(totals?.tokensHeld == first.usage.inputTokens + first.usage.cacheWriteInputTokens + 50
+                + second.usage.inputTokens + second.usage.cacheReadInputTokens + 50)
         }
     }
 

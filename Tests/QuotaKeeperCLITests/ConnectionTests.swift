@@ -67,7 +67,7 @@ struct ConnectionTests {
         let cases: [([String], String)] = [
             (["frobnicate"], "Unexpected argument 'frobnicate'"),
             (["status", "no-region"], "must be MODEL@REGION"),
-            (["status", "model@"], "the region must be"),
+            (["status", "model@"], "budget region \"\" must be 1-200 characters"),
             (["status", "--redis-url", "http://localhost"], "unsupported scheme"),
             (["status", "--prefix", "bad{prefix}"], "must not contain braces"),
             (["status", "--connect-timeout", "soon"], "invalid duration 'soon'"),

@@ -6,13 +6,15 @@ import Testing
 /// binaries (separate processes: the orchestrator, one per app, the simulator) against the real test Redis.
 /// The simulator is the referee: every assertion about quota 429s and utilization uses its `/stats` numbers.
 ///
-/// Scales are chosen for a loaded 2-core machine: a 4 s window (so the ledger's margin is 150 ms of wall
-/// time) and a few windows of demand per scenario.
+/// Scales are chosen for a loaded 2-core machine: a 4 s window and a few windows of demand per scenario. The
+/// fleet uses the library's defaults: the ledger is exact against Bedrock's sliding window with a 250 ms hop
+/// margin of wall time, which on a 4 s window of 100 buckets (40 ms) counts 100 + 1 + 7 buckets: at most
+/// 4000 / 4320 = 92.6 % of the quota can be used (on Bedrock's real 60 s window the same costs 3.2 %).
 @Suite("quotakeeper-fleet scenarios", .serialized)
 struct FleetScenarioTests {
     static let primary = "anthropic.claude-haiku-4-5-20251001-v1:0"
 
-    @Test("spike: coordinated has no quota 429s, loses nothing and uses >= 95% of the quota; uncoordinated is throttled")
+    @Test("spike: coordinated has no quota 429s, loses nothing and uses >= 90% of the quota; uncoordinated is throttled")
     func spike() async throws {
         let report = try await FleetRun.run(["--scenario", "spike", "--window-seconds", "4", "--duration-seconds", "8"])
         let coordinated = try report.mode("coordinated")
@@ -20,7 +22,8 @@ struct FleetScenarioTests {
         let referee = try #require(coordinated.referee[Self.primary])
         #expect(referee.quotaThrottles == 0)
         #expect(coordinated.fleet.quotaThrottles == 0)
-        #expect((referee.utilizationMean ?? 0) >= 0.95, "demand 160 RPM exceeds the 150 RPM quota: it must be used")
+        // Demand 160 RPM exceeds the 150 RPM quota: it must be used, up to the 92.6 % the exact ledger admits.
+        #expect((referee.utilizationMean ?? 0) >= 0.90, "demand 160 RPM exceeds the 150 RPM quota: it must be used")
         #expect(referee.peakWindowRequests <= 150)
 
         let uncoordinated = try report.mode("uncoordinated")

@@ -10,7 +10,8 @@ import Synchronization
 //
 // Waits until wall-clock <start-ms>, then runs <tasks> concurrent tasks for <run-ms>:
 //   reserve  each task reserves again and again (token sizes drawn from [tokens...], default 1); prints
-//            {"admitted": n, "tokens": t, "denied": d, "times": [Redis admission time ms, ...]}
+//            {"admitted": n, "tokens": t, "denied": d, "times": [Redis admission time ms, ...],
+//             "held": [tokens held by the admission at the same index of times, ...]}
 //   probe    each task reserves once; prints {"admitted": n, "probes": p}
 //   fail     each task reserves and releases with a breaker failure, once; then every task reserves once more
 //            after <run-ms>; prints {"reported": n, "sawOpen": m}
@@ -62,11 +63,11 @@ do {
     _ = try await ledger.status(of: budget)   // connected and the budget exists before the start signal
     try await sleep(untilWallMilliseconds: startMilliseconds)
     let end = startMilliseconds + runMilliseconds
-    let (counts, times) = try await withThrowingTaskGroup(of: ([String: Int], [Int64]).self) { group in
+    let (counts, times, held) = try await withThrowingTaskGroup(of: ([String: Int], [Int64], [Int64]).self) { group in
         for task in 0..<tasks {
             group.addTask {
                 var counts: [String: Int] = [:]
-                var times: [Int64] = []
+                var times: [Int64] = [], held: [Int64] = []
                 switch mode {
                 case "reserve":
                     var draw = task
@@ -78,6 +79,7 @@ do {
                             counts["admitted", default: 0] += 1
                             counts["tokens", default: 0] += reservation.heldTokens
                             times.append(reservation.admittedAtMilliseconds)
+                            held.append(Int64(reservation.heldTokens))
                             _ = consume reservation   // held until it leaves the window
                         } catch let error as LedgerError where error.code == .budgetExhausted {
                             counts["denied", default: 0] += 1
@@ -127,19 +129,21 @@ do {
                 default:
                     throw WorkerFailure(description: "unknown mode \(mode)")
                 }
-                return (counts, times)
+                return (counts, times, held)
             }
         }
-        var total: ([String: Int], [Int64]) = ([:], [])
-        for try await (counts, times) in group {
+        var total: ([String: Int], [Int64], [Int64]) = ([:], [], [])
+        for try await (counts, times, held) in group {
             total.0.merge(counts, uniquingKeysWith: +)
             total.1 += times
+            total.2 += held
         }
         return total
     }
     await redis.shutdown()
     var output: [String: Any] = counts
     output["times"] = times
+    output["held"] = held
     let json = try JSONSerialization.data(withJSONObject: output, options: [.sortedKeys])
     print(String(decoding: json, as: UTF8.self))
 } catch {

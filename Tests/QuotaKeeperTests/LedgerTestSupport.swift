@@ -70,6 +70,25 @@ func redisMilliseconds(_ ledger: QuotaLedger) async throws -> Int64 {
 struct WorkerReport: Decodable {
     var admitted: Int?, tokens: Int?, denied: Int?, probes: Int?, reported: Int?, sawOpen: Int?, attempts: Int?
     var times: [Int64]
+    var held: [Int64]?
+}
+
+/// The most requests and tokens any continuous window of `windowMilliseconds` holds, from admission stamps
+/// (Redis ms) and the tokens each held. Stamps are whole milliseconds, so two admissions less than a window
+/// apart can be up to `windowMilliseconds` apart in stamps: such pairs count as one window (counting more).
+func busiestWindow(times: [Int64], held: [Int64], windowMilliseconds: Int64) -> (requests: Int, tokens: Int64) {
+    let admissions = zip(times, held).sorted { $0.0 < $1.0 }
+    var busiest: (requests: Int, tokens: Int64) = (0, 0)
+    var first = 0, tokens: Int64 = 0
+    for (last, admission) in admissions.enumerated() {
+        tokens += admission.1
+        while admission.0 - admissions[first].0 > windowMilliseconds {
+            tokens -= admissions[first].1
+            first += 1
+        }
+        busiest = (max(busiest.requests, last - first + 1), max(busiest.tokens, tokens))
+    }
+    return busiest
 }
 
 extension [WorkerReport] {

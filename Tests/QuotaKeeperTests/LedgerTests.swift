@@ -34,23 +34,137 @@ struct LedgerTests {
         }
     }
 
-    @Test("under load across 4 processes for 3 windows, no window of whole buckets ever holds more than the limit")
-    func noAlignedWindowExceedsTheLimit() async throws {
-        let configuration = testConfiguration(uniqueBudget("sliding"), rpm: 40, window: .seconds(1))   // 10 x 100 ms
+    @Test(
+        "under load from 4 processes, no continuous window of the budget's length holds more than the limit",
+        arguments: [1, 2, 60])
+    func noSlidingWindowExceedsTheLimit(buckets: Int) async throws {
+        var configuration = testConfiguration(uniqueBudget("sliding\(buckets)"), rpm: 40, tpm: 4000, window: .milliseconds(1200))
+        configuration.bucketCount = buckets
         try await withLedger(configuration) { _, budget in
             let results = try await runWorkers(
                 processes: 4, budget: budget, mode: "reserve", tasks: 8, startDelay: .milliseconds(1200),
-                run: .milliseconds(3000))
-            var perBucket: [Int64: Int] = [:]
-            for time in results.flatMap(\.times) { perBucket[time / 100, default: 0] += 1 }
-            let first = try #require(perBucket.keys.min()), last = try #require(perBucket.keys.max())
-            var busiest = 0
-            for start in (first - 9)...last {
-                busiest = max(busiest, (start..<start + 10).reduce(0) { $0 + perBucket[$1, default: 0] })
-            }
-            #expect(busiest == 40)                                      // never more, and reached
-            #expect(results.total(\.admitted) >= 3 * 40 - 40)           // goodput: about one limit per window
+                run: .milliseconds(3000), tokens: [30, 170, 90, 10, 200])
+            let times = results.flatMap(\.times), held = results.flatMap { $0.held ?? [] }
+            #expect(times.count == held.count && times.count == results.total(\.admitted))
+            let busiest = busiestWindow(times: times, held: held, windowMilliseconds: 1200)
+            #expect(busiest.requests <= 40)                                  // never more
+            #expect(busiest.tokens <= 4000)
+            #expect(busiest.requests >= 20 || busiest.tokens >= 2000)          // and the limits are used
         }
+    }
+
+    @Test("a reserve retried with the same id returns the first admission and holds nothing more")
+    func reserveIsIdempotentByID() async throws {
+        try await withLedger(testConfiguration(uniqueBudget("idempotent"), rpm: 3, tpm: 1000)) { ledger, budget in
+            let first = try await ledger.reserve(budget, app: "app", tokens: 100, id: "call-1")
+            let again = try await ledger.reserve(budget, app: "app", tokens: 100, id: "call-1")
+            #expect(first.sequence == again.sequence && first.admittedAtMilliseconds == again.admittedAtMilliseconds)
+            var status = try await ledger.status(of: budget)
+            #expect(status.window.requests == 1 && status.window.tokens == 100)
+            try await first.settle(usage: TokenUsage(inputTokens: 20, outputTokens: 10))
+            // The retry's handle names the same reservation: it is settled now.
+            do {
+                try await again.release()
+                Issue.record("a release after settle was accepted")
+            } catch let error as LedgerError {
+                #expect(error.code == .alreadySettled)
+            }
+            status = try await ledger.status(of: budget)
+            #expect(status.window.requests == 1 && status.window.tokens == 30)
+            await #expect {
+                _ = try await ledger.reserve(budget, app: "app", tokens: 1, id: "bad id")
+            } throws: { ($0 as? LedgerError)?.code == .invalidArgument }
+        }
+    }
+
+    @Test("a repeated settle, a release after settle and a settle of an unknown id change nothing and say so")
+    func settleIsIdempotentAndUnforgeable() async throws {
+        try await withLedger(testConfiguration(uniqueBudget("unforgeable"), rpm: 10, tpm: 10_000)) { ledger, budget in
+            let victim = try await ledger.reserve(budget, app: "victim", tokens: 1000, id: "victim")
+            let other = try await ledger.reserve(budget, app: "app", tokens: 500, id: "other")
+            try await other.settle(usage: TokenUsage(inputTokens: 100, outputTokens: 0))
+            let before = try await ledger.status(of: budget).window
+            #expect(before.requests == 2 && before.tokens == 1100)
+            // Forged and repeated calls straight through the public script, as any client could send them.
+            let keys = ledger.keys(budget)
+            func settle(_ id: String, _ mode: String) async throws -> String? {
+                let reply = try await ledger.redis.evalScript(
+                    LedgerScripts.settle, keys: [keys.ledger, keys.record(id), keys.inFlight, keys.probes, keys.failers],
+                    arguments: [mode, "0", "0", "0", "1", "none", "0", "forger"])
+                return reply.tag
+            }
+            #expect(try await settle("other", "settle") == "already_settled")
+            #expect(try await settle("other", "release") == "already_settled")
+            #expect(try await settle("never-issued", "settle") == "unknown_reservation")
+            #expect(try await settle("never-issued", "release") == "unknown_reservation")
+            let after = try await ledger.status(of: budget).window
+            #expect(after.requests == before.requests && after.tokens == before.tokens)
+            // A script call with a key outside the budget is refused before anything runs.
+            await #expect(throws: (any Error).self) {
+                _ = try await ledger.redis.evalScript(
+                    LedgerScripts.settle, keys: [keys.ledger, keys.record("victim"), "elsewhere", keys.probes, keys.failers],
+                    arguments: ["release", "0", "0", "0", "1", "none", "0", "forger"])
+            }
+            try await victim.release()
+            #expect(try await ledger.status(of: budget).window.tokens == 100)
+            // The records expire: a window's span (+ bucket + hop) or the lease, whichever is longer.
+            let ttl = try #require(try await ledger.redis.send(["PTTL", keys.record("victim")]).integer)
+            #expect(ttl > 0 && ttl <= 120_000)
+        }
+    }
+
+    @Test("cache reads are held at admission and given back at settlement")
+    func cacheReadsAreHeldThenReleased() async throws {
+        let estimate = CallEstimate(inputTokens: 500, maxOutputTokens: 1000, cacheWriteTokens: 100, cacheReadTokens: 50_000)
+        #expect(estimate.heldTokens == 51_600)
+        try await withLedger(testConfiguration(uniqueBudget("cacheread"), tpm: 100_000)) { ledger, budget in
+            let reservation = try await ledger.reserve(budget, app: "app", tokens: estimate.heldTokens)
+            #expect(try await ledger.status(of: budget).window.tokens == 51_600)
+            let settled = try await reservation.settle(usage: TokenUsage(
+                inputTokens: 500, outputTokens: 200, cacheReadInputTokens: 50_000, cacheWriteInputTokens: 100))
+            #expect(settled.chargedTokens == 800)
+            #expect(try await ledger.status(of: budget).window.tokens == 800)
+        }
+    }
+
+    @Test("concurrent ceiling adjustments compose atomically; the bounds hold")
+    func ceilingAdjustmentsAreAtomic() async throws {
+        try await withLedger(testConfiguration(uniqueBudget("ceiling"), rpm: 100)) { ledger, budget in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<2 {
+                    group.addTask { _ = try await ledger.adjustEffectiveCeiling(of: budget, .lower(factor: 0.8, floor: 0.5)) }
+                }
+                try await group.waitForAll()
+            }
+            #expect(abs((try await ledger.status(of: budget).settings["ceil"] ?? 0) - 0.64) < 1e-9)   // 1 x 0.8 x 0.8
+            let floored = try await ledger.adjustEffectiveCeiling(of: budget, .lower(factor: 0.5, floor: 0.5))
+            #expect(floored.current == 0.5)
+            let raised = try await ledger.adjustEffectiveCeiling(of: budget, .raise(step: 0.7, ceiling: 1))
+            #expect(raised.previous == 0.5 && raised.current == 1)
+        }
+    }
+
+    @Test("burndown rates and the retry budget's ratio are validated before any call")
+    func burndownAndRetryRatioAreValidated() async throws {
+        let redis = RedisClient(configuration: try TestRedis.configuration())
+        for rate in [Double.nan, .infinity, -1, 101] {
+            #expect(throws: LedgerError.self) {
+                try QuotaLedger(redis: redis, burndown: BurndownTable(rates: ["m": rate]))
+            }
+            #expect(throws: LedgerError.self) {
+                try QuotaLedger(redis: redis, burndown: BurndownTable(defaultRate: rate))
+            }
+        }
+        var configuration = CallPathConfiguration()
+        configuration.retryBudget.ratio = .nan
+        let coordinator = CallCoordinator(ledger: try QuotaLedger(redis: redis), configuration: configuration)
+        await #expect {
+            _ = try await coordinator.call(
+                route: [uniqueBudget("nan")], estimate: CallEstimate(inputTokens: 1, maxOutputTokens: 1),
+                options: CallOptions(app: "app")
+            ) { _ in CallCompletion(value: 0, usage: TokenUsage(inputTokens: 1, outputTokens: 1)) }
+        } throws: { ($0 as? CallPathError)?.code == .invalidRequest }
+        await redis.shutdown()
     }
 
     @Test("a denied caller that waits its retry-after is admitted, and retry-after is exact to the bucket")
@@ -58,7 +172,7 @@ struct LedgerTests {
         let configuration = testConfiguration(uniqueBudget("retry"), rpm: 3, window: .seconds(2))
         try await withLedger(configuration) { ledger, budget in
             let first = try await ledger.reserve(budget, app: "app", tokens: 10)
-            let firstBucket = first.bucket
+            let firstBucket = first.admittedAtMilliseconds / 100
             _ = consume first
             for _ in 0..<2 {
                 try await Task.sleep(for: .milliseconds(250))
@@ -69,12 +183,14 @@ struct LedgerTests {
             #expect(refused.reason == .requestsPerWindow)
             #expect(refused.usage == 3 && refused.limit == 3)
             let retryAfter = try #require(refused.retryAfter)
-            // The first bucket leaves the 20-bucket window at (bucket + 20) x 100 ms.
-            let expected = (firstBucket + 20) * 100 - now
+            // The ring counts 20 + 1 + ceil(250 ms hop / 100 ms) = 24 buckets: the first bucket leaves at
+            // (bucket + 24) x 100 ms.
+            #expect(configuration.countedBuckets == 24)
+            let expected = (firstBucket + 24) * 100 - now
             #expect(abs(retryAfter.millisecondsRoundedUp - expected) <= 20)
             try await Task.sleep(for: retryAfter)
             let admitted = try await ledger.reserve(budget, app: "app", tokens: 10)
-            #expect(admitted.id == 4)
+            #expect(admitted.sequence == 4)
         }
     }
 
@@ -235,7 +351,7 @@ struct LedgerTests {
             _ = try await ledger.reserve(budget, app: "app", tokens: 1)
             _ = try await ledger.redis.send(["DEL", ledger.ledgerKey(budget)])      // as after a restart
             let reservation = try await ledger.reserve(budget, app: "app", tokens: 1)
-            #expect(reservation.id == 1)
+            #expect(reservation.sequence == 1)
             let status = try await ledger.status(of: budget)
             #expect(status.settings["rpm"] == 7 && status.settings["tpm"] == 700)
             let stranger = uniqueBudget("unknown")
@@ -269,12 +385,15 @@ struct LedgerTests {
             return try await ledger.reserve(budget, app: "app", tokens: 10)
         }
         let after = try await reserveOnceReconnected()
-        let (afterID, afterEpoch, beforeEpoch) = (after.id, after.epoch, before.epoch)
-        #expect(afterID == 1 && afterEpoch != beforeEpoch)      // re-seeded: a new ledger
-        let settled = try await before.settle(usage: TokenUsage(inputTokens: 1, outputTokens: 1))
-        #expect(settled.chargedTokens == 2)
-        // Its hold was lost with the restart; an old-epoch settlement gives nothing back (only a charge above
-        // the hold would be added).
+        let (afterSequence, afterEpoch, beforeEpoch) = (after.sequence, after.epoch, before.epoch)
+        #expect(afterSequence == 1 && afterEpoch != beforeEpoch)      // re-seeded: a new ledger
+        // Its hold and its record were lost with the restart: settling it names nothing and changes nothing.
+        do {
+            try await before.settle(usage: TokenUsage(inputTokens: 1, outputTokens: 1))
+            Issue.record("a settle of a reservation lost with Redis's state was accepted")
+        } catch let error as LedgerError {
+            #expect(error.code == .unknownReservation)
+        }
         #expect(try await ledger.status(of: budget).window.tokens == 10)
         _ = try await after.release()
         await redis.shutdown()
@@ -295,7 +414,7 @@ struct LedgerTests {
             waiter.cancel()
             await #expect(throws: CancellationError.self) { _ = try await waiter.value }
             let admitted = try await ledger.acquire(budget, app: "app", tokens: 1, maxWait: .seconds(3))
-            #expect(clock.now - start > .milliseconds(500) && admitted.id == 3)
+            #expect(clock.now - start > .milliseconds(500) && admitted.sequence == 3)
             await #expect {
                 _ = try await ledger.acquire(budget, app: "app", tokens: 1, requests: 3, maxWait: .seconds(3))
             } throws: { ($0 as? LedgerError)?.denial?.retryAfter == nil }   // can never fit
@@ -312,8 +431,10 @@ struct LedgerTests {
             let key = ledger.ledgerKey(budget)
             let loop = RedisScript(name: "reserve_loop", source: Self.reserveLoop)
             func reserve(_ count: Int) async throws {
+                let keys = ledger.keys(budget)
                 let reply = try await ledger.redis.evalScript(
-                    loop, keys: [key], arguments: ["capped", "interactive", "1", "100", "0", String(count)])
+                    loop, keys: [key, keys.record("loop"), keys.inFlight, keys.probes],
+                    arguments: ["capped", "interactive", "1", "100", "0", String(count)])
                 #expect(reply.integer == Int64(count))
             }
             // 10^3 spread over more than one window, so every bucket of the ring has been written.
@@ -322,7 +443,7 @@ struct LedgerTests {
                 try await Task.sleep(for: .milliseconds(100))
             }
             let small = try #require(try await ledger.redis.send(["MEMORY", "USAGE", key, "SAMPLES", "0"]).integer)
-            for _ in 0..<50 { try await reserve(20_000) }     // 10^6, in slices that keep Redis responsive
+            for _ in 0..<200 { try await reserve(5_000) }     // 10^6, in slices that keep Redis responsive
             let large = try #require(try await ledger.redis.send(["MEMORY", "USAGE", key, "SAMPLES", "0"]).integer)
             #expect(try await ledger.status(of: budget).reservations == 1_001_000)
             #expect(Double(large) <= Double(small) * 1.1 && Double(large) >= Double(small) * 0.9, "\(small) -> \(large) bytes")
@@ -331,7 +452,9 @@ struct LedgerTests {
         }
     }
 
-    /// `ledger_reserve`'s body run `ARGV[6]` times in one script: the bounded-memory test's server-side loop.
+    /// `ledger_reserve`'s body run `ARGV[6]` times in one script: the bounded-memory test's server-side loop. Each
+    /// admission's record (KEYS[2]) is removed after it, so every call is a new admission; records themselves
+    /// expire with their window and lease (measured apart).
     static let reserveLoop = EmbeddedLuaScripts.ledgerLib + """
 
         local function reserve()
@@ -340,6 +463,7 @@ struct LedgerTests {
         local admitted = 0
         for _ = 1, tonumber(ARGV[6]) do
           if reserve()[1] == 'ok' then admitted = admitted + 1 end
+          redis.call('DEL', KEYS[2])
         end
         return admitted
         """

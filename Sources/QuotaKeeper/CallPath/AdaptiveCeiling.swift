@@ -26,14 +26,13 @@ final class AdaptiveCeilingController: Sendable {
 
     /// Bedrock throttled a call the ledger admitted: multiply the ceiling by the decrease factor.
     ///
-    /// Redis cost: one `ledger_read` and one `ledger_configure` `EVALSHA`.
+    /// Redis cost: one `ledger_configure` `EVALSHA` (read and write in one atomic step).
     func unexpectedThrottle(on budget: BudgetID) async {
         guard configuration.isEnabled else { return }
         do {
-            let current = try await ledger.status(of: budget).settings["ceil"] ?? 1
-            let lowered = max(configuration.floor, current * configuration.decreaseFactor)
+            let (current, lowered) = try await ledger.adjustEffectiveCeiling(
+                of: budget, .lower(factor: configuration.decreaseFactor, floor: configuration.floor))
             guard lowered < current else { return }
-            try await ledger.setEffectiveCeiling(lowered, of: budget)
             record(lowered, for: budget)
             logger.info("effective ceiling lowered", metadata: [
                 "quotakeeper.budget": "\(budget)", "quotakeeper.ceiling": "\(lowered)", "quotakeeper.previous_ceiling": "\(current)",
@@ -46,7 +45,7 @@ final class AdaptiveCeilingController: Sendable {
     /// A call succeeded: if this instance lowered the ceiling and no throttle came for a recovery interval,
     /// raise it by one step.
     ///
-    /// Redis cost: none, except once per recovery interval while lowered (`ledger_read` + `ledger_configure`).
+    /// Redis cost: none, except once per recovery interval while lowered (one `ledger_configure`).
     func success(on budget: BudgetID) async {
         let now = ContinuousClock.now
         let due = adjusted.withLock { state -> Bool in
@@ -56,9 +55,8 @@ final class AdaptiveCeilingController: Sendable {
         }
         guard due else { return }
         do {
-            let current = try await ledger.status(of: budget).settings["ceil"] ?? 1
-            let raised = min(1, current + configuration.recoveryStep)
-            if raised > current { try await ledger.setEffectiveCeiling(raised, of: budget) }
+            let (_, raised) = try await ledger.adjustEffectiveCeiling(
+                of: budget, .raise(step: configuration.recoveryStep, ceiling: 1))
             if raised >= 1 {
                 _ = adjusted.withLock { $0.removeValue(forKey: budget) }
             } else {

@@ -216,9 +216,16 @@ public struct CallCoordinator: Sendable {
     private func validate(route: [BudgetID], estimate: CallEstimate, options: CallOptions) throws(CallPathError) {
         func invalid(_ message: String) -> CallPathError { CallPathError(code: .invalidRequest, message: message) }
         guard !route.isEmpty else { throw invalid("the route has no targets") }
-        for (name, value) in [("inputTokens", estimate.inputTokens), ("maxOutputTokens", estimate.maxOutputTokens), ("cacheWriteTokens", estimate.cacheWriteTokens)]
-        where !(0...100_000_000).contains(value) {
+        for (name, value) in [
+            ("inputTokens", estimate.inputTokens), ("maxOutputTokens", estimate.maxOutputTokens),
+            ("cacheWriteTokens", estimate.cacheWriteTokens), ("cacheReadTokens", estimate.cacheReadTokens),
+            ("heldTokens", estimate.heldTokens),
+        ] where !(0...100_000_000).contains(value) {
             throw invalid("estimate \(name) must be from 0 to 10^8, not \(value)")
+        }
+        let ratio = configuration.retryBudget.ratio
+        guard ratio.isFinite, (0...10).contains(ratio) else {
+            throw invalid("retryBudget.ratio must be a number from 0 to 10, not \(ratio)")
         }
         guard options.deadline > .zero else { throw invalid("the deadline must be positive, not \(options.deadline)") }
         guard QuotaLedger.isValidName(options.app) else {
@@ -315,7 +322,9 @@ extension CallEstimate {
     /// What Bedrock could have charged at most: every input token and `maxTokens` of output (settlement
     /// applies the model's burndown to the output).
     var worstCaseUsage: TokenUsage {
-        TokenUsage(inputTokens: inputTokens, outputTokens: maxOutputTokens, cacheWriteInputTokens: cacheWriteTokens)
+        TokenUsage(
+            inputTokens: inputTokens, outputTokens: maxOutputTokens, cacheReadInputTokens: cacheReadTokens,
+            cacheWriteInputTokens: cacheWriteTokens)
     }
 }
 

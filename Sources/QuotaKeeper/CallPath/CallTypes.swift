@@ -1,22 +1,26 @@
 import Foundation
 
-/// What a call will hold: Bedrock reserves input + max output (+ cache writes) at the start.
+/// What a call will hold: Bedrock reserves the whole input (uncached, cache reads and cache writes) + max
+/// output at the start, and releases the cache reads at settlement.
 public struct CallEstimate: Sendable, Hashable {
-    /// Input tokens (from CountTokens, or an estimate: settlement corrects the ledger).
+    /// Uncached input tokens (from CountTokens, or an estimate: settlement corrects the ledger).
     public var inputTokens: Int
     /// The request's `maxTokens`.
     public var maxOutputTokens: Int
-    /// Prompt-cache writes expected (they count like input).
+    /// Prompt-cache writes expected (held, and charged like input).
     public var cacheWriteTokens: Int
+    /// Prompt-cache reads expected (held at the start, given back at settlement).
+    public var cacheReadTokens: Int
 
-    public init(inputTokens: Int, maxOutputTokens: Int, cacheWriteTokens: Int = 0) {
+    public init(inputTokens: Int, maxOutputTokens: Int, cacheWriteTokens: Int = 0, cacheReadTokens: Int = 0) {
         self.inputTokens = inputTokens
         self.maxOutputTokens = maxOutputTokens
         self.cacheWriteTokens = cacheWriteTokens
+        self.cacheReadTokens = cacheReadTokens
     }
 
-    /// The tokens held at admission.
-    public var heldTokens: Int { inputTokens + maxOutputTokens + cacheWriteTokens }
+    /// The tokens held at admission, as Bedrock holds them: input + cache reads + cache writes + max output.
+    public var heldTokens: Int { inputTokens + cacheReadTokens + cacheWriteTokens + maxOutputTokens }
 }
 
 /// Who is calling, how important it is, and how long it may take.

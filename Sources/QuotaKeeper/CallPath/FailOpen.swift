@@ -192,7 +192,7 @@ struct AdmissionTicket: ~Copyable, Sendable {
     consuming func release(outcome: CallOutcome, latency: Duration) async throws -> BreakerState? {
         switch source {
         case .ledger(let record):
-            return try await ledger.finish(record, mode: "release", usage: TokenUsage(inputTokens: 0, outputTokens: 0), outcome: outcome, latency: latency).breakerState
+            return try await ledger.finish(record, mode: .release, usage: TokenUsage(inputTokens: 0, outputTokens: 0), outcome: outcome, latency: latency).breakerState
         case .local(let hold, _):
             localShare.finish(hold, chargedTokens: nil)
             return nil
@@ -217,7 +217,7 @@ struct AdmissionTicket: ~Copyable, Sendable {
     ) async throws -> (chargedTokens: Int, breaker: BreakerState?) {
         switch source {
         case .ledger(let record):
-            let settlement = try await ledger.finish(record, mode: "settle", usage: usage, outcome: outcome, latency: latency)
+            let settlement = try await ledger.finish(record, mode: .settle, usage: usage, outcome: outcome, latency: latency)
             return (settlement.chargedTokens, settlement.breakerState)
         case .local(let hold, let app):
             let charged = usage.inputTokens + usage.cacheWriteInputTokens

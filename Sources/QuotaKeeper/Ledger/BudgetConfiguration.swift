@@ -80,12 +80,25 @@ public struct BudgetConfiguration: Sendable, Hashable {
     public var historyRetention: Duration = .seconds(86_400)
     /// The budget's shared circuit breaker.
     public var breaker = BreakerConfiguration()
+    /// The longest time between an admission (Redis's clock) and Bedrock's own admission of the call (the
+    /// HTTP hop, connection set-up, a loaded process). The ledger counts it into every window, so no window of
+    /// `window` as Bedrock sees it holds more than a limit even when calls arrive late; it costs the hop's
+    /// share of the limits' rate. 0...60 s; default 250 ms.
+    public var hopMargin: Duration = .milliseconds(250)
 
     public init(id: BudgetID, limits: Limits) {
         self.id = id
         self.limits = limits
     }
 
-    /// The ledger's granularity: how far a window may be off from an arbitrary sliding window.
+    /// The ledger's granularity (the bucket length). Limits hold exactly against a continuously sliding window
+    /// of `window`; the ledger counts `window + granularity + hopMargin` (rounded up to whole buckets) to do so.
     public var granularity: Duration { window / bucketCount }
+
+    /// Buckets the ledger counts in each window ring: `bucketCount + 1 + ceil(hopMargin / granularity)`.
+    public var countedBuckets: Int {
+        let granularity = window.millisecondsRoundedUp / Int64(bucketCount)
+        let hop = hopMargin.millisecondsRoundedUp
+        return bucketCount + 1 + Int((hop + granularity - 1) / max(granularity, 1))
+    }
 }

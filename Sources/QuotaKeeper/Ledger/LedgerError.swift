@@ -18,6 +18,11 @@ public struct LedgerError: Error, Sendable, CustomStringConvertible {
         /// Redis failed or did not answer; `underlying` is the `RedisError`. A reservation whose reply was lost
         /// may still be held: it stays counted until it leaves the window (the ledger errs toward counting more).
         public static let storeUnavailable = Code("storeUnavailable")
+        /// A settle or release named a reservation already settled or released: nothing changed.
+        public static let alreadySettled = Code("alreadySettled")
+        /// A settle or release named a reservation the ledger has no record of (never admitted, its record
+        /// expired with its lease and window, or Redis lost its state): nothing changed.
+        public static let unknownReservation = Code("unknownReservation")
         /// A script answered something this version does not understand.
         public static let unexpectedReply = Code("unexpectedReply")
     }

@@ -41,7 +41,7 @@ extension BudgetConfiguration {
             "batch", String(batchCeiling), "ceil", String(effectiveCeiling),
             "infl", optional(inFlight?.limit),
             "lease", String((inFlight?.lease ?? .seconds(120)).millisecondsRoundedUp),
-            "hist", String(historyRetention.millisecondsRoundedUp),
+            "hist", String(historyRetention.millisecondsRoundedUp), "hop", String(hopMargin.millisecondsRoundedUp),
         ]
         settings += breaker.scriptSettings
         for (app, cap) in appCaps.sorted(by: { $0.key < $1.key }) { settings += ["cap:\(app)", String(cap)] }
@@ -53,7 +53,7 @@ extension BudgetConfiguration {
         func invalid(_ what: String) -> LedgerError {
             LedgerError(code: .invalidConfiguration, message: "budget \(id): \(what)")
         }
-        try id.validate()
+        try id.validateName()
         let limitValues = [
             ("requestsPerWindow", limits.requestsPerWindow), ("tokensPerWindow", limits.tokensPerWindow),
             ("tokensPerDay", limits.tokensPerDay),
@@ -70,6 +70,7 @@ extension BudgetConfiguration {
             throw invalid("inFlight.limit must be from 1 to 10^6 with a positive lease")
         }
         if historyRetention < .seconds(60) { throw invalid("historyRetention must be at least one minute") }
+        if !(.zero ... .seconds(60)).contains(hopMargin) { throw invalid("hopMargin must be from 0 to 60 s, not \(hopMargin)") }
         for (app, cap) in appCaps {
             guard QuotaLedger.isValidName(app) else { throw invalid("app cap name \"\(app)\" is not a valid app name") }
             if !(0.001...1).contains(cap) { throw invalid("cap of app \(app) must be from 0.001 to 1") }
@@ -129,6 +130,9 @@ extension BreakerConfiguration {
 }
 
 extension BudgetID {
+    /// Throws unless the name can be addressed in Redis: model and region 1-200 characters without braces or
+    /// whitespace. Budgets already in Redis are read with this rule (a name planted with control characters
+    /// can still be listed, read and reset; the CLI prints it escaped).
     func validate() throws(LedgerError) {
         for (name, value) in [("model", model), ("region", region)] {
             if value.isEmpty || value.count > 200 || value.contains(where: { "{}".contains($0) || $0.isWhitespace }) {
@@ -136,6 +140,26 @@ extension BudgetID {
                     code: .invalidArgument,
                     message: "budget \(name) \"\(value)\" must be 1-200 characters without braces or spaces")
             }
+        }
+    }
+
+    /// Throws unless a budget may be created under this name: ``validate()``'s rule, and no control or format
+    /// characters (escape sequences, bidirectional overrides, zero-width characters), which would let a name
+    /// rewrite a terminal that prints it. Checked for every configuration and by the CLI for every name given.
+    public func validateName() throws(LedgerError) {
+        try validate()
+        for (name, value) in [("model", model), ("region", region)] where value.unicodeScalars.contains(where: Self.isControlOrFormat) {
+            throw LedgerError(
+                code: .invalidArgument,
+                message: "budget \(name) must not contain control or format characters (escape sequences, bidirectional overrides)")
+        }
+    }
+
+    /// A control (`Cc`: C0, DEL, C1) or format (`Cf`) character, or a line or paragraph separator.
+    static func isControlOrFormat(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar.properties.generalCategory {
+        case .control, .format, .lineSeparator, .paragraphSeparator: true
+        default: false
         }
     }
 }

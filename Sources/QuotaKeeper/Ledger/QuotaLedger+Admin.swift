@@ -48,6 +48,44 @@ extension QuotaLedger {
         _ = try await configure(budget, mode: "set", ["ceil", String(fraction)])
     }
 
+    /// Lowers (`ceiling x factor`, not below `floor`) or raises (`ceiling + step`, not above `ceiling`) the
+    /// effective ceiling in one atomic script call, so adjustments from several instances compose instead of
+    /// overwriting each other.
+    ///
+    /// Redis cost: one `EVALSHA` (`ledger_configure` adjust_ceiling): HGET + HSET.
+    /// - Returns: the ceiling before and after (equal when it was already at the bound).
+    public func adjustEffectiveCeiling(
+        of budget: BudgetID, _ adjustment: CeilingAdjustment
+    ) async throws -> (previous: Double, current: Double) {
+        let arguments: [String]
+        switch adjustment {
+        case .lower(let factor, let floor):
+            guard (0.01...1).contains(factor), (0.01...1).contains(floor) else {
+                throw LedgerError(code: .invalidArgument, message: "ceiling factor and floor must be from 0.01 to 1, not \(factor), \(floor)")
+            }
+            arguments = ["lower", String(factor), String(floor)]
+        case .raise(let step, let ceiling):
+            guard (0...1).contains(step), (0.01...1).contains(ceiling) else {
+                throw LedgerError(code: .invalidArgument, message: "ceiling step must be from 0 to 1 and the top from 0.01 to 1, not \(step), \(ceiling)")
+            }
+            arguments = ["raise", String(step), String(ceiling)]
+        }
+        let reply = try await configure(budget, mode: "adjust_ceiling", arguments)
+        let fields = reply.array ?? []
+        guard reply.tag == "ceiling", fields.count == 3, let previous = fields[1].string.flatMap(Double.init),
+              let current = fields[2].string.flatMap(Double.init)
+        else { throw Self.unexpected(reply, LedgerScripts.configure) }
+        return (previous, current)
+    }
+
+    /// One atomic change of the effective ceiling (`adjustEffectiveCeiling`).
+    public enum CeilingAdjustment: Sendable, Hashable {
+        /// `ceiling x factor`, not below `floor`.
+        case lower(factor: Double, floor: Double)
+        /// `ceiling + step`, not above `ceiling`.
+        case raise(step: Double, ceiling: Double)
+    }
+
     /// Removes every key of a budget: ledger, leases, breaker sets and per-minute history.
     ///
     /// Redis cost: one `EVALSHA` (`ledger_delete`): one DEL per minute of history retention (1440 for a day).

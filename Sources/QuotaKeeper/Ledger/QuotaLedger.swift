@@ -30,7 +30,8 @@ public struct QuotaLedger: Sendable {
     ///   - budgets: the budgets this instance knows; an unknown budget in Redis is an error.
     ///   - burndown: output burndown per model (default: Claude 5x models, 1x otherwise).
     ///   - instanceID: 1-64 characters of `A-Z a-z 0-9 . _ -`; default `<host>-<pid>`.
-    /// - Throws: `LedgerError` `.invalidConfiguration` or `.invalidArgument` naming the bad setting.
+    /// - Throws: `LedgerError` `.invalidConfiguration` or `.invalidArgument` naming the bad setting (a budget,
+    ///   a burndown rate that is not a finite number from 0 to 100, the key prefix, the instance id).
     public init(
         redis: RedisClient, keyPrefix: String = "quotakeeper:", budgets: [BudgetConfiguration] = [],
         burndown: BurndownTable = .bedrockDefaults, instanceID: String? = nil,
@@ -43,6 +44,10 @@ public struct QuotaLedger: Sendable {
         for budget in budgets {
             try budget.validate()
             configurations[budget.id] = budget
+        }
+        for (pattern, rate) in burndown.rates.map({ ($0.key, $0.value) }) + [("default", burndown.defaultRate)]
+        where !rate.isFinite || !(0...100).contains(rate) {
+            throw LedgerError(code: .invalidConfiguration, message: "burndown rate for \(pattern) must be a number from 0 to 100, not \(rate)")
         }
         let instance = instanceID ?? Self.defaultInstanceID()
         guard Self.isValidName(instance) else {
@@ -61,23 +66,31 @@ public struct QuotaLedger: Sendable {
     /// Holds `requests` and `tokens` against every limit of `budget` at once (after the breaker check), or
     /// throws which limit refused and when it will fit.
     ///
-    /// Redis cost: one `EVALSHA` (`ledger_reserve`): TIME + HMGET + HSET; one more HMGET when the window moves
-    /// to a new bucket, when the budget has app caps or to compute a denial's retry-after; 2-3 ZSET commands
-    /// with an in-flight limit or a half-open breaker. Re-seeds and retries once if Redis lost the budget.
+    /// Idempotent by `id`: a reserve repeated with the same id (a retry after a lost reply) returns the first
+    /// admission and holds nothing more. When Redis's answer is lost (timeout, connection closed after the
+    /// write), this retries with the same id, up to `unknownOutcomeAttempts` attempts in all.
+    ///
+    /// Redis cost: one `EVALSHA` (`ledger_reserve`): TIME + HMGET + GET + HSET + SET; one more HMGET when the
+    /// window moves to a new bucket, when the budget has app caps or to compute a denial's retry-after; 2-3
+    /// ZSET commands with an in-flight limit or a half-open breaker. Re-seeds and retries once if Redis lost
+    /// the budget.
     /// - Parameters:
     ///   - budget: the model or profile in a Region.
     ///   - app: the calling app (1-64 characters of `A-Z a-z 0-9 . _ -`), for caps and history.
     ///   - priority: `.batch` callers may use only the budget's batch ceiling.
-    ///   - tokens: input estimate + max output tokens (+ cache-write estimate): what Bedrock holds.
+    ///   - tokens: what Bedrock holds: input + cache reads + cache writes + max output tokens.
     ///   - requests: requests to hold (1 per call).
     ///   - lease: the in-flight lease, if the budget limits calls in flight (default: its configured lease).
+    ///   - id: the reservation's id, unique per reservation (1-64 characters of `A-Z a-z 0-9 . _ -`; default a
+    ///     random UUID). Its record lives until the hold leaves the window or the lease ends, whichever is later.
     /// - Throws: `LedgerError` `.budgetExhausted` (with `denial`), `.invalidArgument`, `.unknownBudget`,
     ///   `.storeUnavailable`.
     public func reserve(
         _ budget: BudgetID, app: String, priority: Priority = .interactive, tokens: Int, requests: Int = 1,
-        lease: Duration? = nil
+        lease: Duration? = nil, id: String = UUID().uuidString
     ) async throws -> Reservation {
         try Self.validateName(app, "app")
+        try Self.validateName(id, "reservation id")
         guard (0...100_000_000).contains(tokens) else {
             throw LedgerError(code: .invalidArgument, message: "tokens must be from 0 to 10^8, not \(tokens)")
         }
@@ -87,28 +100,26 @@ public struct QuotaLedger: Sendable {
         if let lease, lease <= .zero {
             throw LedgerError(code: .invalidArgument, message: "lease must be positive, not \(lease)")
         }
-        // The lease goes only when given: the script's everyday path is cheaper with one argument less.
-        let arguments = [app, priority.rawValue, String(requests), String(tokens)] + (lease.map { [String($0.millisecondsRoundedUp)] } ?? [])
-        let reply = try await run(LedgerScripts.reserve, budget, arguments)
-        switch reply.tag {
-        case "ok":
-            let fields = reply.integers
-            guard fields.count >= 7 else { throw Self.unexpected(reply, LedgerScripts.reserve) }
-            Counter(label: "quotakeeper_ledger_reservations_total", dimensions: [("budget", budget.description), ("result", "admitted")]).increment()
+        let wire = LedgerWire.ReserveArguments(
+            reservationID: id, app: app, priority: priority, requests: requests, tokens: tokens, lease: lease)
+        let reply = try await retryingUnknownOutcome {
+            try await run(LedgerScripts.reserve, budget, wire.arguments, keys: wire.keys(keys(budget)))
+        }
+        switch try LedgerWire.ReserveReply(reply, budget: budget) {
+        case .admitted(let sequence, let epoch, let isProbe, let admittedAt, let repeated):
+            if !repeated {
+                Counter(label: "quotakeeper_ledger_reservations_total", dimensions: [("budget", budget.description), ("result", "admitted")]).increment()
+            }
             return Reservation(
-                budget: budget, app: app, priority: priority, id: fields[1], requests: requests, heldTokens: tokens,
-                isProbe: fields[5] == 1, admittedAtMilliseconds: fields[6], epoch: fields[2], bucket: fields[3],
-                dayBucket: fields[4], ledger: self)
-        case "denied":
-            let denial = try Self.denial(reply, budget)
+                budget: budget, app: app, priority: priority, id: id, sequence: sequence, epoch: epoch,
+                requests: requests, heldTokens: tokens, isProbe: isProbe, admittedAtMilliseconds: admittedAt, ledger: self)
+        case .denied(let denial):
             Counter(label: "quotakeeper_ledger_reservations_total", dimensions: [("budget", budget.description), ("result", denial.reason.rawValue)]).increment()
             logger.debug("reservation denied", metadata: [
                 "quotakeeper.budget": "\(budget)", "quotakeeper.app": "\(app)",
                 "quotakeeper.limit": "\(denial.reason.rawValue)", "quotakeeper.retry_after": "\(denial.retryAfter.map { "\($0)" } ?? "never")",
             ])
             throw LedgerError(code: .budgetExhausted, message: denial.description, denial: denial)
-        default:
-            throw Self.unexpected(reply, LedgerScripts.reserve)
         }
     }
 
@@ -146,7 +157,8 @@ public struct QuotaLedger: Sendable {
     // MARK: Settling (called by Reservation)
 
     func finish(
-        _ reservation: ReservationRecord, mode: String, usage: TokenUsage, outcome: CallOutcome, latency: Duration
+        _ reservation: ReservationRecord, mode: LedgerWire.SettleMode, usage: TokenUsage, outcome: CallOutcome,
+        latency: Duration
     ) async throws -> Settlement {
         for (name, value) in [
             ("inputTokens", usage.inputTokens), ("outputTokens", usage.outputTokens),
@@ -157,40 +169,73 @@ public struct QuotaLedger: Sendable {
         guard latency >= .zero else {
             throw LedgerError(code: .invalidArgument, message: "latency must not be negative, not \(latency)")
         }
-        let arguments = [
-            mode, String(reservation.id), String(reservation.epoch), reservation.app, String(reservation.bucket),
-            String(reservation.dayBucket), String(reservation.requests), String(reservation.heldTokens),
-            String(usage.inputTokens), String(usage.cacheWriteInputTokens), String(usage.outputTokens),
-            String(burndown.rate(for: reservation.budget.model)), outcome.rawValue,
-            String(latency.millisecondsRoundedUp), instanceID, reservation.isProbe ? "1" : "0",
-        ]
-        let reply = try await run(LedgerScripts.settle, reservation.budget, arguments)
-        let fields = reply.array ?? []
-        guard reply.tag == "settled" || reply.tag == "released", fields.count == 4,
-              let charged = fields[1].integer, let delta = fields[2].integer,
-              let state = fields[3].string.flatMap(BreakerState.init(rawValue:))
-        else { throw Self.unexpected(reply, LedgerScripts.settle) }
-        logger.trace("reservation \(mode)d", metadata: [
+        let wire = LedgerWire.SettleArguments(
+            reservationID: reservation.id, mode: mode, usage: usage, burndown: burndown.rate(for: reservation.budget.model),
+            outcome: outcome, latency: latency, instance: instanceID)
+        var attempts = 0
+        let reply = try await retryingUnknownOutcome {
+            attempts += 1
+            return try await run(LedgerScripts.settle, reservation.budget, wire.arguments, keys: wire.keys(keys(reservation.budget)))
+        }
+        let settlement: Settlement
+        switch try LedgerWire.SettleReply(reply) {
+        case .done(let done):
+            settlement = done
+        case .alreadyDone(let earlier, let done) where attempts > 1 && earlier == mode:
+            settlement = done   // our own first attempt went through; its reply was lost
+        case .alreadyDone(let earlier, _):
+            throw LedgerError(
+                code: .alreadySettled,
+                message: "reservation \(reservation.id) of \(reservation.budget) was already \(earlier == .settle ? "settled" : "released"); nothing changed")
+        case .unknownReservation:
+            throw LedgerError(
+                code: .unknownReservation,
+                message: "budget \(reservation.budget) has no reservation \(reservation.id) (never admitted, expired or lost); nothing changed")
+        }
+        logger.trace("reservation \(mode.rawValue)d", metadata: [
             "quotakeeper.budget": "\(reservation.budget)", "quotakeeper.app": "\(reservation.app)",
-            "quotakeeper.charged_tokens": "\(charged)", "quotakeeper.breaker": "\(state.rawValue)",
+            "quotakeeper.charged_tokens": "\(settlement.chargedTokens)", "quotakeeper.breaker": "\(settlement.breakerState.rawValue)",
         ])
-        return Settlement(chargedTokens: Int(charged), returnedTokens: Int(-delta), breakerState: state)
+        return settlement
+    }
+
+    /// Attempts in all for an idempotent script call (reserve, settle) whose outcome was unknown: a timeout or
+    /// a connection closed after the command was written. Each attempt is bounded by the command timeout.
+    static let unknownOutcomeAttempts = 3
+
+    /// Runs `body`, again with the same arguments while Redis's answer is lost and attempts remain.
+    func retryingUnknownOutcome(_ body: () async throws -> RedisReply) async throws -> RedisReply {
+        var attempt = 1
+        while true {
+            do {
+                return try await body()
+            } catch let error as LedgerError where error.code == .storeUnavailable && attempt < Self.unknownOutcomeAttempts {
+                guard let redisError = error.underlying as? RedisError,
+                      redisError.code == .timeout || redisError.code == .connectionClosed
+                else { throw error }
+                try Task.checkCancellation()
+                attempt += 1
+                logger.debug("outcome unknown; retrying with the same reservation id", metadata: ["quotakeeper.error": "\(redisError.code)"])
+            }
+        }
     }
 
     // MARK: Script calls
 
     /// Runs a ledger script for `budget`; re-seeds the budget from its configuration and runs it once more
     /// if Redis has no configuration for it (a restart without persistence, a deleted budget).
-    func run(_ script: RedisScript, _ budget: BudgetID, _ arguments: [String]) async throws -> RedisReply {
+    func run(
+        _ script: RedisScript, _ budget: BudgetID, _ arguments: [String], keys: [String]? = nil
+    ) async throws -> RedisReply {
         try budget.validate()
-        var reply = try await evaluate(script, budget, arguments)
+        var reply = try await evaluate(script, budget, arguments, keys: keys)
         if reply.tag == "no_budget" {
             guard let configuration = configurations[budget] else {
                 throw LedgerError(code: .unknownBudget, message: "budget \(budget) is not configured in Redis or in this ledger")
             }
             logger.debug("budget missing in Redis; seeding it", metadata: ["quotakeeper.budget": "\(budget)"])
             try await seed(configuration)
-            reply = try await evaluate(script, budget, arguments)
+            reply = try await evaluate(script, budget, arguments, keys: keys)
         }
         if reply.tag == "no_budget" {
             throw LedgerError(code: .unknownBudget, message: "budget \(budget) is not configured in Redis")
@@ -204,9 +249,12 @@ public struct QuotaLedger: Sendable {
         return reply
     }
 
-    func evaluate(_ script: RedisScript, _ budget: BudgetID, _ arguments: [String]) async throws -> RedisReply {
+    /// Runs a ledger script; `keys` default to the budget's hash alone.
+    func evaluate(
+        _ script: RedisScript, _ budget: BudgetID, _ arguments: [String], keys: [String]? = nil
+    ) async throws -> RedisReply {
         do {
-            return try await redis.evalScript(script, keys: [ledgerKey(budget)], arguments: arguments)
+            return try await redis.evalScript(script, keys: keys ?? [ledgerKey(budget)], arguments: arguments)
         } catch let error as RedisError {
             throw LedgerError(
                 code: .storeUnavailable, message: "\(script.name) for budget \(budget): \(error.message)", underlying: error)
@@ -214,17 +262,9 @@ public struct QuotaLedger: Sendable {
     }
 
     /// `<prefix>{<model>@<region>}:ledger`, the budget's hash.
-    public func ledgerKey(_ budget: BudgetID) -> String { "\(keyPrefix){\(budget)}:ledger" }
+    public func ledgerKey(_ budget: BudgetID) -> String { keys(budget).ledger }
 
-    static func denial(_ reply: RedisReply, _ budget: BudgetID) throws -> Denial {
-        let fields = reply.array ?? []
-        guard fields.count == 6, let reason = fields[1].string.flatMap(Denial.Reason.init(rawValue:)),
-              let usage = fields[2].integer, let limit = fields[3].integer, let retry = fields[4].integer
-        else { throw unexpected(reply, LedgerScripts.reserve) }
-        return Denial(
-            budget: budget, reason: reason, dimension: fields[5].string ?? "", usage: Int(usage), limit: Int(limit),
-            retryAfter: retry < 0 ? nil : .milliseconds(retry))
-    }
+    func keys(_ budget: BudgetID) -> LedgerWire.BudgetKeys { LedgerWire.BudgetKeys(prefix: keyPrefix, budget: budget) }
 
     static func unexpected(_ reply: RedisReply, _ script: RedisScript) -> LedgerError {
         LedgerError(code: .unexpectedReply, message: "\(script.name) answered \(reply)")

@@ -2,7 +2,8 @@
 public struct TokenUsage: Sendable, Hashable {
     public var inputTokens: Int
     public var outputTokens: Int
-    /// Cache reads do not count toward quotas; kept for reporting only.
+    /// Cache reads are held at admission (Bedrock holds the whole input) and given back at settlement: they do
+    /// not count toward the final charge.
     public var cacheReadInputTokens: Int
     /// Cache writes count like input tokens.
     public var cacheWriteInputTokens: Int
@@ -29,14 +30,19 @@ public enum CallOutcome: String, Sendable, Hashable {
 }
 
 /// Budget held for one call. Settle it with what Bedrock charged, or release it if the call never reached
-/// Bedrock; both consume it, so a reservation cannot be settled twice. A reservation never settled (its
+/// Bedrock; both consume it here and its record in Redis, so a reservation is never settled twice (a second
+/// settle anywhere gets `LedgerError.alreadySettled` and changes nothing). A reservation never settled (its
 /// process crashed) stays counted until it leaves the window, and its in-flight lease expires.
 public struct Reservation: ~Copyable, Sendable {
     public let budget: BudgetID
     public let app: String
     public let priority: Priority
-    /// The ledger's id of this reservation (unique per budget and epoch).
-    public let id: Int64
+    /// The reservation's id (chosen by the caller or a random UUID); it names its record in Redis.
+    public let id: String
+    /// The ledger's count of admissions when this one was made (per budget and epoch; for display).
+    public let sequence: Int64
+    /// The ledger's epoch (changes when usage is reset or the window geometry changes).
+    public let epoch: Int64
     /// Requests and tokens held.
     public let requests: Int
     public let heldTokens: Int
@@ -44,28 +50,27 @@ public struct Reservation: ~Copyable, Sendable {
     public let isProbe: Bool
     /// Redis time of the admission, in milliseconds since 1970.
     public let admittedAtMilliseconds: Int64
-    let epoch: Int64
-    let bucket: Int64
-    let dayBucket: Int64
     let ledger: QuotaLedger
 
     /// Charges what Bedrock charged: `input + cache-write + output x burndown(model)`, giving back the rest of
     /// the held tokens at once; reports the outcome to the breaker and the usage to the per-minute history.
     ///
-    /// Redis cost: one `EVALSHA` (`ledger_settle`): TIME + HMGET + HSET + 2 HINCRBY, plus an HMGET when the
-    /// held bucket is no longer the newest; a ZREM with an in-flight limit or for a probe.
+    /// Redis cost: one `EVALSHA` (`ledger_settle`): TIME + GET + HMGET + HSET + SET + the history's writes,
+    /// plus an HMGET when the held bucket is no longer the newest; a ZREM with an in-flight limit or for a
+    /// probe. Retried with the same id when Redis's answer is lost (at most once counted).
     /// - Parameters:
     ///   - usage: the tokens Bedrock reported.
     ///   - outcome: what the call means to the breaker.
     ///   - latency: how long the call took (for the breaker's slow-call rule).
-    /// - Throws: `LedgerError` (`.invalidArgument` for negative or absurd counts, `.storeUnavailable`); if it
-    ///   throws, the held tokens stay counted until they leave the window.
+    /// - Throws: `LedgerError` (`.invalidArgument` for negative or absurd counts, `.storeUnavailable`,
+    ///   `.alreadySettled`, `.unknownReservation`); if it throws, the held tokens stay counted until they leave
+    ///   the window.
     @discardableResult
     public consuming func settle(
         usage: TokenUsage, outcome: CallOutcome = .success, latency: Duration = .zero
     ) async throws -> Settlement {
         try await ledger.finish(
-            ReservationRecord(self), mode: "settle", usage: usage, outcome: outcome, latency: latency)
+            ReservationRecord(self), mode: .settle, usage: usage, outcome: outcome, latency: latency)
     }
 
     /// Gives back the request and every held token: the call never reached Bedrock (or Bedrock did not
@@ -78,32 +83,23 @@ public struct Reservation: ~Copyable, Sendable {
     @discardableResult
     public consuming func release(outcome: CallOutcome = .notCounted, latency: Duration = .zero) async throws -> Settlement {
         try await ledger.finish(
-            ReservationRecord(self), mode: "release", usage: TokenUsage(inputTokens: 0, outputTokens: 0),
+            ReservationRecord(self), mode: .release, usage: TokenUsage(inputTokens: 0, outputTokens: 0),
             outcome: outcome, latency: latency)
     }
 }
 
-/// The copyable fields of a consumed reservation, as the settle script needs them.
+/// The copyable fields of a consumed reservation: what names its record (the settle script reads the rest from
+/// Redis), the app for logs and whether it was a probe.
 struct ReservationRecord: Sendable {
     let budget: BudgetID
     let app: String
-    let id: Int64
-    let epoch: Int64
-    let bucket: Int64
-    let dayBucket: Int64
-    let requests: Int
-    let heldTokens: Int
+    let id: String
     let isProbe: Bool
 
     init(_ reservation: borrowing Reservation) {
         budget = reservation.budget
         app = reservation.app
         id = reservation.id
-        epoch = reservation.epoch
-        bucket = reservation.bucket
-        dayBucket = reservation.dayBucket
-        requests = reservation.requests
-        heldTokens = reservation.heldTokens
         isProbe = reservation.isProbe
     }
 }

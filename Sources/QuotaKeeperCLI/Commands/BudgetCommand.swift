@@ -141,7 +141,7 @@ extension BudgetCommand {
                     var rows = [["BUDGET", "RPM", "TPM", "TOKENS/DAY", "WINDOW", "CEILING"]]
                     for (budget, settings) in entries {
                         rows.append([
-                            budget.description, limit(settings.requestsPerWindow), limit(settings.tokensPerWindow),
+                            TerminalText.escaped(budget.description), limit(settings.requestsPerWindow), limit(settings.tokensPerWindow),
                             limit(settings.tokensPerDay), Format.duration(milliseconds: settings.windowMilliseconds),
                             Format.percent(settings.effectiveCeiling),
                         ])

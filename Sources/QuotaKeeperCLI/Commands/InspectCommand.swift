@@ -102,7 +102,7 @@ struct InspectCommand: AsyncParsableCommand {
 
         // Apps over the span.
         var appRows = [["APP", "REQUESTS", "TOKENS"]]
-        for app in report.topApps { appRows.append([app.app, Format.count(app.requests), Format.count(app.tokens)]) }
+        for app in report.topApps { appRows.append([TerminalText.escaped(app.app), Format.count(app.requests), Format.count(app.tokens)]) }
         sections.append(
             "apps (settled, last \(recent.count)m):\n"
                 + (report.topApps.isEmpty ? "  none" : Table.render(appRows, rightAligned: [1, 2], style: style, indent: "  ")))

@@ -138,7 +138,7 @@ struct PeaksCommand: AsyncParsableCommand {
                 }
                 var rows = [["", "PEAK RPM", "P95 RPM", "MEAN RPM", "PEAK TPM", "P95 TPM", "MEAN TPM", "TOKENS/REQ", "IN/REQ", "OUT/REQ"]]
                 rows.append(row("all apps", total))
-                for (app, series) in apps { rows.append(row(app, series)) }
+                for (app, series) in apps { rows.append(row(TerminalText.escaped(app), series)) }
                 func limit(_ value: Int?) -> String { value.map(Format.count) ?? "none" }
                 let window = Format.duration(milliseconds: settings.windowMilliseconds)
                 return [

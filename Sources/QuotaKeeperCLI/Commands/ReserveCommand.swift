@@ -46,7 +46,8 @@ struct ReserveCommand: AsyncParsableCommand {
             var decision = Decision(budget: name, app: app, priority: priority, dryRun: dryRun, tokens: inputTokens + maxOutputTokens)
             do {
                 let reservation = try await ledger.reserve(name, app: app, priority: priority, tokens: inputTokens + maxOutputTokens)
-                decision.reservationID = Int(reservation.id)
+                decision.reservationID = reservation.id
+                decision.admittedAtMilliseconds = Int(reservation.admittedAtMilliseconds)
                 decision.probe = reservation.isProbe
                 if dryRun {
                     try await reservation.release()
@@ -75,7 +76,9 @@ struct ReserveCommand: AsyncParsableCommand {
         var priority: Priority
         var dryRun: Bool
         var tokens: Int
-        var reservationID: Int?
+        var reservationID: String?
+        /// The admission's Redis time (ms since 1970).
+        var admittedAtMilliseconds: Int?
         var probe = false
         /// `held`, `released` or `settled` when admitted.
         var outcome: String?
@@ -87,7 +90,8 @@ struct ReserveCommand: AsyncParsableCommand {
             .object([
                 ("budget", .string(budget.description)), ("admitted", .bool(denial == nil)), ("dry_run", .bool(dryRun)),
                 ("app", .string(app)), ("priority", .string(priority.rawValue)), ("requests", .int(1)), ("tokens", .int(tokens)),
-                ("reservation_id", .optional(reservationID)), ("probe", .bool(probe)), ("outcome", .optional(outcome)),
+                ("reservation_id", .optional(reservationID)), ("admitted_at_ms", .optional(admittedAtMilliseconds)),
+                ("probe", .bool(probe)), ("outcome", .optional(outcome)),
                 ("charged_tokens", .optional(chargedTokens)),
                 ("limit", .optional(denial?.reason.rawValue)), ("dimension", .optional(denial?.dimension)),
                 ("seen_usage", .optional(denial?.usage)), ("seen_limit", .optional(denial?.limit)),
@@ -106,7 +110,7 @@ struct ReserveCommand: AsyncParsableCommand {
                     : " (\(denial.dimension) \(Format.count(denial.usage)) of \(Format.count(denial.limit)))"
                 lines.append(style.red("denied") + " by \(style.bold(denial.reason.rawValue))\(seen), \(wait)")
             } else {
-                var line = style.green("admitted") + ": reservation \(reservationID ?? 0) on \(budget) holds 1 request and \(Format.count(tokens)) tokens (\(priority.rawValue), app \(app))"
+                var line = style.green("admitted") + ": reservation \(reservationID ?? "-") on \(budget) holds 1 request and \(Format.count(tokens)) tokens (\(priority.rawValue), app \(app))"
                 if probe { line += ", a half-open probe" }
                 lines.append(line)
                 switch outcome {

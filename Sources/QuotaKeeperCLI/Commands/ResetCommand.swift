@@ -30,7 +30,7 @@ struct ResetCommand: AsyncParsableCommand {
                 }
                 return
             }
-            let names = reports.map(\.budget.description)
+            let names = reports.map { TerminalText.escaped($0.budget.description) }
             let subject = names.count == 1 ? "budget \(names[0])" : "\(names.count) budgets (\(names.joined(separator: ", ")))"
             try confirmation.confirm("Reset the usage of \(subject) for the whole fleet?")
             var cleared: [BudgetReport] = []

@@ -50,10 +50,15 @@ struct StatusCommand: AsyncParsableCommand {
 
 /// Whole minutes of per-minute history for a duration option.
 enum HistorySpan {
-    /// `duration` rounded up to whole minutes, 1...10080 (7 days, what the history script reads at most).
+    /// `duration` in whole minutes, 1...10080 (7 days, what the history script reads at most); a duration that
+    /// is not a whole number of minutes (`30s`, `90s`) is refused rather than rounded.
     static func minutes(_ duration: Duration, option: String) throws -> Int {
         let milliseconds = duration.wholeMilliseconds
-        let minutes = Int((milliseconds + 59_999) / 60_000)
+        guard milliseconds % 60_000 == 0 else {
+            throw ValidationError(
+                "\(option) must be whole minutes (the history is kept per minute), e.g. 1m, 5m, 2h, not \(Format.duration(milliseconds: milliseconds))")
+        }
+        let minutes = Int(milliseconds / 60_000)
         guard (1...10_080).contains(minutes) else {
             throw ValidationError("\(option) must be at most 7d (the history kept), not \(Format.duration(milliseconds: milliseconds))")
         }

@@ -10,10 +10,10 @@ enum ArgumentSyntax {
             throw ValidationError("budget '\(text)' must be MODEL@REGION, e.g. anthropic.claude-sonnet-4-5-20250929-v1:0@us-east-1")
         }
         let budget = BudgetID(model: String(text[..<at]), region: String(text[text.index(after: at)...]))
-        for (part, value) in [("model", budget.model), ("region", budget.region)] {
-            if value.isEmpty || value.count > 200 || value.contains(where: { "{}".contains($0) || $0.isWhitespace }) {
-                throw ValidationError("budget '\(text)': the \(part) must be 1-200 characters without braces or spaces (MODEL@REGION)")
-            }
+        do {
+            try budget.validateName()
+        } catch {
+            throw ValidationError("budget '\(text)': \(error.message) (MODEL@REGION)")
         }
         return budget
     }
@@ -51,7 +51,7 @@ enum ArgumentSyntax {
     /// A limit: a whole number from 1 to 10^15, or `none` to remove the limit.
     static func limit(_ text: String) throws -> LimitSetting {
         if text.lowercased() == "none" { return .none }
-        guard let value = Int(text), (1...1_000_000_000_000_000).contains(value) else {
+        guard let value = wholeNumber(text), (1...1_000_000_000_000_000).contains(value) else {
             throw ValidationError("invalid limit '\(text)': use a whole number from 1 to 10^15, or 'none' to remove the limit")
         }
         return .value(value)
@@ -86,10 +86,16 @@ enum ArgumentSyntax {
         return AppCapSetting(app: parts[0], share: isPercent ? number / 100 : number)
     }
 
+    /// Digits only: `Int("+5")` would accept a sign, which no count or limit is written with.
+    static func wholeNumber(_ text: String) -> Int? {
+        guard !text.isEmpty, text.utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }) else { return nil }
+        return Int(text)
+    }
+
     /// A whole number of at least `minimum`, naming the option in the error.
     static func count(_ option: String, minimum: Int = 0, maximum: Int = 100_000_000) -> @Sendable (String) throws -> Int {
         { text in
-            guard let value = Int(text), (minimum...maximum).contains(value) else {
+            guard let value = wholeNumber(text), (minimum...maximum).contains(value) else {
                 throw ValidationError("invalid \(option) '\(text)': use a whole number from \(minimum) to \(maximum)")
             }
             return value

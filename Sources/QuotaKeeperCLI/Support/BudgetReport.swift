@@ -110,7 +110,7 @@ struct BudgetReport: Sendable {
 
     /// The status block: a header line, one bar per limit, capped apps and top apps.
     func text(style: Style) -> String {
-        var header = style.bold(budget.description) + "   breaker " + Self.breakerText(status.breaker, now: status.nowMilliseconds, style: style)
+        var header = style.bold(TerminalText.escaped(budget.description)) + "   breaker " + Self.breakerText(status.breaker, now: status.nowMilliseconds, style: style)
         header += "   in flight \(Format.count(status.inFlight))" + (settings.inFlightLimit.map { "/\(Format.count($0))" } ?? "")
         if settings.effectiveCeiling < 1 {
             header += "   " + style.yellow("effective ceiling \(Format.percent(settings.effectiveCeiling))")
@@ -132,9 +132,9 @@ struct BudgetReport: Sendable {
         }
         var lines = [header, Table.render(rows, rightAligned: [2, 3, 4], style: style, indent: "  ")]
         for (app, usage) in status.apps.sorted(by: { $0.key < $1.key }) {
-            lines.append("  app cap \(app) \(Format.percent(usage.cap)): \(Format.count(usage.requests)) requests, \(Format.count(usage.tokens)) tokens in the window")
+            lines.append("  app cap \(TerminalText.escaped(app)) \(Format.percent(usage.cap)): \(Format.count(usage.requests)) requests, \(Format.count(usage.tokens)) tokens in the window")
         }
-        let apps = topApps.map { "\($0.app) \(Format.count($0.requests)) req \(Format.count($0.tokens)) tok" }
+        let apps = topApps.map { "\(TerminalText.escaped($0.app)) \(Format.count($0.requests)) req \(Format.count($0.tokens)) tok" }
         lines.append("  top apps (settled, last \(appMinutes)m): " + (apps.isEmpty ? "none" : apps.joined(separator: ", ")))
         return lines.joined(separator: "\n")
     }

@@ -41,6 +41,7 @@ struct BudgetSettings: Sendable {
         configuration.appCaps = appCaps
         configuration.inFlight = inFlightLimit.map { .init(limit: $0, lease: .milliseconds(Int64(number("lease")))) }
         configuration.historyRetention = .milliseconds(Int64(number("hist")))
+        configuration.hopMargin = .milliseconds(Int64(number("hop")))
         var breaker = BreakerConfiguration()
         breaker.window = .milliseconds(Int64(number("b_win")))
         breaker.bucketCount = integer("b_n")
@@ -97,7 +98,7 @@ struct BudgetSettings: Sendable {
             ["in-flight limit", inFlightLimit.map { "\(Format.count($0)) (lease \(ms("lease")))" } ?? "none"],
             ["history retention", ms("hist")],
         ]
-        for (app, cap) in appCaps.sorted(by: { $0.key < $1.key }) { rows.append(["app cap \(app)", Format.percent(cap)]) }
+        for (app, cap) in appCaps.sorted(by: { $0.key < $1.key }) { rows.append(["app cap \(TerminalText.escaped(app))", Format.percent(cap)]) }
         rows += [
             ["breaker window", "\(ms("b_win")) in \(integer("b_n")) buckets"],
             ["breaker opens at", "\(Format.percent(number("b_rate"))) failures of at least \(integer("b_min")) calls"

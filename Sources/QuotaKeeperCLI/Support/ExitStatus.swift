@@ -13,7 +13,8 @@ enum ExitStatus: Int32, CaseIterable, Sendable {
     case unknownBudget = 3
     /// Redis is unreachable, timed out or failed.
     case redisUnavailable = 4
-    /// Redis refused the credentials (wrong or missing password).
+    /// Redis refused the credentials (wrong or missing password), or the ACL user lacks a command or key
+    /// permission (`NOPERM`; the message names the command).
     case redisAuthenticationFailed = 5
     /// A destructive command was not confirmed (answered no, or no TTY and no `--yes`).
     case notConfirmed = 6
@@ -63,6 +64,8 @@ struct CLIFailure: Error, Sendable {
             switch error.code {
             case .invalidURL, .invalidArgument: self.init(.invalidInput, error.message)
             case .authenticationFailed: self.init(.redisAuthenticationFailed, "Redis refused the credentials: \(error.message)")
+            case .permissionDenied:
+                self.init(.redisAuthenticationFailed, "Redis refused a command permission (ACL NOPERM; grant it with ACL SETUSER): \(error.message)")
             case .serverError, .protocolError: self.init(.unexpected, "Redis failed: \(error.message)")
             default: self.init(.redisUnavailable, "Redis unavailable: \(error.message)")
             }
@@ -84,7 +87,7 @@ struct CLIFailure: Error, Sendable {
             ])
             StandardStream.error.write(object.serialized(pretty: false) + "\n")
         } else {
-            StandardStream.error.write("quotakeeper: error: \(oneLine)\n")
+            StandardStream.error.write("quotakeeper: error: \(TerminalText.escaped(oneLine))\n")
         }
     }
 }

@@ -144,9 +144,10 @@ enum PrometheusExposition {
         return text
     }
 
-    /// A label value: backslash, double quote and line feed escaped.
+    /// A label value: control characters shown as `\x1b` (it may be printed on a terminal), then backslash,
+    /// double quote and line feed escaped.
     static func escapedLabelValue(_ value: String) -> String {
-        value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+        TerminalText.escaped(value).replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
             .replacingOccurrences(of: "\n", with: "\\n")
     }
 

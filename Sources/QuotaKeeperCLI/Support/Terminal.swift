@@ -142,3 +142,32 @@ extension Duration {
     /// Whole milliseconds (rounded down).
     var wholeMilliseconds: Int64 { components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 }
 }
+
+/// Untrusted text made safe to print on a terminal: names read from Redis, Redis's error messages, input the
+/// CLI refused. Control characters (C0, DEL, C1: escape sequences, carriage returns, bells) and invisible
+/// format characters (bidirectional overrides, zero-width characters) are shown as `\x1b` or `\u{202e}`, so
+/// nothing read from Redis can move the cursor, clear the screen, recolour or reorder what the CLI prints.
+enum TerminalText {
+    static func escaped(_ text: String) -> String {
+        guard text.unicodeScalars.contains(where: isUnsafe) else { return text }
+        var out = ""
+        for scalar in text.unicodeScalars {
+            if !isUnsafe(scalar) {
+                out.unicodeScalars.append(scalar)
+            } else if scalar.value < 0x100 {
+                out += String(format: "\\x%02x", scalar.value)
+            } else {
+                out += "\\u{" + String(scalar.value, radix: 16) + "}"
+            }
+        }
+        return out
+    }
+
+    /// A control (`Cc`) or format (`Cf`) character, or a line/paragraph separator.
+    static func isUnsafe(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar.properties.generalCategory {
+        case .control, .format, .lineSeparator, .paragraphSeparator: true
+        default: false
+        }
+    }
+}

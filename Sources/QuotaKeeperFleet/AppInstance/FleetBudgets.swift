@@ -3,15 +3,11 @@ import QuotaKeeper
 
 /// QuotaKeeper's configuration for the fleet: one budget per model, time-scaled like the simulator.
 enum FleetBudgets {
-    /// The ledger's window is longer than Bedrock's by 3% (at least 150 ms of wall time), with 100 buckets.
-    ///
-    /// The ledger drops a bucket as a whole once the window has moved past it, so a request can leave the
-    /// ledger's window up to one granularity (1%) before it leaves Bedrock's continuously sliding one; Bedrock
-    /// also admits a request a little later than the ledger did (the HTTP hop, longer on a loaded machine).
-    /// The margin covers both and costs about 3% of the quota.
+    /// The ledger's window is Bedrock's (time-scaled), with 100 buckets. The library's defaults make it exact
+    /// against Bedrock's continuously sliding window and its hop margin covers the time between an admission and
+    /// Bedrock's own: no margin of the demo's own.
     static func ledgerWindow(_ settings: FleetSettings) -> Duration {
-        let window = settings.wall(60)
-        return wholeBuckets(window + max(window * 0.03, .milliseconds(150)), bucketCount)
+        wholeBuckets(settings.wall(60), bucketCount)
     }
 
     static let bucketCount = 100

@@ -289,15 +289,23 @@ final class ClusterRouter: Sendable {
                 continue
             }
             if case .error(let message) = reply {
-                if pool === seed, mode.load(ordering: .acquiring) == Mode.undetermined.rawValue,
-                   message.contains("cluster support disabled") {
-                    guard configuration.cluster != .on else {
-                        throw RedisError(
-                            code: .invalidArgument,
-                            message: "Redis at \(configuration.endpoint) is not a cluster node, but cluster=on was asked for")
+                if pool === seed, mode.load(ordering: .acquiring) == Mode.undetermined.rawValue {
+                    if message.contains("cluster support disabled") {
+                        guard configuration.cluster != .on else {
+                            throw RedisError(
+                                code: .invalidArgument,
+                                message: "Redis at \(configuration.endpoint) is not a cluster node, but cluster=on was asked for")
+                        }
+                        mode.store(Mode.standalone.rawValue, ordering: .releasing)
+                        return
                     }
-                    mode.store(Mode.standalone.rawValue, ordering: .releasing)
-                    return
+                    if message.hasPrefix("NOPERM") {
+                        // An ACL user without CLUSTER SLOTS cannot route: one node, unless cluster=on insists.
+                        guard configuration.cluster != .on else { throw RedisError.errorReply(message, to: "CLUSTER SLOTS") }
+                        logger.debug("CLUSTER SLOTS not permitted for this ACL user; using the endpoint as a single node")
+                        mode.store(Mode.standalone.rawValue, ordering: .releasing)
+                        return
+                    }
                 }
                 lastError = RedisError(code: .serverError, message: "CLUSTER SLOTS at \(pool.endpoint) failed: \(message)")
                 continue

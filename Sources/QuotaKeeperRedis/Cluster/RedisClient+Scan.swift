@@ -16,7 +16,7 @@ extension RedisClient {
                 let reply = try await pool.run(
                     RedisCommand(["SCAN", cursor, "MATCH", pattern, "COUNT", String(max(1, count))]), deadline: router.deadline())
                 if case .error(let message) = reply {
-                    throw RedisError(code: .serverError, message: "SCAN at \(pool.endpoint) failed: \(message)")
+                    throw RedisError.errorReply(message, to: "SCAN at \(pool.endpoint)")
                 }
                 guard let parts = reply.array, parts.count == 2, let next = parts[0].string, let found = parts[1].array else {
                     throw RedisError(code: .protocolError, message: "SCAN at \(pool.endpoint) answered an unexpected reply")

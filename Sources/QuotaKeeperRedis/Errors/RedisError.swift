@@ -23,6 +23,8 @@ public struct RedisError: Error, Sendable, CustomStringConvertible {
         public static let protocolError = Code("protocolError")
         /// The server answered with an error reply; `message` carries Redis's text.
         public static let serverError = Code("serverError")
+        /// The ACL user may not run the command or touch the key (`NOPERM`); `message` names the command.
+        public static let permissionDenied = Code("permissionDenied")
         /// A script could not be loaded again after `NOSCRIPT`.
         public static let scriptMissing = Code("scriptMissing")
         /// The client was shut down before the command completed.
@@ -48,6 +50,18 @@ public struct RedisError: Error, Sendable, CustomStringConvertible {
     }
 
     public var description: String { "RedisError.\(code): \(message)" }
+
+    /// The error for an error reply `text` to `command` (a command or script name): `.permissionDenied` for an
+    /// ACL `NOPERM`, `.authenticationFailed` for `NOAUTH` / `WRONGPASS`, else `.serverError`.
+    public static func errorReply(_ text: String, to command: String) -> RedisError {
+        if text.hasPrefix("NOPERM") {
+            return RedisError(
+                code: .permissionDenied,
+                message: "the ACL user lacks the permission for \(command): \(text)")
+        }
+        let code: Code = text.hasPrefix("NOAUTH") || text.hasPrefix("WRONGPASS") ? .authenticationFailed : .serverError
+        return RedisError(code: code, message: "\(command) failed: \(text)")
+    }
 
     /// Whether the server may have executed the command although no reply arrived
     /// (a timeout or a connection that broke after the command was written).

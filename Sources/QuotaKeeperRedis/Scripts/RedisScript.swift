@@ -33,13 +33,12 @@ extension RedisClient {
             loads += 1
             let loaded = try await pipeline([RedisCommand(["SCRIPT", "LOAD", script.source]), command])
             if case .error(let message) = loaded[0] {
+                if message.hasPrefix("NOPERM") { throw RedisError.errorReply(message, to: "SCRIPT LOAD") }
                 throw RedisError(code: .scriptMissing, message: "script \(script.name) could not be loaded: \(message)")
             }
             reply = loaded[1]
         }
-        if case .error(let message) = reply {
-            throw RedisError(code: .serverError, message: "script \(script.name) failed: \(message)")
-        }
+        if case .error(let message) = reply { throw RedisError.errorReply(message, to: "EVALSHA (script \(script.name))") }
         return reply
     }
 
@@ -49,6 +48,7 @@ extension RedisClient {
     public func loadScript(_ script: RedisScript) async throws {
         for pool in try await router.masterPools() {
             if case .error(let message) = try await pool.run(RedisCommand(["SCRIPT", "LOAD", script.source]), deadline: router.deadline()) {
+                if message.hasPrefix("NOPERM") { throw RedisError.errorReply(message, to: "SCRIPT LOAD") }
                 throw RedisError(code: .scriptMissing, message: "script \(script.name) could not be loaded at \(pool.endpoint): \(message)")
             }
         }

@@ -1,0 +1,126 @@
+import QuotaKeeperRedis
+
+/// The typed wire contract of the admission and settlement scripts (`lua/ledger_reserve.lua`,
+/// `lua/ledger_settle.lua`): their KEYS, arguments and replies, encoded and decoded here and nowhere else.
+enum LedgerWire {
+    /// `<prefix>{<budget>}` followed by a suffix: every key of a budget shares its hash tag (one cluster slot).
+    struct BudgetKeys {
+        let base: String
+
+        init(prefix: String, budget: BudgetID) { base = "\(prefix){\(budget)}" }
+
+        var ledger: String { base + ":ledger" }
+        func record(_ reservationID: String) -> String { base + ":res:" + reservationID }
+        var inFlight: String { base + ":inflight" }
+        var probes: String { base + ":probes" }
+        var failers: String { base + ":failers" }
+    }
+
+    /// `ledger_reserve`'s KEYS and ARGV.
+    struct ReserveArguments {
+        var reservationID: String
+        var app: String
+        var priority: Priority
+        var requests: Int
+        var tokens: Int
+        var lease: Duration?
+
+        func keys(_ keys: BudgetKeys) -> [String] {
+            [keys.ledger, keys.record(reservationID), keys.inFlight, keys.probes]
+        }
+
+        /// The lease goes only when given: the script's everyday path is cheaper with one argument less.
+        var arguments: [String] {
+            [app, priority.rawValue, String(requests), String(tokens)] + (lease.map { [String($0.millisecondsRoundedUp)] } ?? [])
+        }
+    }
+
+    /// `ledger_reserve`'s answer.
+    enum ReserveReply {
+        /// Admitted (or, `repeated`, admitted before under the same reservation id: the first admission).
+        case admitted(sequence: Int64, epoch: Int64, isProbe: Bool, admittedAtMilliseconds: Int64, repeated: Bool)
+        case denied(Denial)
+
+        init(_ reply: RedisReply, budget: BudgetID) throws(LedgerError) {
+            let fields = reply.array ?? []
+            switch reply.tag {
+            case "ok":
+                let numbers = reply.integers
+                guard numbers.count == 8 else { throw QuotaLedger.unexpected(reply, LedgerScripts.reserve) }
+                self = .admitted(
+                    sequence: numbers[1], epoch: numbers[2], isProbe: numbers[5] == 1, admittedAtMilliseconds: numbers[6],
+                    repeated: numbers[7] == 1)
+            case "denied":
+                guard fields.count == 6, let reason = fields[1].string.flatMap(Denial.Reason.init(rawValue:)),
+                      let usage = fields[2].integer, let limit = fields[3].integer, let retry = fields[4].integer
+                else { throw QuotaLedger.unexpected(reply, LedgerScripts.reserve) }
+                self = .denied(Denial(
+                    budget: budget, reason: reason, dimension: fields[5].string ?? "", usage: Int(usage), limit: Int(limit),
+                    retryAfter: retry < 0 ? nil : .milliseconds(retry)))
+            default:
+                throw QuotaLedger.unexpected(reply, LedgerScripts.reserve)
+            }
+        }
+    }
+
+    /// Settle charges what Bedrock charged; release gives everything back.
+    enum SettleMode: String, Sendable {
+        case settle
+        case release
+    }
+
+    /// `ledger_settle`'s KEYS and ARGV. The reservation itself (app, buckets, held tokens, probe, epoch) comes
+    /// from its record in Redis, never from the caller.
+    struct SettleArguments {
+        var reservationID: String
+        var mode: SettleMode
+        var usage: TokenUsage
+        var burndown: Double
+        var outcome: CallOutcome
+        var latency: Duration
+        var instance: String
+
+        func keys(_ keys: BudgetKeys) -> [String] {
+            [keys.ledger, keys.record(reservationID), keys.inFlight, keys.probes, keys.failers]
+        }
+
+        var arguments: [String] {
+            [
+                mode.rawValue, String(usage.inputTokens), String(usage.cacheWriteInputTokens), String(usage.outputTokens),
+                String(burndown), outcome.rawValue, String(latency.millisecondsRoundedUp), instance,
+            ]
+        }
+    }
+
+    /// `ledger_settle`'s answer.
+    enum SettleReply {
+        /// This call settled or released the reservation.
+        case done(Settlement)
+        /// An earlier call did (`mode`); this is what it did. Nothing changed now.
+        case alreadyDone(SettleMode, Settlement)
+        /// No record: never admitted, expired, or lost with Redis's state. Nothing changed.
+        case unknownReservation
+
+        init(_ reply: RedisReply) throws(LedgerError) {
+            let fields = reply.array ?? []
+            func settlement(_ offset: Int) throws(LedgerError) -> Settlement {
+                guard fields.count == offset + 3, let charged = fields[offset].integer, let delta = fields[offset + 1].integer,
+                      let state = fields[offset + 2].string.flatMap(BreakerState.init(rawValue:))
+                else { throw QuotaLedger.unexpected(reply, LedgerScripts.settle) }
+                return Settlement(chargedTokens: Int(charged), returnedTokens: Int(-delta), breakerState: state)
+            }
+            switch reply.tag {
+            case "settled", "released":
+                self = .done(try settlement(1))
+            case "already_settled":
+                guard fields.count > 1, let mode = fields[1].string.flatMap({ $0 == "settled" ? SettleMode.settle : $0 == "released" ? .release : nil })
+                else { throw QuotaLedger.unexpected(reply, LedgerScripts.settle) }
+                self = .alreadyDone(mode, try settlement(2))
+            case "unknown_reservation":
+                self = .unknownReservation
+            default:
+                throw QuotaLedger.unexpected(reply, LedgerScripts.settle)
+            }
+        }
+    }
+}
