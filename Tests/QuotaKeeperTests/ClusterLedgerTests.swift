@@ -93,4 +93,80 @@ struct ClusterLedgerTests {
             #expect(try await cluster.waitUntilHealthy(within: .seconds(30)))
         }
     }
+
+    @Test("a budget's slot migrated live (IMPORTING/MIGRATING + MIGRATE) while admissions run: exact, nothing lost, all answered")
+    func liveMigration() async throws {
+        let cluster = try await LocalRedisCluster.shared.value
+        let (budget, sourcePort) = try await budgetOwnedElsewhere(cluster, "cluster-migrate")
+        let slot = HashSlot.slot(of: budget.description)
+        let owners = try await cluster.slotOwners()
+        let source = try #require(owners.first { $0.slots.contains(slot) })
+        let target = try #require(owners.first { $0.port != sourcePort })
+        let limit = 600
+        let configuration = testConfiguration(budget, rpm: limit, tpm: 1_000_000, window: .seconds(20))
+        try await withClusterLedger(cluster, configuration) { ledger in
+            let start = ContinuousClock.now
+            let tally = try await withThrowingTaskGroup(of: (admitted: Int, denied: Int, errors: [String]).self) { group in
+                for _ in 0..<16 {
+                    group.addTask {
+                        var result = (admitted: 0, denied: 0, errors: [String]())
+                        while ContinuousClock.now - start < .milliseconds(2500) {
+                            do {
+                                let reservation = try await ledger.reserve(budget, app: "migrate", tokens: 100)
+                                result.admitted += 1
+                                try await reservation.settle(usage: TokenUsage(inputTokens: 40, outputTokens: 0))
+                            } catch let error as LedgerError where error.code == .budgetExhausted {
+                                result.denied += 1
+                            } catch {
+                                result.errors.append("\(error)")
+                            }
+                            try await Task.sleep(for: .milliseconds(25))
+                        }
+                        return result
+                    }
+                }
+                group.addTask {
+                    try await Task.sleep(for: .milliseconds(400))
+                    try await migrate(slot: slot, from: source, to: target, owners: owners, cluster)
+                    return (0, 0, [])
+                }
+                return try await group.reduce(into: (admitted: 0, denied: 0, errors: [String]())) {
+                    $0.admitted += $1.admitted
+                    $0.denied += $1.denied
+                    $0.errors += $1.errors
+                }
+            }
+            #expect(try await cluster.masterPort(ofSlot: slot) == target.port)
+            #expect(tally.errors.isEmpty, "calls not answered: \(tally.errors.prefix(3))")
+            #expect(tally.admitted == limit)
+            #expect(tally.denied > 0)
+            let status = try await ledger.status(of: budget)
+            #expect(status.window.requests == limit)
+            #expect(status.window.tokens == limit * 40)  // every settlement counted once, none lost
+            let onTarget = try cluster.directClient(port: target.port)
+            #expect(try await onTarget.send(["EXISTS", ledger.ledgerKey(budget)]) == .integer(1))
+            await onTarget.shutdown()
+        }
+    }
+
+    /// Moves every key of `slot` as `redis-cli --cluster reshard` does: IMPORTING on the target, MIGRATING on
+    /// the source, MIGRATE in batches of 10 keys, then the slot's new owner on the target, the source and the rest.
+    private func migrate(
+        slot: Int, from source: (slots: ClosedRange<Int>, port: Int, id: String),
+        to target: (slots: ClosedRange<Int>, port: Int, id: String),
+        owners: [(slots: ClosedRange<Int>, port: Int, id: String)], _ cluster: LocalRedisCluster
+    ) async throws {
+        try await cluster.command(port: target.port, ["CLUSTER", "SETSLOT", String(slot), "IMPORTING", source.id])
+        try await cluster.command(port: source.port, ["CLUSTER", "SETSLOT", String(slot), "MIGRATING", target.id])
+        while true {
+            let keys = try await cluster.command(port: source.port, ["CLUSTER", "GETKEYSINSLOT", String(slot), "10"])
+                .array?.compactMap(\.string) ?? []
+            if keys.isEmpty { break }
+            try await cluster.command(
+                port: source.port, ["MIGRATE", "127.0.0.1", String(target.port), "", "0", "5000", "REPLACE", "KEYS"] + keys)
+        }
+        for port in [target.port, source.port] + Set(owners.map(\.port)).subtracting([target.port, source.port]) {
+            try await cluster.command(port: port, ["CLUSTER", "SETSLOT", String(slot), "NODE", target.id])
+        }
+    }
 }

@@ -218,7 +218,8 @@ final class ClusterRouter: Sendable {
     /// The pool of the slot's master (any master for a keyless command); schedules the periodic reload.
     private func owner(of slot: Int?) throws -> NodePool {
         let now = monotonicNanoseconds()
-        let (pool, stale) = state.withLock { state -> (NodePool?, Bool) in
+        let (pool, stale) = try state.withLock { state throws(RedisError) -> (NodePool?, Bool) in
+            if state.isShutdown { throw RedisError(code: .clientShutdown, message: "the Redis client was shut down") }
             let stale = now &- state.lastRefresh > Self.refreshInterval && state.refresh == nil
             if let slot, state.slotOwners.count == HashSlot.count { return (state.slotOwners[slot], stale) }
             return (slot == nil ? state.masters.values.randomElement() : nil, stale)
@@ -263,9 +264,12 @@ final class ClusterRouter: Sendable {
 
     /// Reloads the slot map, joining a reload under way; skipped if the last one ended within `minimumGap`.
     private func refresh(deadline: UInt64, minimumGap: UInt64) async throws {
-        let task: Task<Void, any Error>? = state.withLock { current in
+        let task: Task<Void, any Error>? = try state.withLock { current throws(RedisError) in
+            guard !current.isShutdown else {
+                throw RedisError(code: .clientShutdown, message: "the Redis client was shut down")
+            }
             if let running = current.refresh { return running }
-            guard !current.isShutdown, monotonicNanoseconds() &- current.lastRefresh >= minimumGap else { return nil }
+            guard monotonicNanoseconds() &- current.lastRefresh >= minimumGap else { return nil }
             let task = Task { [self] in
                 defer { state.withLock { $0.refresh = nil; $0.lastRefresh = monotonicNanoseconds() } }
                 try await loadTopology(deadline: deadline)
