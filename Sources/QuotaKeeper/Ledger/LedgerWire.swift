@@ -14,6 +14,8 @@ enum LedgerWire {
         var inFlight: String { base + ":inflight" }
         var probes: String { base + ":probes" }
         var failers: String { base + ":failers" }
+        /// One minute's history (minute = Redis ms / 60000; QuotaLedger+History.swift).
+        func history(minute: Int64) -> String { base + ":hist:" + String(minute) }
     }
 
     /// `ledger_reserve`'s KEYS and ARGV.
