@@ -69,11 +69,9 @@ final class NodePool: Sendable {
         return replies
     }
 
-    /// Stops the pool: queued commands fail with `.clientShutdown`, written ones get their replies; returns
-    /// when every thread of the pool has exited.
-    func shutdown() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            queue.shutdown { continuation.resume() }
-        }
+    /// Stops the pool: queued commands fail with `.clientShutdown`, written ones get their replies;
+    /// `onExit` runs once every thread of the pool has exited (at once if none runs).
+    func shutdown(onExit: @escaping @Sendable () -> Void) {
+        queue.shutdown(onExit: onExit)
     }
 }

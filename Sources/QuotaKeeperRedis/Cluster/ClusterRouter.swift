@@ -23,6 +23,11 @@ final class ClusterRouter: Sendable {
         /// When the last reload finished (monotonic nanoseconds).
         var lastRefresh: UInt64 = 0
         var isShutdown = false
+        /// Every pool whose threads may still run (the seed, masters, pools dropped by a map reload), by identity.
+        var running: [ObjectIdentifier: NodePool] = [:]
+        /// Callers of `waitUntilStopped()` waiting for the last pool's threads to exit.
+        var stopWaiters: [CheckedContinuation<Void, Never>] = []
+        var isStopped = false
     }
 
     /// The pool of the configured endpoint: the only one of a single-node client; a cluster's first contact.
@@ -46,6 +51,7 @@ final class ClusterRouter: Sendable {
         seed = NodePool(configuration: configuration, logger: logger)
         timeoutNanoseconds = UInt64(RedisConnection.milliseconds(configuration.timeouts.command)) * 1_000_000
         mode = Atomic((configuration.cluster == .off ? Mode.standalone : .undetermined).rawValue)
+        state.withLock { [seed] in $0.running[ObjectIdentifier(seed)] = seed }
     }
 
     /// A deadline one command timeout from now.
@@ -95,16 +101,44 @@ final class ClusterRouter: Sendable {
         return state.withLock { Array($0.masters.values) }
     }
 
-    /// Stops every pool; commands not yet written fail with `.clientShutdown`.
-    func shutdown() async {
+    /// Starts stopping every pool (commands not yet written fail with `.clientShutdown`, written ones get
+    /// their replies) without waiting; `waitUntilStopped()` returns when their threads have exited.
+    func beginShutdown() {
         let (pools, refresh) = state.withLock { state in
             state.isShutdown = true
             defer { state.masters = [:]; state.slotOwners = [] }
-            return (Array(state.masters.values), state.refresh)
+            return (Array(state.running.values), state.refresh)
         }
         refresh?.cancel()
-        for pool in pools where pool !== seed { await pool.shutdown() }
-        await seed.shutdown()
+        if pools.isEmpty { poolStopped(nil) }
+        for pool in pools { stop(pool) }
+    }
+
+    /// Returns once the client is shut down and every thread of every pool has exited.
+    func waitUntilStopped() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let stopped = state.withLock { state in
+                if !state.isStopped { state.stopWaiters.append(continuation) }
+                return state.isStopped
+            }
+            if stopped { continuation.resume() }
+        }
+    }
+
+    /// Stops one pool; when it was the last one running after `beginShutdown()`, the client is stopped.
+    private func stop(_ pool: NodePool) {
+        pool.shutdown { [self] in poolStopped(pool) }
+    }
+
+    private func poolStopped(_ pool: NodePool?) {
+        let waiters: [CheckedContinuation<Void, Never>] = state.withLock { state in
+            if let pool { state.running[ObjectIdentifier(pool)] = nil }
+            guard state.isShutdown, state.running.isEmpty, !state.isStopped else { return [] }
+            state.isStopped = true
+            defer { state.stopWaiters = [] }
+            return state.stopWaiters
+        }
+        for waiter in waiters { waiter.resume() }
     }
 
     // MARK: Routing
@@ -251,7 +285,12 @@ final class ClusterRouter: Sendable {
             node.endpoint = endpoint
             node.cluster = .off
             let pool = NodePool(configuration: node, logger: logger)
-            state.masters[endpoint] = pool
+            if state.isShutdown {
+                pool.shutdown {}  // a redirection raced with shutdown: a pool that refuses everything
+            } else {
+                state.masters[endpoint] = pool
+                state.running[ObjectIdentifier(pool)] = pool
+            }
             return pool
         }
     }
@@ -341,7 +380,7 @@ final class ClusterRouter: Sendable {
         logger.debug(
             "Redis Cluster map loaded",
             metadata: ["redis.masters": "\(topology.masters.map(\.description).joined(separator: ","))"])
-        for pool in dropped { Task { await pool.shutdown() } }
+        for pool in dropped { stop(pool) }
     }
 }
 
