@@ -15,7 +15,8 @@ final class NodePool: Sendable {
     init(configuration: RedisConfiguration, logger: Logger) {
         self.configuration = configuration
         let connections = max(1, configuration.pool.connections)
-        queue = CommandQueue(workerCount: connections, maximumBatch: configuration.pool.maximumBatch)
+        queue = CommandQueue(
+            workerCount: connections, maximumBatch: configuration.pool.maximumBatch, spin: configuration.pool.spinBeforeSleep)
         let timeoutError = RedisError(
             code: .timeout,
             message: "Redis at \(configuration.endpoint) did not answer within \(configuration.timeouts.command)")
