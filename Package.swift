@@ -11,6 +11,7 @@ let package = Package(
         .executable(name: "quotakeeper-bench", targets: ["QuotaKeeperBenchmarks"]),
         .library(name: "BedrockErrors", targets: ["BedrockErrors"]),
         .library(name: "BedrockRuntimeClient", targets: ["BedrockRuntime"]),
+        .library(name: "AWSAuth", targets: ["AWSAuth"]),
         .executable(name: "bedrock-sim", targets: ["BedrockSimulatorServer"]),
         .executable(name: "quotakeeper-fleet", targets: ["QuotaKeeperFleet"]),
     ],
@@ -22,16 +23,24 @@ let package = Package(
         .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.1"),
     ],
     targets: [
-        // MARK: Redis layer (the only code that imports CHiredis)
+        // MARK: Redis layer (the only code that imports CHiredis and COpenSSL)
         .systemLibrary(
             name: "CHiredis",
             pkgConfig: "hiredis",
             providers: [.apt(["libhiredis-dev"])]
         ),
+        // TLS for rediss:// (Debian's OpenSSL 3); hiredis stays the RESP codec over the layer's own sockets.
+        .systemLibrary(
+            name: "COpenSSL",
+            pkgConfig: "openssl",
+            providers: [.apt(["libssl-dev"])]
+        ),
         .target(
             name: "QuotaKeeperRedis",
             dependencies: [
                 "CHiredis",
+                "COpenSSL",
+                "AWSAuth",  // ElastiCache IAM authentication tokens
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -85,11 +94,27 @@ let package = Package(
             plugins: ["EmbedLuaScripts"]
         ),
 
+        // MARK: AWS credentials and SigV4, below both Bedrock Runtime and the Redis layer (IAM auth)
+        .target(
+            name: "AWSAuth",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")]
+        ),
+        // Loopback servers stand in for STS, the container endpoint and IMDS.
+        .testTarget(
+            name: "AWSAuthTests",
+            dependencies: ["AWSAuth", .product(name: "FlyingFox", package: "FlyingFox")]
+        ),
+
         // MARK: Bedrock error taxonomy, runtime client and simulator (issue 7)
         .target(name: "BedrockErrors"),
+        // The AWS event-stream framing (issue 16): one implementation for the client's decoder and the simulator's encoder.
+        .target(name: "AWSEventStream"),
+        .testTarget(name: "AWSEventStreamTests", dependencies: ["AWSEventStream"], exclude: ["Fixtures"]),
         .target(
             name: "BedrockRuntime",
             dependencies: [
+                "AWSAuth",
+                "AWSEventStream",
                 "BedrockErrors",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -98,6 +123,7 @@ let package = Package(
         .target(
             name: "BedrockSimulator",
             dependencies: [
+                "AWSEventStream",
                 .product(name: "FlyingFox", package: "FlyingFox"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -14,6 +14,8 @@ enum LedgerWire {
         var inFlight: String { base + ":inflight" }
         var probes: String { base + ":probes" }
         var failers: String { base + ":failers" }
+        /// One minute's history (minute = Redis ms / 60000; QuotaLedger+History.swift).
+        func history(minute: Int64) -> String { base + ":hist:" + String(minute) }
         /// The waiting line: tickets by tag (zset), ticket expiries (zset), ticket index and app tags (hash).
         var line: String { base + ":line" }
         var lineExpiry: String { base + ":line:exp" }

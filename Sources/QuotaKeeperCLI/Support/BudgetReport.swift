@@ -37,8 +37,8 @@ struct BudgetReport: Sendable {
         }
     }
 
-    /// Reads the budget, the per-app history of its last `appMinutes` minutes (2 script calls) and the waiting
-    /// line (2 ZRANGE).
+    /// Reads the budget and the per-app history of its last `appMinutes` minutes (`ledger_read` + `TIME` + the history minutes)
+    /// and the waiting line (2 ZRANGE).
     static func load(_ budget: BudgetID, ledger: QuotaLedger, appMinutes: Int) async throws -> BudgetReport {
         let status = try await ledger.status(of: budget)
         var totals: [String: AppTotal] = [:]
