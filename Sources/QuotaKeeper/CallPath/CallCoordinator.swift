@@ -31,7 +31,7 @@ public struct CallCoordinator: Sendable {
     let logger: Logger
 
     /// Creates the call path over a ledger.
-    public init(ledger: QuotaLedger, configuration: CallPathConfiguration = .init(), logger: Logger = Logger(label: "quotakeeper.call")) {
+    public init(ledger: QuotaLedger, configuration: CallPathConfiguration = .init(), logger: Logger = Logger(label: "quotakeeper.call", factory: { _ in SwiftLogNoOpLogHandler() })) {
         self.ledger = ledger
         self.configuration = configuration
         self.retryBudget = RetryBudget(ledger: ledger, configuration: configuration.retryBudget)
