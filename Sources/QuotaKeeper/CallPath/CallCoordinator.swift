@@ -155,7 +155,7 @@ public struct CallCoordinator: Sendable {
 
                 switch outcome {
                 case .success(let completion) where !settlesOnSuccess:
-                    Counter(label: "quotakeeper_calls_total", dimensions: [("budget", target.description), ("outcome", index == 0 ? "served" : "served_by_fallback")]).increment()
+                    // quotakeeper_calls_total and the call duration are recorded when the stream ends.
                     let result = CallResult(
                         value: completion.value, target: target, isFallback: index > 0, attempts: attempts, waited: waited,
                         skipped: failures, chargedTokens: nil)
