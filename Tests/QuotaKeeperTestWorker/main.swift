@@ -113,8 +113,9 @@ do {
                         _ = consume reservation
                     }
                     try await Task.sleep(for: .milliseconds(300))
-                    print("{\"times\": []}")
-                    exit(0)   // dies holding its tickets
+                    guard task == 0 else { try await Task.sleep(for: .seconds(60)); break }
+                    FileHandle.standardOutput.write(Data("{\"times\": []}\n".utf8))
+                    exit(0)   // the process dies holding its tasks' tickets
                 case "reserve":
                     var draw = task
                     while wallMilliseconds() < end {
