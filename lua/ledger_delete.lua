@@ -1,5 +1,6 @@
 -- ledger_delete.lua (after ledger_lib.lua): removes a budget, or only its usage.
--- KEYS[1]  <prefix>{<budget>}:ledger
+-- KEYS     <base>:ledger, <base>:inflight, <base>:probes, <base>:failers   (<base> = <prefix>{<budget>}; the
+--          per-minute history keys are still derived here: see docs/ledger.md)
 -- ARGV[1]  'delete'      every key of the budget: ledger, in-flight leases, probes, failing instances and the
 --                        per-minute history within its retention
 --          'reset_usage' keeps configuration and breaker; clears the rings and leases and starts a new epoch
@@ -7,6 +8,8 @@
 -- Replies  {'deleted', keys removed} | {'reset', epoch} | {'no_budget'} | {'invalid', argument, reason}
 -- Redis cost: delete: one DEL per history minute (retention / 1 min, 1440 for a day); reset: HKEYS + HDEL + HSET.
 
+local keys_error = sibling_keys(':inflight', ':probes', ':failers')
+if keys_error then return keys_error end
 local command = ARGV[1]
 if command ~= 'delete' and command ~= 'reset_usage' then
   return { 'invalid', 'command', "must be 'delete' or 'reset_usage'" }
@@ -16,7 +19,7 @@ local now = now_ms()
 local valid = v[1] and #v[1] == CONFIG_SIZE
 local values = valid and { sunpack(CONFIG_FORMAT, v[1]) } or {}
 if command == 'delete' then     -- also a budget whose configuration is missing or of another layout
-  local removed = redis.call('DEL', LEDGER_KEY, budget_key(':inflight'), budget_key(':probes'), budget_key(':failers'))
+  local removed = redis.call('DEL', LEDGER_KEY, KEYS[2], KEYS[3], KEYS[4])
   local history_ms = values[16] or 86400000
   for minute = floor((now - history_ms - 60000) / 60000), floor(now / 60000) do
     removed = removed + redis.call('DEL', budget_key(':hist:' .. minute))
@@ -31,7 +34,7 @@ for _, name in ipairs(redis.call('HKEYS', LEDGER_KEY)) do
   if string.match(name, '^[wd]%d+$') or string.match(name, '^a:') then push(removals, name) end
 end
 if #removals > 0 then redis.call('HDEL', LEDGER_KEY, unpack(removals)) end
-redis.call('DEL', budget_key(':inflight'))
+redis.call('DEL', KEYS[2])
 values[12] = now
 redis.call('HSET', LEDGER_KEY, 'cfg', spack(CONFIG_FORMAT, unpack(values)), 'st', state_pack(seq, code, deadline,
   ring_new('w', span, values[1] / values[2]), ring_new('d', dspan, values[3] / values[4])))

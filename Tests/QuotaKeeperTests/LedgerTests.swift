@@ -127,6 +127,26 @@ struct LedgerTests {
         }
     }
 
+    @Test("removing the in-flight limit drops its leases; a hop margin change keeps what the window counts")
+    func configurationChangesKeepTheirKeys() async throws {
+        var configuration = testConfiguration(uniqueBudget("reconfigure"), rpm: 10)
+        configuration.inFlight = .init(limit: 2)
+        try await withLedger(configuration) { ledger, budget in
+            let held = try await ledger.reserve(budget, app: "app", tokens: 1)
+            #expect(try await ledger.status(of: budget).inFlight == 1)
+            configuration.inFlight = nil
+            try await ledger.updateBudget(configuration)
+            #expect(try await ledger.status(of: budget).inFlight == 0)
+            configuration.hopMargin = .seconds(1)   // 20 + 1 + 10 buckets counted now: a geometry change
+            try await ledger.updateBudget(configuration)
+            let status = try await ledger.status(of: budget)
+            #expect(status.window.requests == 1 && status.settings["hop"] == 1000)
+            // A new epoch: the old reservation's settle gives nothing back (its hold moved with the fold).
+            try await held.release()
+            #expect(try await ledger.status(of: budget).window.requests == 1)
+        }
+    }
+
     @Test("concurrent ceiling adjustments compose atomically; the bounds hold")
     func ceilingAdjustmentsAreAtomic() async throws {
         try await withLedger(testConfiguration(uniqueBudget("ceiling"), rpm: 100)) { ledger, budget in
@@ -324,17 +344,28 @@ struct LedgerTests {
                 ["app", "batch", "1", "1e12", "0"], ["app", "batch", "1.5", "5", "0"], ["app", "batch", "1", "5", "-1"],
                 ["app", "batch", "1", "5", "soon"], ["app", "interactive", "1"],
             ] {
-                let reply = try await ledger.evaluate(LedgerScripts.reserve, budget, arguments)
+                let keys = LedgerWire.ReserveArguments(
+                    reservationID: "r1", app: "app", priority: .batch, requests: 1, tokens: 1).keys(ledger.keys(budget))
+                let reply = try await ledger.evaluate(LedgerScripts.reserve, budget, arguments, keys: keys)
                 #expect(reply.tag == "invalid", "\(arguments) -> \(reply)")
             }
-            let settle = try await ledger.evaluate(
-                LedgerScripts.settle, budget,
-                ["settle", "1", "1", "app", "1", "1", "1", "10", "-1", "0", "0", "1", "success", "0", "i", "0"])
-            #expect(settle.tag == "invalid")
-            let zero = try await ledger.evaluate(LedgerScripts.configure, budget, ["set", "rpm", "0"])
-            #expect(zero.tag == "invalid")
-            let geometry = try await ledger.evaluate(LedgerScripts.configure, budget, ["set", "win", "1999"])
-            #expect(geometry.tag == "invalid")
+            let admitted = try await ledger.reserve(budget, app: "app", tokens: 10, id: "s1")
+            let settleKeys = LedgerWire.SettleArguments(
+                reservationID: "s1", mode: .settle, usage: TokenUsage(inputTokens: 0, outputTokens: 0), burndown: 1,
+                outcome: .success, latency: .zero, instance: "i").keys(ledger.keys(budget))
+            for arguments in [
+                ["settle", "-1", "0", "0", "1", "success", "0", "i"], ["done", "1", "0", "0", "1", "success", "0", "i"],
+                ["settle", "1", "0", "0", "nan", "success", "0", "i"], ["settle", "1", "0", "0", "1", "fine", "0", "i"],
+                ["settle", "1", "0", "0", "1", "success", "0", "bad instance"], ["settle", "1", "0", "0", "101", "none", "0", "i"],
+            ] {
+                let reply = try await ledger.evaluate(LedgerScripts.settle, budget, arguments, keys: settleKeys)
+                #expect(reply.tag == "invalid", "\(arguments) -> \(reply)")
+            }
+            try await admitted.release()   // none of the refused settles consumed it
+            for arguments in [["set", "rpm", "0"], ["set", "win", "1999"], ["set", "hop", "-1"], ["adjust_ceiling", "lower", "2", "0.5"]] {
+                let reply = try await ledger.evaluate(LedgerScripts.configure, budget, arguments, keys: ledger.keys(budget).configure)
+                #expect(reply.tag == "invalid", "\(arguments) -> \(reply)")
+            }
         }
         var zeroLimit = testConfiguration(uniqueBudget("invalid"), rpm: 0)
         #expect(throws: LedgerError.self) { try zeroLimit.validate() }

@@ -40,7 +40,7 @@ extension QuotaLedger {
             replay.id, replay.app, String(replay.requests), String(replay.tokens), String(rememberFor.millisecondsRoundedUp),
             String(replay.inputTokens), String(replay.outputTokens),
         ]
-        let reply = try await run(LedgerScripts.replay, replay.budget, arguments)
+        let reply = try await run(LedgerScripts.replay, replay.budget, arguments, keys: [keys(replay.budget).ledger, keys(replay.budget).replayed(replay.id)])
         switch reply.tag {
         case "replayed": return true
         case "duplicate": return false
