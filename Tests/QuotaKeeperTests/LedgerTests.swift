@@ -147,6 +147,47 @@ struct LedgerTests {
         }
     }
 
+    @Test("a reserve and a settle whose replies are lost (server paused past the timeout) are retried and count once")
+    func unknownOutcomesAreRetriedOnce() async throws {
+        let server = try await RedisServerProcess()
+        var redisConfiguration = try RedisConfiguration(url: server.url())
+        redisConfiguration.timeouts.command = .milliseconds(300)
+        let redis = RedisClient(configuration: redisConfiguration)
+        let configuration = testConfiguration(uniqueBudget("unknown"), rpm: 10, tpm: 10_000)
+        let ledger = try QuotaLedger(redis: redis, keyPrefix: testKeyPrefix, budgets: [configuration])
+        let budget = configuration.id
+        try await ledger.seedBudgets()
+        try await ledger.loadScripts()
+        // Paused for 450 ms: the first attempt times out at 300 ms (its command already written), the retry
+        // with the same id is answered when the server resumes.
+        func whilePaused<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
+            server.pause()
+            let task = Task { try await body() }
+            try await Task.sleep(for: .milliseconds(450))
+            server.resume()
+            return try await task.value
+        }
+        let sequence = try await whilePaused {
+            try await ledger.reserve(budget, app: "app", tokens: 1000, id: "lost-reply").sequence
+        }
+        var status = try await ledger.status(of: budget)
+        #expect(status.window.requests == 1 && status.window.tokens == 1000, "held once")
+        let again = try await ledger.reserve(budget, app: "app", tokens: 1000, id: "lost-reply")
+        #expect(again.sequence == sequence)
+        let record = ReservationRecord(again)
+        _ = consume again
+        let settled = try await whilePaused {
+            try await ledger.finish(
+                record, mode: .settle, usage: TokenUsage(inputTokens: 100, outputTokens: 100), outcome: .success,
+                latency: .zero)
+        }
+        #expect(settled.chargedTokens == 200 && settled.returnedTokens == 800)   // the first attempt's answer
+        status = try await ledger.status(of: budget)
+        #expect(status.window.requests == 1 && status.window.tokens == 200, "settled once")
+        await redis.shutdown()
+        await server.stop()
+    }
+
     @Test("concurrent ceiling adjustments compose atomically; the bounds hold")
     func ceilingAdjustmentsAreAtomic() async throws {
         try await withLedger(testConfiguration(uniqueBudget("ceiling"), rpm: 100)) { ledger, budget in
