@@ -87,9 +87,13 @@ let package = Package(
 
         // MARK: Bedrock error taxonomy, runtime client and simulator (issue 7)
         .target(name: "BedrockErrors"),
+        // The AWS event-stream framing (issue 16): one implementation for the client's decoder and the simulator's encoder.
+        .target(name: "AWSEventStream"),
+        .testTarget(name: "AWSEventStreamTests", dependencies: ["AWSEventStream"], exclude: ["Fixtures"]),
         .target(
             name: "BedrockRuntime",
             dependencies: [
+                "AWSEventStream",
                 "BedrockErrors",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -98,6 +102,7 @@ let package = Package(
         .target(
             name: "BedrockSimulator",
             dependencies: [
+                "AWSEventStream",
                 .product(name: "FlyingFox", package: "FlyingFox"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -8,7 +8,8 @@
 --                          (raise: ceil + step, 0..1), ARGV[4] bound (lower: not below it; raise: not above it;
 --                          0.01..1): read and written in one call, so concurrent adjustments compose
 -- ARGV[2..] setting, value pairs (docs/ledger.md lists them); an empty value removes an optional setting;
---          `cap:<app>` sets an app's share of the window limits.
+--          `cap:<app>` sets an app's share of the window limits; `hk` how many apps of a minute get their own
+--          history row (kept in its own field `hk`, default 50).
 -- Replies  {'seeded' | 'exists' | 'replaced' | 'set', epoch} | {'ceiling', old, new} (decimal strings)
 --          | {'no_budget'} ('set' or 'adjust_ceiling' on a budget without
 --          configuration) | {'invalid', setting, reason}
@@ -32,7 +33,8 @@ local SETTINGS = {
   tpd = int_setting(1, MAX_LIMIT, true),
   batch = num_setting(0.01, 1), ceil = num_setting(0.01, 1),                 -- batch ceiling, effective ceiling
   infl = int_setting(1, 1000000, true), lease = int_setting(1, MAX_MS),      -- in-flight limit, default lease
-  hist = int_setting(60000, MAX_MS),                                         -- per-minute history retention
+  hist = int_setting(60000, 604800000),                                      -- per-minute history retention
+  hk = int_setting(1, 1000, true),           -- apps with a history row per minute (field `hk`, not in `cfg`)
   hop = int_setting(0, 60000),                                               -- hop margin ms (ring_span)
   b_rate = num_setting(0.01, 1), b_min = int_setting(1, 1000000000),
   b_consec = int_setting(1, 1000000000, true), b_quorum = int_setting(1, 1000),
@@ -133,6 +135,11 @@ for name, value in pairs(given) do
     if value then push(writes, name, value) else push(removals, name) end
     caps[name] = value and true or nil
   end
+end
+if given.hk then
+  push(writes, 'hk', given.hk)
+elseif given.hk == false or (mode == 'replace' and given.hk == nil) then
+  push(removals, 'hk')   -- back to the default (ledger_lib_extra.lua: HISTORY_DEFAULT_APPS)
 end
 for _, name in ipairs(names) do   -- the rings of apps that no longer have a cap
   local app = string.match(name, '^a:([^:]+)')

@@ -1,12 +1,11 @@
 -- ledger_delete.lua (after ledger_lib.lua): removes a budget, or only its usage.
--- KEYS     <base>:ledger, <base>:inflight, <base>:probes, <base>:failers   (<base> = <prefix>{<budget>}; the
---          per-minute history keys are still derived here: see docs/ledger.md)
--- ARGV[1]  'delete'      every key of the budget: ledger, in-flight leases, probes, failing instances and the
---                        per-minute history within its retention
+-- KEYS     <base>:ledger, <base>:inflight, <base>:probes, <base>:failers   (<base> = <prefix>{<budget>})
+-- ARGV[1]  'delete'      the ledger, in-flight leases, probes and failing instances (the caller removes the
+--                        per-minute history keys itself, in bounded chunks: QuotaLedger.deleteBudget)
 --          'reset_usage' keeps configuration and breaker; clears the rings and leases and starts a new epoch
 --                        (reservations made before settle without touching the new rings)
 -- Replies  {'deleted', keys removed} | {'reset', epoch} | {'no_budget'} | {'invalid', argument, reason}
--- Redis cost: delete: one DEL per history minute (retention / 1 min, 1440 for a day); reset: HKEYS + HDEL + HSET.
+-- Redis cost: delete: one DEL of 4 keys; reset: HKEYS + HDEL + HSET.
 
 local keys_error = sibling_keys(':inflight', ':probes', ':failers')
 if keys_error then return keys_error end
@@ -19,12 +18,7 @@ local now = now_ms()
 local valid = v[1] and #v[1] == CONFIG_SIZE
 local values = valid and { sunpack(CONFIG_FORMAT, v[1]) } or {}
 if command == 'delete' then     -- also a budget whose configuration is missing or of another layout
-  local removed = redis.call('DEL', LEDGER_KEY, KEYS[2], KEYS[3], KEYS[4])
-  local history_ms = values[16] or 86400000
-  for minute = floor((now - history_ms - 60000) / 60000), floor(now / 60000) do
-    removed = removed + redis.call('DEL', budget_key(':hist:' .. minute))
-  end
-  return { 'deleted', removed }
+  return { 'deleted', redis.call('DEL', LEDGER_KEY, KEYS[2], KEYS[3], KEYS[4]) }
 end
 if not valid then return { 'no_budget' } end
 local span, dspan = ring_span(values[1], values[2], values[28]), ring_span(values[3], values[4], values[28])

@@ -52,6 +52,7 @@ local day_usage = describe(day, { 'tokens', 'unused' }, config.dwin)
 day_usage.unused = nil
 for _, bucket in ipairs(day_usage.buckets) do bucket.unused = nil end
 config.ep, config.caps = nil, nil
+config.hk = tonumber(redis.call('HGET', LEDGER_KEY, 'hk')) or HISTORY_DEFAULT_APPS   -- history rows per minute
 return cjson.encode({
   now_ms = now, epoch = values[12], reservations = seq, config = config, caps = caps, apps = apps,
   window = describe(window, { 'requests', 'tokens' }, config.win), day = day_usage,

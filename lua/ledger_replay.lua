@@ -1,6 +1,7 @@
 -- ledger_replay.lua (after ledger_lib.lua and ledger_lib_extra.lua): charges usage that an instance admitted on
 -- its own while Redis was unreachable (call path policy failOpen), exactly once.
--- KEYS     <base>:ledger, <base>:replayed:<replay_id>   (<base> = <prefix>{<budget>})
+-- KEYS     <base>:ledger, <base>:replayed:<replay_id>, <base>:hist:<minute> (the current history minute, the
+--          last key: `history_target` in ledger_lib_extra.lua)   (<base> = <prefix>{<budget>})
 -- ARGV     replay_id (1-64 characters of A-Z a-z 0-9 . _ -: the same id on every retry of one entry),
 --          app, requests (1..10^6), tokens (0..10^12: what Bedrock charged), dedupe_ms (how long the id is
 --          remembered, 1000..one year), input and output (0..10^12: input + cache write and output as Bedrock
@@ -9,7 +10,7 @@
 -- it leaves the window later than it really would: counting more, never less) and to this minute's history.
 -- The id is remembered in `<base>:replayed:<id>` (KEYS[2], SET NX PX), so a retry after a lost reply counts nothing twice.
 -- Replies  {'replayed', tokens} | {'duplicate'} | {'no_budget'} | {'invalid', argument, reason}
--- Redis cost: SET NX + TIME + HMGET + HSET (+ HMGET when a ring moves on) + 4 HINCRBY (+ PEXPIRE).
+-- Redis cost: SET NX + TIME + HMGET + HSET (+ HMGET when a ring moves on) + the history's HMGET + HSET.
 
 local replay_id, app = ARGV[1], ARGV[2]
 if not valid_name(replay_id) then return { 'invalid', 'replay_id', NAME_RULE } end
@@ -28,11 +29,13 @@ if not input or not output then return { 'invalid', 'input', 'input and output m
 local app_field = 'a:' .. app
 local v = redis.call('HMGET', LEDGER_KEY, 'cfg', 'st', 'cap:' .. app, app_field)
 if not v[1] or #v[1] ~= CONFIG_SIZE then return { 'no_budget' } end   -- absent, or stored in another layout
+local now = now_ms()
+local history, refusal = history_target(now, true)
+if not history then return refusal end
 if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', dedupe_ms) then
   return { 'duplicate' }
 end
 
-local now = now_ms()
 local win, n, dwin, dn, _, _, _, _, _, _, _, _, _, _, _, history_ms = sunpack(CONFIG_FORMAT, v[1])
 local hop = sunpack('<d', v[1], HOP_OFFSET)
 local span = ring_span(win, n, hop)
@@ -54,5 +57,5 @@ end
 push(fields, 'st', state_pack(seq, breaker_code, breaker_until, window, day))
 redis.call('HSET', LEDGER_KEY, unpack(fields))
 
-history_add(app, now, history_ms, requests, tokens, input, output)
+history_add(history, app, history_ms, requests, tokens, input, output)
 return { 'replayed', tokens }

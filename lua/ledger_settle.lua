@@ -1,7 +1,8 @@
 -- ledger_settle.lua (after ledger_lib.lua): settles or releases one reservation and reports the call's
 -- outcome to the budget's circuit breaker, in one call.
 -- KEYS     <base>:ledger, <base>:res:<id> (the reservation's record), <base>:inflight, <base>:probes,
---          <base>:failers   (<base> = <prefix>{<budget>})
+--          <base>:failers, <base>:hist:<minute> (the history minute, last: `history_target` in
+--          ledger_lib_extra.lua; unused on release)   (<base> = <prefix>{<budget>})
 -- ARGV     mode ('settle' | 'release'), input, cache_write, output (tokens Bedrock reported; 0 on release),
 --          burndown (output multiplier, 0..100), outcome ('none' | 'success' | 'failure' | 'slow'), latency_ms,
 --          instance (id of the reporting process)
@@ -12,8 +13,8 @@
 -- tokens held beyond that are given back at once to the bucket where they were held (if it is still in the
 -- window and the ledger epoch is unchanged); a charge above the held tokens is added to the newest bucket.
 -- Release gives back the request and all tokens.
--- Settle also adds the request, the charge, the input (+ cache write) and the output to the per-minute history
--- hash `<base>:hist:<minute>` (history_add in ledger_lib_extra.lua).
+-- Settle also adds the request, the charge, the input (+ cache write) and the output to the app's row (or the
+-- `other` row) of the history minute in the last key (`history_add` in ledger_lib_extra.lua).
 -- Replies  {'settled' | 'released', charged, delta_tokens, breaker_state}
 --          {'already_settled', 'settled' | 'released', charged, delta_tokens, breaker_state}
 --            (the record was consumed before: what that call did; nothing changes)
@@ -58,6 +59,8 @@ if record[1] ~= RESERVED then   -- consumed before: what that settle or release 
   return { 'already_settled', record[1] == SETTLED and 'settled' or 'released', record[10], record[11],
     breaker_state_name(breaker_effective_state(code, deadline, now)) }
 end
+local history, refusal = history_target(now, mode == 'settle')
+if history == nil then return refusal end
 local win, n, dwin, dn, _, _, _, _, _, in_flight_limit, _, epoch, _, _, _, history_ms, failure_rate, minimum_calls,
   consecutive_limit, quorum, open_ms, open_multiplier, open_max_ms, close_after, slow_ms, outcome_ms, outcome_n, hop =
   sunpack(CONFIG_FORMAT, v[1])
@@ -93,8 +96,8 @@ local lease_member = reservation_epoch .. ':' .. reservation_id()
 if in_flight_limit > 0 then redis.call('ZREM', KEYS[3], lease_member) end
 if probe then redis.call('ZREM', KEYS[4], lease_member) end
 
-if mode == 'settle' then   -- per-minute history; budget totals are the sum over apps
-  history_add(app, now, history_ms, requests, charged, usage[1] + usage[2], usage[3])
+if history then   -- per-minute history; budget totals are the sum over rows
+  history_add(history, app, history_ms, requests, charged, usage[1] + usage[2], usage[3])
 end
 
 -- Breaker: count the outcome in its rolling window, then apply the transitions.

@@ -5,7 +5,8 @@ import Logging
 import FoundationNetworking
 #endif
 
-/// A Bedrock Runtime client without the AWS SDK: Converse and CountTokens over HTTPS with SigV4.
+/// A Bedrock Runtime client without the AWS SDK: Converse, ConverseStream, InvokeModel,
+/// InvokeModelWithResponseStream and CountTokens over HTTPS with SigV4.
 ///
 /// Every failure from the service or the transport is thrown as a ``BedrockError`` already classified
 /// (so QuotaKeeper's call path can act on ``BedrockErrorKind``); cancellation is thrown as
@@ -18,8 +19,10 @@ public final class BedrockRuntimeClient: Sendable {
     /// The configuration in force.
     public let configuration: BedrockRuntimeConfiguration
     private let session: URLSession
+    /// Requests whose answers are event streams (read while they arrive).
+    let streaming: StreamingTransport
     private let signer: SigV4Signer
-    private let logger: Logger
+    let logger: Logger
     private let credentialsCache: CredentialsCache
 
     /// Creates a client.
@@ -38,6 +41,7 @@ public final class BedrockRuntimeClient: Sendable {
         sessionConfiguration.httpCookieStorage = nil
         sessionConfiguration.httpShouldSetCookies = false
         self.session = URLSession(configuration: sessionConfiguration)
+        self.streaming = StreamingTransport(configuration: sessionConfiguration)
         self.signer = SigV4Signer(service: "bedrock", region: configuration.region)
         self.logger = logger
         self.credentialsCache = CredentialsCache(provider: configuration.credentials,
@@ -78,22 +82,36 @@ public final class BedrockRuntimeClient: Sendable {
     private func call<Body: Encodable, Answer: Decodable>(
         modelId: String, operation: String, body: Body, as: Answer.Type
     ) async throws -> Answer {
-        let classifier = configuration.classifier
-        let payload: Data
+        let (data, http) = try await exchange(modelId: modelId, operation: operation, payload: try Self.json(body, operation: operation))
         do {
-            payload = try JSONEncoder().encode(body)
+            return try JSONDecoder().decode(Answer.self, from: data)
+        } catch {
+            throw BedrockError(kind: .unknown, status: http.statusCode,
+                               message: "the \(operation) answer could not be decoded", source: .transport,
+                               underlying: error)
+        }
+    }
+
+    /// A request body as JSON; a body that cannot be encoded is a client-side validation error.
+    static func json(_ body: some Encodable, operation: String) throws -> Data {
+        do {
+            return try JSONEncoder().encode(body)
         } catch {
             throw BedrockError(kind: .validation, message: "the \(operation) request could not be encoded as JSON",
                                source: .client, underlying: error)
         }
-        let credentials: AWSCredentials
-        do {
-            credentials = try await credentialsCache.get()
-        } catch {
-            let message = (error as? CredentialsError)?.message ?? "credentials could not be resolved"
-            throw BedrockError(kind: .accessDenied, message: message, source: .client, underlying: error)
-        }
-        let urlRequest = signedRequest(modelId: modelId, operation: operation, payload: payload, credentials: credentials)
+    }
+
+    /// Signs and sends one request and reads the whole answer.
+    /// - Returns: The body and head of a 2xx answer.
+    /// - Throws: ``BedrockError`` (an error answer classified, or the transport's failure), or `CancellationError`.
+    func exchange(
+        modelId: String, operation: String, payload: Data,
+        contentType: String = "application/json", accept: String = "application/json"
+    ) async throws -> (Data, HTTPURLResponse) {
+        let urlRequest = signedRequest(
+            modelId: modelId, operation: operation, payload: payload, credentials: try await resolveCredentials(),
+            contentType: contentType, accept: accept)
         let started = ContinuousClock.now
         let data: Data
         let response: URLResponse
@@ -117,23 +135,31 @@ public final class BedrockRuntimeClient: Sendable {
             "quotakeeper.status": "\(http.statusCode)", "quotakeeper.latency_ms": "\(elapsed.milliseconds)",
         ]
         guard (200..<300).contains(http.statusCode) else {
-            let failure = classifier.classify(
-                status: http.statusCode,
-                errorTypeHeader: http.value(forHTTPHeaderField: "x-amzn-ErrorType") ?? Self.bodyField("__type", in: data),
-                message: Self.bodyField("message", in: data) ?? Self.bodyField("Message", in: data)
-            )
+            let failure = errorAnswer(http, body: data)
             metadata["quotakeeper.error_kind"] = "\(failure.kind.rawValue)"
             logger.debug("bedrock call refused", metadata: metadata)
             throw failure
         }
+        logger.debug("bedrock call succeeded", metadata: metadata)
+        return (data, http)
+    }
+
+    /// The classified error of a non-2xx answer (only the error type and message of its body are read).
+    func errorAnswer(_ http: HTTPURLResponse, body: Data) -> BedrockError {
+        configuration.classifier.classify(
+            status: http.statusCode,
+            errorTypeHeader: http.value(forHTTPHeaderField: "x-amzn-ErrorType") ?? Self.bodyField("__type", in: body),
+            message: Self.bodyField("message", in: body) ?? Self.bodyField("Message", in: body)
+        )
+    }
+
+    /// Credentials from the cache, a failure to resolve them thrown as an access-denied ``BedrockError``.
+    func resolveCredentials() async throws -> AWSCredentials {
         do {
-            let answer = try JSONDecoder().decode(Answer.self, from: data)
-            logger.debug("bedrock call succeeded", metadata: metadata)
-            return answer
+            return try await credentialsCache.get()
         } catch {
-            throw BedrockError(kind: .unknown, status: http.statusCode,
-                               message: "the \(operation) answer could not be decoded", source: .transport,
-                               underlying: error)
+            let message = (error as? CredentialsError)?.message ?? "credentials could not be resolved"
+            throw BedrockError(kind: .accessDenied, message: message, source: .client, underlying: error)
         }
     }
 
@@ -156,7 +182,10 @@ public final class BedrockRuntimeClient: Sendable {
         }
     }
 
-    private func signedRequest(modelId: String, operation: String, payload: Data, credentials: AWSCredentials) -> URLRequest {
+    func signedRequest(
+        modelId: String, operation: String, payload: Data, credentials: AWSCredentials,
+        contentType: String = "application/json", accept: String = "application/json", extraHeaders: [(String, String)] = []
+    ) -> URLRequest {
         let endpoint = configuration.resolvedEndpoint
         let basePath = endpoint.path.hasSuffix("/") ? String(endpoint.path.dropLast()) : endpoint.path
         let path = basePath + Self.path(modelId: modelId, operation: operation)
@@ -167,7 +196,8 @@ public final class BedrockRuntimeClient: Sendable {
         let unsigned = SigV4Signer.Request(
             method: "POST",
             path: path,
-            headers: [SigV4Signer.Header("Host", hostHeader), SigV4Signer.Header("Content-Type", "application/json")],
+            headers: [SigV4Signer.Header("Host", hostHeader), SigV4Signer.Header("Content-Type", contentType)]
+                + extraHeaders.map { SigV4Signer.Header($0.0, $0.1) },
             body: payload
         )
         let signed = signer.sign(unsigned, credentials: credentials, date: Date())
@@ -183,7 +213,7 @@ public final class BedrockRuntimeClient: Sendable {
         for header in signed.headers where header.name.lowercased() != "host" {
             request.setValue(header.value, forHTTPHeaderField: header.name)
         }
-        request.setValue("application/json", forHTTPHeaderField: "Accept")
+        request.setValue(accept, forHTTPHeaderField: "Accept")
         return request
     }
 

@@ -25,6 +25,9 @@ public struct SimulatorConfiguration: Sendable, Codable, Equatable {
     public var maxConcurrentConnections: Int?
     /// Probability (0...1) that a request gets 503 "Service temporarily unavailable" before admission.
     public var serviceUnavailableRate: Double = 0
+    /// Exception events injected in the middle of streamed answers (ConverseStream,
+    /// InvokeModelWithResponseStream): each is rolled per stream with its own probability.
+    public var streamErrors: [StreamErrorInjection] = []
     /// How long a prompt-cache prefix stays cached after its last use, in simulated seconds.
     public var cacheTTLSeconds: Double = 300
     /// How many per-second stats buckets each model keeps (older ones are dropped; totals are kept).
@@ -72,6 +75,14 @@ public struct SimulatorConfiguration: Sendable, Codable, Equatable {
         guard (0...1).contains(serviceUnavailableRate) else {
             throw fail("serviceUnavailableRate must be within 0...1, got \(serviceUnavailableRate)")
         }
+        for injection in streamErrors {
+            guard StreamErrorInjection.knownTypes.contains(injection.exceptionType) else {
+                throw fail("stream error type \(injection.exceptionType) is not one of \(StreamErrorInjection.knownTypes.sorted().joined(separator: ", "))")
+            }
+            guard (0...1).contains(injection.rate) else {
+                throw fail("the \(injection.exceptionType) stream error rate must be within 0...1, got \(injection.rate)")
+            }
+        }
         if let cap = maxConcurrentConnections, cap < 1 { throw fail("maxConcurrentConnections must be >= 1") }
         guard statsRetentionSeconds >= 1 else { throw fail("statsRetentionSeconds must be >= 1") }
         for (id, profile) in models { try profile.validate(name: "models[\(id)]") }
@@ -90,7 +101,7 @@ public struct SimulatorConfiguration: Sendable, Codable, Equatable {
 
     private enum CodingKeys: String, CodingKey {
         case host, port, seed, timeScale, quotaWindowSeconds, dayWindowSeconds, charactersPerToken
-        case maxConcurrentConnections, serviceUnavailableRate, cacheTTLSeconds, statsRetentionSeconds
+        case maxConcurrentConnections, serviceUnavailableRate, streamErrors, cacheTTLSeconds, statsRetentionSeconds
         case burndownRules, models, defaultModel
     }
 
@@ -107,6 +118,7 @@ public struct SimulatorConfiguration: Sendable, Codable, Equatable {
         maxConcurrentConnections = try c.decodeIfPresent(Int.self, forKey: .maxConcurrentConnections)
         serviceUnavailableRate = try c.decodeIfPresent(Double.self, forKey: .serviceUnavailableRate)
             ?? d.serviceUnavailableRate
+        streamErrors = try c.decodeIfPresent([StreamErrorInjection].self, forKey: .streamErrors) ?? d.streamErrors
         cacheTTLSeconds = try c.decodeIfPresent(Double.self, forKey: .cacheTTLSeconds) ?? d.cacheTTLSeconds
         statsRetentionSeconds = try c.decodeIfPresent(Int.self, forKey: .statsRetentionSeconds)
             ?? d.statsRetentionSeconds
@@ -316,5 +328,39 @@ public struct ModelProfile: Sendable, Codable, Equatable {
         serviceUnavailableRate = try c.decodeIfPresent(Double.self, forKey: .serviceUnavailableRate)
         overloadPeriods = try c.decodeIfPresent([SimulatedPeriod].self, forKey: .overloadPeriods) ?? []
         injectedErrors = try c.decodeIfPresent([InjectedError].self, forKey: .injectedErrors) ?? []
+    }
+}
+
+/// An exception event the simulator sends in the middle of a streamed answer, after half of the output,
+/// instead of the rest of it. The stream then ends; the hold is settled as input + cache writes + the output
+/// already sent x burndown.
+public struct StreamErrorInjection: Sendable, Codable, Equatable {
+    /// The event's `:exception-type`, e.g. `throttlingException`.
+    public var exceptionType: String
+    /// Probability per streamed answer.
+    public var rate: Double
+
+    /// Creates an injection.
+    public init(exceptionType: String, rate: Double) {
+        self.exceptionType = exceptionType
+        self.rate = rate
+    }
+
+    /// The exception events Bedrock Runtime's streams define.
+    public static let knownTypes: Set<String> = [
+        "throttlingException", "serviceUnavailableException", "modelStreamErrorException",
+        "internalServerException", "validationException", "modelTimeoutException",
+    ]
+
+    /// The message Bedrock sends with each type.
+    var message: String {
+        switch exceptionType {
+        case "throttlingException": "Too many tokens, please wait before trying again."
+        case "serviceUnavailableException": "Service temporarily unavailable, please try again."
+        case "modelStreamErrorException": "The model stream ended with an error."
+        case "internalServerException": "The server encountered an internal error."
+        case "modelTimeoutException": "The model took too long to respond."
+        default: "The request was invalid."
+        }
     }
 }

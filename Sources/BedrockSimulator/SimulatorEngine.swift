@@ -15,11 +15,29 @@ struct ConversePlan: Sendable {
     var wallDelay: Duration
     var burndownRate: Double
     var outputSeed: UInt64
+    /// The exception event a streamed answer ends with after half of its output (nil: none).
+    var streamError: StreamErrorInjection?
+    /// Simulated time to the first token, in milliseconds.
+    var timeToFirstTokenMs: Double
+    /// Simulated output speed.
+    var outputTokensPerSecond: Double
 
     /// `input + cacheWrite + output x burndown`, rounded up.
-    var charge: Int {
+    var charge: Int { charge(outputTokens: outputTokens) }
+
+    /// The charge had only `outputTokens` been generated.
+    func charge(outputTokens: Int) -> Int {
         inputTokens + cacheWriteInputTokens + Int((Double(outputTokens) * burndownRate).rounded(.up))
     }
+}
+
+/// How a request names the model's input.
+enum RequestFormat: Sendable {
+    /// Converse / ConverseStream: `messages`, `system`, `inferenceConfig`.
+    case converse
+    /// InvokeModel / InvokeModelWithResponseStream: the model's native body (Anthropic Messages API, or a
+    /// `prompt` / `inputText` string).
+    case invokeModel
 }
 
 /// The simulator's state: quotas, faults, prompt cache and stats. All decisions happen here, serially.
@@ -86,7 +104,10 @@ actor SimulatorEngine {
 
     /// Decides a Converse request: refuses it with the error Bedrock would send, or admits it and holds
     /// `input + cacheRead + cacheWrite + maxTokens` (the whole input, as Bedrock holds it).
-    func beginConverse(modelId: String, body: Data) -> Result<ConversePlan, SimulatedError> {
+    /// - Parameters:
+    ///   - format: How the body names the input.
+    ///   - streaming: Whether the answer is streamed (only streams can be given a mid-stream exception).
+    func beginConverse(modelId: String, body: Data, format: RequestFormat = .converse, streaming: Bool = false) -> Result<ConversePlan, SimulatedError> {
         // `model` is a snapshot for reading the profile; counters and the referee are changed in `models`.
         guard let model = state(for: modelId) else {
             unroutedRequests += 1
@@ -94,7 +115,11 @@ actor SimulatorEngine {
         }
         record(modelId) { $0.received += 1 }
         let request: ConverseRequestBody
-        switch decode(ConverseRequestBody.self, from: body) {
+        let decoded = switch format {
+        case .converse: decode(ConverseRequestBody.self, from: body)
+        case .invokeModel: decode(InvokeModelRequestBody.self, from: body).map(\.converse)
+        }
+        switch decoded {
         case .success(let decoded): request = decoded
         case .failure(let error):
             record(modelId) { $0.validationErrors += 1 }
@@ -158,6 +183,7 @@ actor SimulatorEngine {
             request: request, maxTokens: maxTokens, profile: model.profile, seed: outputSeed)
         let latencyMs = model.profile.timeToFirstTokenMs
             + Double(outputTokens) / model.profile.outputTokensPerSecond * 1_000
+        let streamError = streaming ? configuration.streamErrors.first { $0.rate > 0 && faults.unit() < $0.rate } : nil
         inFlight += 1
         peakInFlight = max(peakInFlight, inFlight)
         record(modelId) {
@@ -175,23 +201,31 @@ actor SimulatorEngine {
             latencyMs: Int(latencyMs.rounded()),
             wallDelay: .milliseconds(latencyMs * configuration.timeScale),
             burndownRate: model.burndownRate,
-            outputSeed: outputSeed
+            outputSeed: outputSeed,
+            streamError: streamError,
+            timeToFirstTokenMs: model.profile.timeToFirstTokenMs,
+            outputTokensPerSecond: model.profile.outputTokensPerSecond
         ))
     }
 
     /// Settles an admitted request: its hold becomes `input + cacheWrite + output x burndown` (cache reads are
     /// given back).
-    func finishConverse(_ plan: ConversePlan) {
+    /// - Parameter outputTokensSent: For a stream ended by an injected exception, the output sent before it
+    ///   (charged instead of the planned output); nil for a complete answer.
+    func finishConverse(_ plan: ConversePlan, outputTokensSent: Int? = nil) {
         inFlight -= 1
         let instant = now
-        models[plan.modelId]?.referee.settle(ticket: plan.ticket, charge: plan.charge, now: instant)
+        let output = outputTokensSent ?? plan.outputTokens
+        let charge = plan.charge(outputTokens: output)
+        models[plan.modelId]?.referee.settle(ticket: plan.ticket, charge: charge, now: instant)
         record(plan.modelId) {
             $0.completed += 1
+            if outputTokensSent != nil { $0.streamExceptions += 1 }
             $0.inputTokens += plan.inputTokens
-            $0.outputTokens += plan.outputTokens
+            $0.outputTokens += output
             $0.cacheReadInputTokens += plan.cacheReadInputTokens
             $0.cacheWriteInputTokens += plan.cacheWriteInputTokens
-            $0.tokensCharged += plan.charge
+            $0.tokensCharged += charge
         }
     }
 

@@ -2,8 +2,9 @@ import FlyingFox
 import Foundation
 import Logging
 
-/// A local stand-in for bedrock-runtime: `POST /model/{modelId}/converse`, `POST /model/{modelId}/count-tokens`
-/// and `GET /stats[?since=SECOND]`, over HTTP/1.1 on a BSD socket.
+/// A local stand-in for bedrock-runtime: `POST /model/{modelId}/converse`, `converse-stream`, `invoke`,
+/// `invoke-with-response-stream` and `count-tokens`, and `GET /stats[?since=SECOND]`, over HTTP/1.1 on a BSD
+/// socket. Streamed answers are AWS event streams paced at the model's speed (docs/simulator.md).
 ///
 /// Start it in-process (tests) or through the `bedrock-sim` executable (other processes):
 /// ```swift
@@ -128,7 +129,7 @@ enum SimulatorRoutes {
             return HTTPResponse(statusCode: .ok, headers: [.contentType: "text/plain"], body: Data("ok\n".utf8))
         }
         guard request.method == .POST, segments.count == 3, segments[0] == "model",
-              segments[2] == "converse" || segments[2] == "count-tokens"
+              ["converse", "converse-stream", "invoke", "invoke-with-response-stream", "count-tokens"].contains(segments[2])
         else {
             await engine.recordUnrouted()
             return error(.unknownOperation())
@@ -150,18 +151,31 @@ enum SimulatorRoutes {
             case .failure(let failure): return error(failure)
             }
         }
-        switch await engine.beginConverse(modelId: modelId, body: body) {
+        let operation = segments[2]
+        let format: RequestFormat = operation.hasPrefix("invoke") ? .invokeModel : .converse
+        let streaming = operation.hasSuffix("stream")
+        switch await engine.beginConverse(modelId: modelId, body: body, format: format, streaming: streaming) {
         case .failure(let failure):
             logger.trace("bedrock-sim refused", metadata: [
                 "bedrocksim.model": "\(modelId)", "bedrocksim.status": "\(failure.status)",
                 "bedrocksim.error_type": "\(failure.errorType)",
             ])
             return error(failure)
+        case .success(let plan) where streaming:
+            return HTTPResponse(
+                statusCode: .ok,
+                headers: [
+                    .contentType: "application/vnd.amazon.eventstream",
+                    HTTPHeader("x-amzn-RequestId"): UUID().uuidString.lowercased(),
+                ],
+                body: SimulatorStreaming.body(
+                    for: plan, flavour: format == .converse ? .converse : .invokeModel, engine: engine,
+                    timeScale: engine.configuration.timeScale))
         case .success(let plan):
             // The work happens whatever the client does; the charge is settled even if it hung up.
             try? await Task.sleep(for: plan.wallDelay)
             await engine.finishConverse(plan)
-            return json(status: .ok, ConverseResponseBody(plan: plan))
+            return format == .converse ? json(status: .ok, ConverseResponseBody(plan: plan)) : InvokeModelAnswer.response(for: plan)
         }
     }
 

@@ -20,6 +20,8 @@ public struct SimulatorCounters: Sendable, Codable, Equatable {
     public var tooManyConnections = 0
     /// Other injected errors (500, 408, 424, ...).
     public var injectedErrors = 0
+    /// Exception events injected in the middle of streamed answers.
+    public var streamExceptions = 0
     /// 400 ValidationException for a bad body or parameters.
     public var validationErrors = 0
     /// CountTokens calls (free: never charged, never throttled).
@@ -54,6 +56,7 @@ public struct SimulatorCounters: Sendable, Codable, Equatable {
         serviceUnavailable += other.serviceUnavailable
         tooManyConnections += other.tooManyConnections
         injectedErrors += other.injectedErrors
+        streamExceptions += other.streamExceptions
         validationErrors += other.validationErrors
         countTokensCalls += other.countTokensCalls
         inputTokens += other.inputTokens

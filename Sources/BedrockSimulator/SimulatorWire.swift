@@ -25,6 +25,12 @@ struct ConverseRequestBody: Decodable {
             cachePoint = try container.decodeIfPresent(CachePoint.self, forKey: AnyKey(stringValue: "cachePoint"))
             otherCharacters = container.allKeys.filter { $0.stringValue != "text" && $0.stringValue != "cachePoint" }.count * 64
         }
+
+        init(text: String) {
+            self.text = text
+            cachePoint = nil
+            otherCharacters = 0
+        }
     }
 
     struct Message: Decodable {
@@ -42,6 +48,50 @@ struct ConverseRequestBody: Decodable {
     var messages: [Message]
     var system: [Block]?
     var inferenceConfig: InferenceConfig?
+}
+
+/// An InvokeModel body in a model's native format, read as the equivalent Converse request: Anthropic's
+/// Messages API (`messages` with string or `[{"type": "text", "text": ...}]` content, `system`, `max_tokens`),
+/// or a single `prompt` / `inputText` string (Llama, Mistral, Titan) with `max_gen_len`, `max_tokens` or
+/// `textGenerationConfig.maxTokenCount`.
+struct InvokeModelRequestBody: Decodable {
+    /// String content, or blocks of which the text ones count (others as 64 characters each).
+    struct Content: Decodable {
+        var blocks: [ConverseRequestBody.Block]
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.singleValueContainer()
+            if let text = try? container.decode(String.self) {
+                blocks = [.init(text: text)]
+            } else {
+                blocks = try container.decode([NativeBlock].self).map { $0.text.map(ConverseRequestBody.Block.init(text:)) ?? .init(text: String(repeating: " ", count: 64)) }
+            }
+        }
+    }
+    struct NativeBlock: Decodable { var text: String? }
+    struct Message: Decodable {
+        var role: String
+        var content: Content
+    }
+    struct TextGenerationConfig: Decodable { var maxTokenCount: Int? }
+
+    var messages: [Message]?
+    var system: Content?
+    var prompt: String?
+    var inputText: String?
+    var max_tokens: Int?
+    var max_gen_len: Int?
+    var textGenerationConfig: TextGenerationConfig?
+
+    /// The same request in Converse's terms.
+    var converse: ConverseRequestBody {
+        let messages = self.messages?.map { ConverseRequestBody.Message(role: $0.role, content: $0.content.blocks) }
+            ?? (prompt ?? inputText).map { [ConverseRequestBody.Message(role: "user", content: [.init(text: $0)])] }
+            ?? []
+        let maxTokens = max_tokens ?? max_gen_len ?? textGenerationConfig?.maxTokenCount
+        return ConverseRequestBody(
+            messages: messages, system: system?.blocks,
+            inferenceConfig: ConverseRequestBody.InferenceConfig(maxTokens: maxTokens))
+    }
 }
 
 /// `{"input": {"converse": {...}}}` of CountTokens.

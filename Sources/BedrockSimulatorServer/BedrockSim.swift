@@ -45,6 +45,10 @@ struct BedrockSim: AsyncParsableCommand {
     var overloads: [String] = []
     @Option(help: "Probability of 503 'Service temporarily unavailable' per request.")
     var unavailableRate: Double?
+    @Option(help: ArgumentHelp(
+        "An exception event sent in the middle of streamed answers with this probability per stream, TYPE=RATE (repeatable; TYPE: throttlingException, serviceUnavailableException, modelStreamErrorException, internalServerException, validationException, modelTimeoutException).",
+        valueName: "type=rate"))
+    var streamErrorRate: [String] = []
     @Option(help: "Concurrent requests above which 503 'Too many connections' is answered.")
     var maxConnections: Int?
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
@@ -64,6 +68,14 @@ struct BedrockSim: AsyncParsableCommand {
         if let charactersPerToken { configuration.charactersPerToken = charactersPerToken }
         if let unavailableRate { configuration.serviceUnavailableRate = unavailableRate }
         if let maxConnections { configuration.maxConcurrentConnections = maxConnections }
+        for spec in streamErrorRate {
+            let parts = spec.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, let rate = Double(parts[1]) else {
+                throw SimulatorConfigurationError(message: "--stream-error-rate takes TYPE=RATE, e.g. throttlingException=0.1")
+            }
+            configuration.streamErrors.removeAll { $0.exceptionType == parts[0] }
+            configuration.streamErrors.append(StreamErrorInjection(exceptionType: parts[0], rate: rate))
+        }
         if let defaultModel {
             configuration.defaultModel = try ModelSpec.parseSettings(
                 defaultModel, base: configuration.defaultModel ?? ModelProfile())

@@ -51,6 +51,8 @@ extension FleetCommand {
         var overloadSeconds: String?
         @Option(help: "Fallback model of the coordinated route ('none' for none).")
         var fallbackModel: String?
+        @Option(help: "Bedrock operation the apps call: converse, converse-stream, invoke or invoke-stream.")
+        var api: String = "converse"
         @Option(help: "Modes to run, comma-separated: uncoordinated, coordinated.")
         var modes: String = "uncoordinated,coordinated"
         @Option(help: "Use this running bedrock-sim instead of starting one per mode (fault flags then do not apply).")
@@ -127,6 +129,10 @@ extension FleetCommand {
             }
             if let fallbackModel { settings.fallbackModel = fallbackModel == "none" ? nil : fallbackModel }
             if let seed { settings.seed = seed }
+            guard let api = FleetAPI(rawValue: api) else {
+                throw ValidationError("unknown --api '\(api)': use \(FleetAPI.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            settings.api = api
 
             guard settings.quotaRPM.map({ $0 > 0 }) ?? true, settings.quotaTPM.map({ $0 > 0 }) ?? true else {
                 throw ValidationError("--quota-rpm and --quota-tpm must be positive")

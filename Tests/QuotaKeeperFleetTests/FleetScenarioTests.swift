@@ -31,6 +31,21 @@ struct FleetScenarioTests {
         #expect(uncoordinated.fleet.succeeded < coordinated.fleet.succeeded)
     }
 
+    @Test("spike with --api converse-stream: the streaming call path keeps the fleet at zero quota 429s")
+    func spikeConverseStream() async throws {
+        let report = try await FleetRun.run([
+            "--scenario", "spike", "--api", "converse-stream", "--modes", "coordinated", "--window-seconds", "4",
+            "--duration-seconds", "6",
+        ])
+        let coordinated = try report.mode("coordinated")
+        try Self.expectNothingLost(coordinated)
+        let referee = try #require(coordinated.referee[Self.primary])
+        #expect(referee.admitted > 0)
+        #expect(referee.quotaThrottles == 0)
+        #expect(coordinated.fleet.quotaThrottles == 0)
+        #expect(referee.peakWindowRequests <= 150)
+    }
+
     @Test("tokens: no quota 429s, nothing lost, and the batch app never starves the chat apps")
     func tokens() async throws {
         let emf = FileManager.default.temporaryDirectory.appending(path: "fleet-emf-\(UUID().uuidString.prefix(8))")

@@ -65,6 +65,16 @@ public struct CallCoordinator: Sendable {
         route: [BudgetID], estimate: CallEstimate, options: CallOptions,
         _ operation: @escaping @Sendable (BudgetID) async throws -> CallCompletion<Value>
     ) async throws -> CallResult<Value> {
+        try await admitAndCall(route: route, estimate: estimate, options: options, settlesOnSuccess: true, operation).result
+    }
+
+    /// The call path shared by ``call(route:estimate:options:_:)`` and the streaming form: admission,
+    /// retries, waits and fallback around `operation`. With `settlesOnSuccess` false, a successful call's
+    /// reservation is not settled but handed back (the stream settles it when it ends).
+    func admitAndCall<Value: Sendable>(
+        route: [BudgetID], estimate: CallEstimate, options: CallOptions, settlesOnSuccess: Bool,
+        _ operation: @escaping @Sendable (BudgetID) async throws -> CallCompletion<Value>
+    ) async throws -> (result: CallResult<Value>, reservation: HeldReservation?) {
         try validate(route: route, estimate: estimate, options: options)
         var logger = logger
         logger[metadataKey: "quotakeeper.request_id"] = "\(options.requestID)"
@@ -144,6 +154,13 @@ public struct CallCoordinator: Sendable {
                 let latency = clock.now - callStarted
 
                 switch outcome {
+                case .success(let completion) where !settlesOnSuccess:
+                    Counter(label: "quotakeeper_calls_total", dimensions: [("budget", target.description), ("outcome", index == 0 ? "served" : "served_by_fallback")]).increment()
+                    let result = CallResult(
+                        value: completion.value, target: target, isFallback: index > 0, attempts: attempts, waited: waited,
+                        skipped: failures, chargedTokens: nil)
+                    return (result, HeldReservation(ticket))
+
                 case .success(let completion):
                     var charged: Int?
                     do {
@@ -158,9 +175,10 @@ public struct CallCoordinator: Sendable {
                     Counter(label: "quotakeeper_calls_total", dimensions: [("budget", target.description), ("outcome", index == 0 ? "served" : "served_by_fallback")]).increment()
                     Timer(label: "quotakeeper_call_duration_seconds", dimensions: [("budget", target.description)]).recordDuration(clock.now - started)
                     await ceiling.success(on: target)
-                    return CallResult(
+                    let result = CallResult(
                         value: completion.value, target: target, isFallback: index > 0, attempts: attempts, waited: waited,
                         skipped: failures, chargedTokens: charged)
+                    return (result, nil)
 
                 case .failure(let error) where error is CancellationError || Task.isCancelled:
                     // In flight when cancelled: Bedrock may have charged; count the worst case.
@@ -256,7 +274,7 @@ public struct CallCoordinator: Sendable {
     /// ledger admits calls only while the breaker is closed (or a probe while half-open), so a reply saying
     /// `open` means it opened during this call; `closed` after a probe means the probes closed it. Every
     /// instance with a call finishing then logs it once.
-    private func logBreakerTransition(_ state: BreakerState?, afterProbe: Bool, logger: Logger) {
+    func logBreakerTransition(_ state: BreakerState?, afterProbe: Bool, logger: Logger) {
         switch state {
         case .open?:
             logger.info("breaker opened", metadata: ["quotakeeper.breaker": "open", "quotakeeper.probe": "\(afterProbe)"])

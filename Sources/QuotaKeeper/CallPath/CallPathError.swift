@@ -60,6 +60,9 @@ public struct CallPathError: Error, Sendable, CustomStringConvertible {
         public static let deadlineExceeded = Code("deadlineExceeded")
         /// Redis is unreachable and the policy is `failClosed` (or the local share is spent).
         public static let storeUnavailable = Code("storeUnavailable")
+        /// A streamed call failed after its first content reached the caller (a mid-stream exception event,
+        /// a broken stream): not retried; `failures` holds the classified error.
+        public static let streamInterrupted = Code("streamInterrupted")
         /// The call itself is malformed (empty route, bad estimate, unknown budget, bad app name).
         public static let invalidRequest = Code("invalidRequest")
         public var description: String { name }

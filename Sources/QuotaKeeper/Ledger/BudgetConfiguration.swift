@@ -76,8 +76,11 @@ public struct BudgetConfiguration: Sendable, Hashable {
     public var appCaps: [String: Double] = [:]
     /// An optional limit on calls in flight.
     public var inFlight: InFlight?
-    /// How long the per-minute history per budget and app is kept.
+    /// How long the per-minute history per budget and app is kept (1 minute to 7 days).
     public var historyRetention: Duration = .seconds(86_400)
+    /// How many apps of each minute get their own history row (1...1000): the first `historyApps` apps that
+    /// settle in a minute; later apps of that minute share the minute's `otherApps` row.
+    public var historyApps: Int = 50
     /// The budget's shared circuit breaker.
     public var breaker = BreakerConfiguration()
     /// The longest time between an admission (Redis's clock) and Bedrock's own admission of the call (the

@@ -83,8 +83,9 @@ public struct BreakerStatus: Sendable, Hashable, Decodable {
     }
 }
 
-/// One minute of settled calls of a budget, per app.
-public struct HistoryMinute: Sendable, Hashable, Decodable {
+/// One minute of settled calls of a budget: a row per app for the first `historyApps` apps that settled in the
+/// minute, and one row for every later app together (`otherApps`). The totals are exactly what was settled.
+public struct HistoryMinute: Sendable, Hashable {
     public var startMilliseconds: Int64
     public var requests: Int
     /// Tokens charged: input + cache write + output x burndown.
@@ -93,9 +94,12 @@ public struct HistoryMinute: Sendable, Hashable, Decodable {
     public var inputTokens: Int
     /// Output tokens as Bedrock reported them (before burndown).
     public var outputTokens: Int
+    /// The apps with their own row (valid app names only).
     public var apps: [String: Usage]
+    /// Every app of the minute beyond the first `historyApps`, together (nil: none).
+    public var otherApps: Usage?
 
-    public struct Usage: Sendable, Hashable, Decodable {
+    public struct Usage: Sendable, Hashable {
         public var requests: Int
         public var tokens: Int
         public var inputTokens: Int
@@ -108,27 +112,26 @@ public struct HistoryMinute: Sendable, Hashable, Decodable {
             self.outputTokens = outputTokens
         }
 
-        public init(from decoder: any Decoder) throws {
-            let container = try decoder.container(keyedBy: HistoryMinute.CodingKeys.self)
-            requests = try container.decode(Int.self, forKey: .requests)
-            tokens = try container.decode(Int.self, forKey: .tokens)
-            // Minutes recorded before input and output were kept have neither.
-            inputTokens = try container.decodeIfPresent(Int.self, forKey: .inputTokens) ?? 0
-            outputTokens = try container.decodeIfPresent(Int.self, forKey: .outputTokens) ?? 0
+        static func + (lhs: Usage, rhs: Usage) -> Usage {
+            Usage(
+                requests: lhs.requests + rhs.requests, tokens: lhs.tokens + rhs.tokens,
+                inputTokens: lhs.inputTokens + rhs.inputTokens, outputTokens: lhs.outputTokens + rhs.outputTokens)
         }
     }
 
-    enum CodingKeys: String, CodingKey {
-        case startMilliseconds = "start_ms", requests, tokens, inputTokens = "input_tokens", outputTokens = "output_tokens", apps
-    }
-
-    public init(from decoder: any Decoder) throws {
-        let container = try decoder.container(keyedBy: CodingKeys.self)
-        startMilliseconds = try container.decode(Int64.self, forKey: .startMilliseconds)
-        requests = try container.decode(Int.self, forKey: .requests)
-        tokens = try container.decode(Int.self, forKey: .tokens)
-        inputTokens = try container.decodeIfPresent(Int.self, forKey: .inputTokens) ?? 0
-        outputTokens = try container.decodeIfPresent(Int.self, forKey: .outputTokens) ?? 0
-        apps = try container.decode([String: Usage].self, forKey: .apps)
+    /// The minute starting at `startMilliseconds` from its rows (app nil = the `other` row); nil if no call was
+    /// settled in it.
+    init?(startMilliseconds: Int64, rows: [(app: String?, usage: Usage)]) {
+        let total = rows.reduce(Usage(requests: 0, tokens: 0)) { $0 + $1.usage }
+        guard total.requests > 0 else { return nil }
+        self.startMilliseconds = startMilliseconds
+        requests = total.requests
+        tokens = total.tokens
+        inputTokens = total.inputTokens
+        outputTokens = total.outputTokens
+        apps = [:]
+        for row in rows {
+            if let app = row.app { apps[app] = row.usage } else { otherApps = row.usage }
+        }
     }
 }

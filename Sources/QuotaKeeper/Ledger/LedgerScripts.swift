@@ -8,12 +8,11 @@ enum LedgerScripts {
     static let settle = script("ledger_settle", EmbeddedLuaScripts.ledgerSettle)
     static let configure = script("ledger_configure", EmbeddedLuaScripts.ledgerConfigure)
     static let read = script("ledger_read", EmbeddedLuaScripts.ledgerRead)
-    static let history = script("ledger_history", EmbeddedLuaScripts.ledgerHistory)
     static let delete = script("ledger_delete", EmbeddedLuaScripts.ledgerDelete)
     static let breakerAdmin = script("breaker_admin", EmbeddedLuaScripts.breakerAdmin)
     static let replay = script("ledger_replay", EmbeddedLuaScripts.ledgerReplay)
 
-    static let all = [reserve, settle, configure, read, history, delete, breakerAdmin, replay]
+    static let all = [reserve, settle, configure, read, delete, breakerAdmin, replay]
 
     private static func script(_ name: String, _ body: String) -> RedisScript {
         RedisScript(
@@ -41,7 +40,8 @@ extension BudgetConfiguration {
             "batch", String(batchCeiling), "ceil", String(effectiveCeiling),
             "infl", optional(inFlight?.limit),
             "lease", String((inFlight?.lease ?? .seconds(120)).millisecondsRoundedUp),
-            "hist", String(historyRetention.millisecondsRoundedUp), "hop", String(hopMargin.millisecondsRoundedUp),
+            "hist", String(historyRetention.millisecondsRoundedUp), "hk", String(historyApps),
+            "hop", String(hopMargin.millisecondsRoundedUp),
         ]
         settings += breaker.scriptSettings
         for (app, cap) in appCaps.sorted(by: { $0.key < $1.key }) { settings += ["cap:\(app)", String(cap)] }
@@ -69,7 +69,10 @@ extension BudgetConfiguration {
         if let inFlight, !(1...1_000_000).contains(inFlight.limit) || inFlight.lease <= .zero {
             throw invalid("inFlight.limit must be from 1 to 10^6 with a positive lease")
         }
-        if historyRetention < .seconds(60) { throw invalid("historyRetention must be at least one minute") }
+        if historyRetention < .seconds(60) || historyRetention > .seconds(604_800) {
+            throw invalid("historyRetention must be from one minute to 7 days")
+        }
+        if !(1...1000).contains(historyApps) { throw invalid("historyApps must be from 1 to 1000, not \(historyApps)") }
         if !(.zero ... .seconds(60)).contains(hopMargin) { throw invalid("hopMargin must be from 0 to 60 s, not \(hopMargin)") }
         for (app, cap) in appCaps {
             guard QuotaLedger.isValidName(app) else { throw invalid("app cap name \"\(app)\" is not a valid app name") }

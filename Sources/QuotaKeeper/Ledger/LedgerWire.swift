@@ -22,6 +22,8 @@ enum LedgerWire {
         var readOrDelete: [String] { [ledger, inFlight, probes, failers] }
         /// KEYS of `breaker_admin`.
         var breakerAdmin: [String] { [ledger, probes, failers] }
+        /// One minute's history (minute = Redis ms / 60000; QuotaLedger+History.swift).
+        func history(minute: Int64) -> String { base + ":hist:" + String(minute) }
     }
 
     /// `ledger_reserve`'s KEYS and ARGV.

@@ -26,7 +26,8 @@ extension QuotaLedger {
     /// Charges usage admitted without the ledger (call path policy `failOpen`) to the newest buckets of the
     /// budget's rings and to this minute's history, exactly once per `replay.id`.
     ///
-    /// Redis cost: one `EVALSHA` (`ledger_replay`): SET NX + TIME + HMGET + HSET + 4 HINCRBY.
+    /// Redis cost: `TIME` (the history minute, from Redis's clock) + one `EVALSHA` (`ledger_replay`): SET NX + TIME +
+    /// HMGET + HSET + the history's HMGET + HSET.
     /// - Parameters:
     ///   - replay: the usage and its id.
     ///   - rememberFor: how long the id is remembered against a second replay.
@@ -40,7 +41,11 @@ extension QuotaLedger {
             replay.id, replay.app, String(replay.requests), String(replay.tokens), String(rememberFor.millisecondsRoundedUp),
             String(replay.inputTokens), String(replay.outputTokens),
         ]
-        let reply = try await run(LedgerScripts.replay, replay.budget, arguments, keys: [keys(replay.budget).ledger, keys(replay.budget).replayed(replay.id)])
+        let minute = try await redisMilliseconds() / 60_000
+        let keys = keys(replay.budget)
+        let reply = try await run(
+            LedgerScripts.replay, replay.budget, arguments,
+            keys: [keys.ledger, keys.replayed(replay.id), historyKey(replay.budget, minute: minute)])
         switch reply.tag {
         case "replayed": return true
         case "duplicate": return false

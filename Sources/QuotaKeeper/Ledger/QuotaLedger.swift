@@ -112,7 +112,7 @@ public struct QuotaLedger: Sendable {
             }
             return Reservation(
                 budget: budget, app: app, priority: priority, id: id, sequence: sequence, epoch: epoch,
-                requests: requests, heldTokens: tokens, isProbe: isProbe, admittedAtMilliseconds: admittedAt, ledger: self)
+                requests: requests, heldTokens: tokens, isProbe: isProbe, admittedAtMilliseconds: admittedAt, admittedAt: .now, ledger: self)
         case .denied(let denial):
             Counter(label: "quotakeeper_ledger_reservations_total", dimensions: [("budget", budget.description), ("result", denial.reason.rawValue)]).increment()
             logger.debug("reservation denied", metadata: [
@@ -175,7 +175,9 @@ public struct QuotaLedger: Sendable {
         var attempts = 0
         let reply = try await retryingUnknownOutcome {
             attempts += 1
-            return try await run(LedgerScripts.settle, reservation.budget, wire.arguments, keys: wire.keys(keys(reservation.budget)))
+            let history = historyKey(reservation.budget, minute: reservation.historyMinute)
+            return try await run(
+                LedgerScripts.settle, reservation.budget, wire.arguments, keys: wire.keys(keys(reservation.budget)) + [history])
         }
         let settlement: Settlement
         switch try LedgerWire.SettleReply(reply) {

@@ -50,6 +50,9 @@ public struct Reservation: ~Copyable, Sendable {
     public let isProbe: Bool
     /// Redis time of the admission, in milliseconds since 1970.
     public let admittedAtMilliseconds: Int64
+    /// This process's monotonic time of the admission's reply: with `admittedAtMilliseconds`, Redis's clock
+    /// at settlement (for the history minute), whatever this host's wall clock says.
+    let admittedAt: ContinuousClock.Instant
     let ledger: QuotaLedger
 
     /// Charges what Bedrock charged: `input + cache-write + output x burndown(model)`, giving back the rest of
@@ -95,12 +98,21 @@ struct ReservationRecord: Sendable {
     let app: String
     let id: String
     let isProbe: Bool
+    let admittedAtMilliseconds: Int64
+    let admittedAt: ContinuousClock.Instant
 
     init(_ reservation: borrowing Reservation) {
         budget = reservation.budget
         app = reservation.app
         id = reservation.id
         isProbe = reservation.isProbe
+        admittedAtMilliseconds = reservation.admittedAtMilliseconds
+        admittedAt = reservation.admittedAt
+    }
+
+    /// The history minute of a settlement now: Redis's clock at the admission plus the monotonic time since.
+    var historyMinute: Int64 {
+        (admittedAtMilliseconds + (ContinuousClock.now - admittedAt).millisecondsRoundedUp) / 60_000
     }
 }
 

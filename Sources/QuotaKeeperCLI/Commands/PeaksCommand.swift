@@ -10,7 +10,9 @@ struct PeaksCommand: AsyncParsableCommand {
             From the per-minute history of settled calls. Statistics cover every minute from the first one with \
             settled calls in the span to the current minute (idle minutes count as 0). Plan for the larger of the \
             busiest minute and the sum of every app's own peak (apps peak at different times today, but may not \
-            tomorrow), plus headroom: suggested = ceil(plan x (1 + headroom)).
+            tomorrow), plus headroom: suggested = ceil(plan x (1 + headroom)). Each minute keeps a row for the \
+            first apps that settled in it (50 by default, the budget's historyApps); later apps of the minute \
+            share the row "other apps", so totals are exact and the sum of app peaks counts "other apps" as one app.
             """)
 
     @OptionGroup var connection: ConnectionOptions
@@ -101,8 +103,13 @@ struct PeaksCommand: AsyncParsableCommand {
                     inputTokens: timeline.map { $0.apps[app]?.inputTokens ?? 0 }.reduce(0, +),
                     outputTokens: timeline.map { $0.apps[app]?.outputTokens ?? 0 }.reduce(0, +)))
             }.sorted { ($0.1.tokens, $1.0) > ($1.1.tokens, $0.0) }
+            let other = timeline.contains { $0.otherApps != nil } ? Series(
+                requests: timeline.map { $0.otherApps?.requests ?? 0 }, tokens: timeline.map { $0.otherApps?.tokens ?? 0 },
+                inputTokens: timeline.map { $0.otherApps?.inputTokens ?? 0 }.reduce(0, +),
+                outputTokens: timeline.map { $0.otherApps?.outputTokens ?? 0 }.reduce(0, +)) : nil
+            let peakRows = apps.map(\.1) + (other.map { [$0] } ?? [])
             let sumOfPeaks = (
-                requests: apps.map(\.1.requestsPerMinute.peak).reduce(0, +), tokens: apps.map(\.1.tokensPerMinute.peak).reduce(0, +))
+                requests: peakRows.map(\.requestsPerMinute.peak).reduce(0, +), tokens: peakRows.map(\.tokensPerMinute.peak).reduce(0, +))
             let plan = (requests: max(total.requestsPerMinute.peak, sumOfPeaks.requests), tokens: max(total.tokensPerMinute.peak, sumOfPeaks.tokens))
             func suggest(_ value: Int) -> Int? { value > 0 ? Int((Double(value) * (1 + headroom)).rounded(.up)) : nil }
             let settings = BudgetSettings(status)
@@ -114,6 +121,7 @@ struct PeaksCommand: AsyncParsableCommand {
                 ("first_minute_ms", .optional(timeline.first.map { Int($0.startMilliseconds) })),
             ] + total.jsonMembers + [
                 ("apps", .array(apps.map { app, series in .object([("app", .string(app))] + series.jsonMembers) })),
+                ("other_apps", other.map { .object($0.jsonMembers) } ?? .null),
                 ("sum_of_app_peaks", .object([("requests_per_minute", .int(sumOfPeaks.requests)), ("tokens_per_minute", .int(sumOfPeaks.tokens))])),
                 ("headroom", .double(headroom)),
                 ("suggested", .object([("requests_per_minute", .optional(suggest(plan.requests))), ("tokens_per_minute", .optional(suggest(plan.tokens)))])),
@@ -139,6 +147,7 @@ struct PeaksCommand: AsyncParsableCommand {
                 var rows = [["", "PEAK RPM", "P95 RPM", "MEAN RPM", "PEAK TPM", "P95 TPM", "MEAN TPM", "TOKENS/REQ", "IN/REQ", "OUT/REQ"]]
                 rows.append(row("all apps", total))
                 for (app, series) in apps { rows.append(row(TerminalText.escaped(app), series)) }
+                if let other { rows.append(row("(other apps)", other)) }
                 func limit(_ value: Int?) -> String { value.map(Format.count) ?? "none" }
                 let window = Format.duration(milliseconds: settings.windowMilliseconds)
                 return [

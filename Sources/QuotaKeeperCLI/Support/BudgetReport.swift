@@ -35,7 +35,7 @@ struct BudgetReport: Sendable {
         }
     }
 
-    /// Reads the budget and the per-app history of its last `appMinutes` minutes (2 script calls).
+    /// Reads the budget and the per-app history of its last `appMinutes` minutes (`ledger_read` + `TIME` + the history minutes).
     static func load(_ budget: BudgetID, ledger: QuotaLedger, appMinutes: Int) async throws -> BudgetReport {
         let status = try await ledger.status(of: budget)
         var totals: [String: AppTotal] = [:]

@@ -41,6 +41,7 @@ struct BudgetSettings: Sendable {
         configuration.appCaps = appCaps
         configuration.inFlight = inFlightLimit.map { .init(limit: $0, lease: .milliseconds(Int64(number("lease")))) }
         configuration.historyRetention = .milliseconds(Int64(number("hist")))
+        configuration.historyApps = optional("hk") ?? configuration.historyApps
         configuration.hopMargin = .milliseconds(Int64(number("hop")))
         var breaker = BreakerConfiguration()
         breaker.window = .milliseconds(Int64(number("b_win")))
@@ -68,7 +69,7 @@ struct BudgetSettings: Sendable {
             ("day_window_ms", .int(integer("dwin"))), ("day_buckets", .int(integer("dn"))),
             ("batch_ceiling", .double(batchCeiling)), ("effective_ceiling", .double(effectiveCeiling)),
             ("in_flight_limit", .optional(inFlightLimit)), ("in_flight_lease_ms", .int(integer("lease"))),
-            ("history_retention_ms", .int(integer("hist"))),
+            ("history_retention_ms", .int(integer("hist"))), ("history_apps_per_minute", .optional(optional("hk"))),
             ("app_caps", .object(appCaps.sorted { $0.key < $1.key }.map { ($0.key, .double($0.value)) })),
             ("breaker", .object([
                 ("window_ms", .int(integer("b_win"))), ("buckets", .int(integer("b_n"))),
@@ -97,6 +98,7 @@ struct BudgetSettings: Sendable {
             ["effective ceiling", Format.percent(effectiveCeiling)],
             ["in-flight limit", inFlightLimit.map { "\(Format.count($0)) (lease \(ms("lease")))" } ?? "none"],
             ["history retention", ms("hist")],
+            ["history rows", optional("hk").map { "\(Format.count($0)) apps a minute + other" } ?? "-"],
         ]
         for (app, cap) in appCaps.sorted(by: { $0.key < $1.key }) { rows.append(["app cap \(TerminalText.escaped(app))", Format.percent(cap)]) }
         rows += [

@@ -71,7 +71,7 @@ struct BudgetGauges: Sendable {
     var nowMilliseconds: Int64
     var samples: [FleetSample]
 
-    /// Reads every budget under the prefix (2 script calls per budget: `ledger_read` and `ledger_history`),
+    /// Reads every budget under the prefix (per budget `ledger_read`, `TIME` and one HGETALL per minute, pipelined),
     /// skipping budgets deleted meanwhile.
     static func read(ledger: QuotaLedger, peakMinutes: Int) async throws -> [BudgetGauges] {
         var result: [BudgetGauges] = []

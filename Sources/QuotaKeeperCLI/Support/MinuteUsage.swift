@@ -1,6 +1,6 @@
 import QuotaKeeper
 
-/// One minute of a budget's settled calls, idle minutes included (the history script lists only busy ones).
+/// One minute of a budget's settled calls, idle minutes included (the history lists only busy ones).
 struct MinuteUsage: Sendable {
     var startMilliseconds: Int64
     var requests: Int
@@ -9,6 +9,8 @@ struct MinuteUsage: Sendable {
     var outputTokens: Int = 0
     /// Per app: requests and tokens.
     var apps: [String: HistoryMinute.Usage]
+    /// The apps beyond the first `historyApps` of the minute, together.
+    var otherApps: HistoryMinute.Usage? = nil
 
     /// Every minute of the `minutes` ending with the one holding `now` (ms since 1970), oldest first.
     static func timeline(_ history: [HistoryMinute], endingAt now: Int64, minutes: Int) -> [MinuteUsage] {
@@ -21,7 +23,8 @@ struct MinuteUsage: Sendable {
             }
             return MinuteUsage(
                 startMilliseconds: stored.startMilliseconds, requests: stored.requests, tokens: stored.tokens,
-                inputTokens: stored.inputTokens, outputTokens: stored.outputTokens, apps: stored.apps)
+                inputTokens: stored.inputTokens, outputTokens: stored.outputTokens, apps: stored.apps,
+                otherApps: stored.otherApps)
         }
     }
 }

@@ -34,9 +34,9 @@ struct AppInstance {
         bedrockConfiguration.timeouts = .init(idle: .seconds(60), total: settings.wall(180))
         let bedrock = BedrockRuntimeClient(configuration: bedrockConfiguration, logger: logger)
         let observations = ClientObservations()
-        let request = ConverseRequest(
-            messages: [.user(Self.prompt(inputTokens: app.inputTokens, outputTokens: app.outputTokens))],
-            inferenceConfig: InferenceConfiguration(maxTokens: app.maxOutputTokens))
+        let calls = FleetBedrockCalls(
+            api: settings.api, bedrock: bedrock, prompt: Self.prompt(inputTokens: app.inputTokens, outputTokens: app.outputTokens),
+            maxTokens: app.maxOutputTokens, observations: observations)
 
         let caller: any FleetCaller
         var redis: RedisClient?
@@ -70,9 +70,7 @@ struct AppInstance {
                 try await clock.sleep(until: arrival)
                 let arrivedAt = arrival
                 group.addTask {
-                    await Self.send(
-                        request, app: app, caller: caller, bedrock: bedrock, observations: observations,
-                        arrivedAt: arrivedAt, modeStart: start, settings: settings)
+                    await Self.send(app: app, caller: caller, calls: calls, arrivedAt: arrivedAt, modeStart: start, settings: settings)
                 }
                 arrival += interval
             }
@@ -88,19 +86,10 @@ struct AppInstance {
 
     /// Sends one request and records what its caller saw.
     static func send(
-        _ request: ConverseRequest, app: AppSpec, caller: any FleetCaller, bedrock: BedrockRuntimeClient,
-        observations: ClientObservations, arrivedAt: ContinuousClock.Instant, modeStart: ContinuousClock.Instant,
-        settings: FleetSettings
+        app: AppSpec, caller: any FleetCaller, calls: FleetBedrockCalls, arrivedAt: ContinuousClock.Instant,
+        modeStart: ContinuousClock.Instant, settings: FleetSettings
     ) async -> RequestRecord {
-        let converse: @Sendable (String) async throws -> BedrockRuntime.TokenUsage = { model in
-            do {
-                return try await bedrock.converse(modelId: model, request: request).usage
-            } catch let error as BedrockError {
-                observations.saw(error.kind.rawValue)
-                throw error
-            }
-        }
-        var record = await caller.send(app: app, converse)
+        var record = await caller.send(app: app, calls)
         let clock = ContinuousClock()
         let latency = clock.now - arrivedAt
         record.arrivalMilliseconds = Int((arrivedAt - modeStart).milliseconds)
@@ -121,9 +110,8 @@ struct AppInstance {
 
 /// How an app instance turns one request into an answer.
 protocol FleetCaller: Sendable {
-    /// Sends one request (`converse` calls one model) and returns what the caller saw (times are filled in
-    /// by the instance).
-    func send(app: AppSpec, _ converse: @escaping @Sendable (String) async throws -> BedrockRuntime.TokenUsage) async -> RequestRecord
+    /// Sends one request through `calls` and returns what the caller saw (times are filled in by the instance).
+    func send(app: AppSpec, _ calls: FleetBedrockCalls) async -> RequestRecord
 }
 
 /// Uncoordinated: the article's retry loop, token limiter and breaker, primary model only.
@@ -131,13 +119,13 @@ struct ArticleCaller: FleetCaller {
     let client: ArticleClient
     let settings: FleetSettings
 
-    func send(app: AppSpec, _ converse: @escaping @Sendable (String) async throws -> BedrockRuntime.TokenUsage) async -> RequestRecord {
+    func send(app: AppSpec, _ calls: FleetBedrockCalls) async -> RequestRecord {
         var record = RequestRecord(arrivalMilliseconds: 0, latencyMilliseconds: 0, succeeded: false)
         let attempts = Attempts()
         do {
             _ = try await client.call(app: app) {
                 attempts.increment()
-                let usage = try await converse(settings.primaryModel)
+                let usage = try await calls.whole(settings.primaryModel)
                 return usage.inputTokens + usage.outputTokens
             }
             record.succeeded = true
@@ -158,27 +146,30 @@ struct CoordinatedCaller: FleetCaller {
     let route: [BudgetID]
     let settings: FleetSettings
 
-    func send(app: AppSpec, _ converse: @escaping @Sendable (String) async throws -> BedrockRuntime.TokenUsage) async -> RequestRecord {
+    func send(app: AppSpec, _ calls: FleetBedrockCalls) async -> RequestRecord {
         var record = RequestRecord(arrivalMilliseconds: 0, latencyMilliseconds: 0, succeeded: false)
+        let estimate = CallEstimate(inputTokens: app.inputTokens, maxOutputTokens: app.maxOutputTokens)
+        let options = CallOptions(
+            app: app.name, priority: Priority(rawValue: app.priority) ?? .interactive, deadline: settings.wall(app.deadlineSeconds))
         do {
-            let result = try await coordinator.call(
-                route: route,
-                estimate: CallEstimate(inputTokens: app.inputTokens, maxOutputTokens: app.maxOutputTokens),
-                options: CallOptions(
-                    app: app.name, priority: Priority(rawValue: app.priority) ?? .interactive,
-                    deadline: settings.wall(app.deadlineSeconds))
-            ) { target in
-                let usage = try await converse(target.model)
-                return CallCompletion(
-                    value: (),
-                    usage: QuotaKeeper.TokenUsage(
-                        inputTokens: usage.inputTokens, outputTokens: usage.outputTokens,
-                        cacheReadInputTokens: usage.cacheReadInputTokens, cacheWriteInputTokens: usage.cacheWriteInputTokens))
+            let served: (target: BudgetID, isFallback: Bool, attempts: Int)
+            if calls.api.isStreaming {
+                // The streaming call path: retries and fallback until the first content, settled at the end.
+                let result = try await coordinator.callStreaming(route: route, estimate: estimate, options: options, meter: { $0 }) { target in
+                    try await calls.stream(target.model)
+                }
+                for try await _ in result.value {}
+                served = (result.target, result.isFallback, result.attempts)
+            } else {
+                let result = try await coordinator.call(route: route, estimate: estimate, options: options) { target in
+                    CallCompletion(value: (), usage: FleetBedrockCalls.usage(try await calls.whole(target.model)))
+                }
+                served = (result.target, result.isFallback, result.attempts)
             }
             record.succeeded = true
-            record.servedBy = result.target.model
-            record.isFallback = result.isFallback
-            record.attempts = result.attempts
+            record.servedBy = served.target.model
+            record.isFallback = served.isFallback
+            record.attempts = served.attempts
         } catch let error as CallPathError {
             record.error = "CallPathError.\(error.code)"
         } catch {

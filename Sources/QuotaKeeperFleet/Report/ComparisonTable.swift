@@ -8,7 +8,7 @@ enum ComparisonTable {
         let quota = [settings.quotaRPM.map { "\($0) RPM" }, settings.quotaTPM.map { "\($0) TPM" }].compactMap { $0 }.joined(separator: ", ")
         let demand = settings.apps.map { "\($0.name) \(format($0.demandRPM)) RPM" }.joined(separator: ", ")
         lines.append("scenario \(settings.scenario): \(demand) against \(quota.isEmpty ? "no quota" : quota) on \(settings.primaryModel)"
-            + (settings.fallbackModel.map { " (fallback \($0))" } ?? ""))
+            + (settings.fallbackModel.map { " (fallback \($0))" } ?? "") + ", apps call \(settings.api.rawValue)")
         lines.append("time scale: \(format(settings.windowSeconds)) s of wall time stand for 60 s; latencies below are in Bedrock seconds")
         lines.append("")
         let header = ["mode", "app", "sent", "ok", "failed", "late", "lost", "429 quota", "429 overl.", "503", "fallback", "breaker", "p50 s", "p95 s", "p99 s", "redis/req"]

@@ -36,6 +36,8 @@ struct FleetSettings: Codable, Sendable {
     var primaryModel: String
     /// The route's second target in coordinated mode (nil: no fallback).
     var fallbackModel: String?
+    /// The Bedrock Runtime operation every app calls.
+    var api: FleetAPI = .converse
     var region: String = "us-east-1"
     /// The quota of each model (RPM and TPM per minute, Bedrock's terms); nil = not enforced.
     var quotaRPM: Int?
