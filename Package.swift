@@ -22,16 +22,23 @@ let package = Package(
         .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.1"),
     ],
     targets: [
-        // MARK: Redis layer (the only code that imports CHiredis)
+        // MARK: Redis layer (the only code that imports CHiredis and COpenSSL)
         .systemLibrary(
             name: "CHiredis",
             pkgConfig: "hiredis",
             providers: [.apt(["libhiredis-dev"])]
         ),
+        // TLS for rediss:// (Debian's OpenSSL 3); hiredis stays the RESP codec over the layer's own sockets.
+        .systemLibrary(
+            name: "COpenSSL",
+            pkgConfig: "openssl",
+            providers: [.apt(["libssl-dev"])]
+        ),
         .target(
             name: "QuotaKeeperRedis",
             dependencies: [
                 "CHiredis",
+                "COpenSSL",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -88,8 +88,30 @@ public final class RedisClient: Sendable {
         return replies
     }
 
+    // MARK: Lifecycle
+
+    /// Runs the client as a service until its task is cancelled or `shutdown()` is called, then shuts it
+    /// down gracefully and returns once every thread of the client has exited (joined).
+    ///
+    /// The connection threads start in `init`, so `run()` is optional for simple callers. Its shape is
+    /// swift-service-lifecycle's `Service.run()`: to run the client in a `ServiceGroup`, declare
+    /// `extension RedisClient: @retroactive Service {}` and add it with graceful shutdown mapped to
+    /// cancellation (`ServiceGroupConfiguration.ServiceConfiguration(service: client,
+    /// successTerminationBehavior: .gracefullyShutdownGroup)` or `cancelWhenGracefulShutdown`): commands
+    /// already written still get their replies, queued ones fail with `.clientShutdown`.
+    public func run() async throws {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                queue.whenStopped { continuation.resume() }
+            }
+        } onCancel: {
+            queue.shutdown()
+        }
+    }
+
     /// Stops the client: queued commands fail with `.clientShutdown`, written ones get their replies,
-    /// and this returns when every thread of the client has exited.
+    /// and this returns when every thread of the client has exited (at most the connect or command timeout
+    /// after a call, for a thread inside a blocking read). Calling it again, or while `run()` runs, is fine.
     public func shutdown() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             queue.shutdown { continuation.resume() }

@@ -36,6 +36,31 @@ struct ConnectionTests {
         #expect(ContinuousClock.now - started < .seconds(10))
     }
 
+    @Test("rediss://: the CA from --redis-tls-ca or QUOTAKEEPER_REDIS_TLS_CA; an untrusted server is exit 4; TLS options need rediss://")
+    func tls() async throws {
+        let certificates = try await TestCertificates.make()
+        let server = try await RedisServerProcess(listener: .tls(certificates, requireClientCertificates: true))
+        let list = ["budget", "list", "--prefix", "qk-cli-tls:", "--redis-url", server.url()]
+        let client = ["--redis-tls-cert", certificates.clientCertificate, "--redis-tls-key", certificates.clientKey]
+        let byOption = try await CLIProcess.run(list + ["--redis-tls-ca", certificates.caFile] + client)
+        #expect(byOption.status == 0, "\(byOption.stderr)")
+        #expect(byOption.stdout.contains("no budgets under prefix 'qk-cli-tls:'"))
+        let byEnvironment = try await CLIProcess.run(list, environment: [
+            "QUOTAKEEPER_REDIS_TLS_CA": certificates.caFile, "QUOTAKEEPER_REDIS_TLS_CERT": certificates.clientCertificate,
+            "QUOTAKEEPER_REDIS_TLS_KEY": certificates.clientKey,
+        ])
+        #expect(byEnvironment.status == 0, "\(byEnvironment.stderr)")
+        let untrusted = try await CLIProcess.run(list + ["--json"] + client)
+        #expect(untrusted.status == 4)
+        #expect((try untrusted.jsonError["message"] as? String ?? "").contains("not trusted"), "\(untrusted.stderr)")
+        let missingCA = try await CLIProcess.run(list + ["--redis-tls-ca", "/nonexistent/ca.pem"] + client)
+        #expect(missingCA.status == 1, "\(missingCA.stderr)")
+        #expect(missingCA.stderr.contains("/nonexistent/ca.pem"))
+        let plaintextURL = try await CLIProcess.run(["budget", "list", "--redis-url", "redis://127.0.0.1:\(server.port)", "--redis-tls-ca", certificates.caFile])
+        #expect(plaintextURL.status == 1)
+        #expect(plaintextURL.stderr.contains("rediss://"))
+    }
+
     @Test("wrong or missing password: exit 5, the password never printed; the right one works")
     func wrongPassword() async throws {
         let server = try await RedisServerProcess(arguments: ["--requirepass", "s3cret-pass"])

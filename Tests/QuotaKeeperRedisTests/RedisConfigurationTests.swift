@@ -30,6 +30,28 @@ struct RedisConfigurationTests {
         #expect(configuration.password == "pw")
     }
 
+    @Test("rediss:// turns TLS on with verification against the system trust store; redis:// leaves it off")
+    func tlsURL() throws {
+        let configuration = try RedisConfiguration(url: "rediss://app:pw@cache.example.com:6380/1")
+        #expect(configuration.endpoint == .tcp(host: "cache.example.com", port: 6380))
+        #expect(configuration.tls == RedisConfiguration.TLS())
+        #expect(configuration.tls?.verification == .full && configuration.tls?.caFile == nil)
+        #expect(configuration.username == "app" && configuration.database == 1)
+        #expect(try RedisConfiguration(url: "redis://cache.example.com").tls == nil)
+    }
+
+    @Test("TLS files from QUOTAKEEPER_REDIS_TLS_CA, _CERT and _KEY fill only what is not set")
+    func tlsEnvironment() {
+        var tls = RedisConfiguration.TLS(caFile: "/explicit/ca.pem")
+        tls.fillFromEnvironment([
+            "QUOTAKEEPER_REDIS_TLS_CA": "/env/ca.pem", "QUOTAKEEPER_REDIS_TLS_CERT": "/env/client.pem",
+            "QUOTAKEEPER_REDIS_TLS_KEY": "/env/client.key",
+        ])
+        #expect(tls.caFile == "/explicit/ca.pem")
+        #expect(tls.certificateFile == "/env/client.pem")
+        #expect(tls.privateKeyFile == "/env/client.key")
+    }
+
     @Test("unix:// socket with database and credentials")
     func unixSocket() throws {
         let configuration = try RedisConfiguration(url: "unix:///var/run/redis.sock?db=2&user=bob&password=pw")
@@ -49,7 +71,7 @@ struct RedisConfigurationTests {
             ("redis://localhost/-1", "not a non-negative integer"),
             ("unix://", "socket path"),
             ("unix:///tmp/r.sock?db=x", "not a non-negative integer"),
-            ("rediss://localhost", "TLS"),
+            ("rediss://", "missing host"),
             ("not a url at all", "expected redis://"),
         ])
     func malformed(url: String, expected: String) {

@@ -46,7 +46,7 @@ struct RedisFailureTests {
         let user = try client(server.url(user: "quota-app", password: "app-secret"))
         #expect(try await user.send(["SET", "{qk}:x", "1"]) == .status("OK"))
         let denied = try await #require(throws: RedisError.self) { try await user.send(["SET", "other", "1"]) }
-        #expect(denied.code == .serverError)
+        #expect(denied.code == .permissionDenied)
         #expect(denied.message.contains("NOPERM"))
         await user.shutdown()
 
@@ -154,6 +154,92 @@ struct RedisFailureTests {
         }
         #expect(answer == "after", "the script is reloaded on the new server's empty cache")
         await restarted.shutdown()
+    }
+
+    @Test("CLIENT KILL of idle connections: the next commands are re-sent on new connections, none fails")
+    func clientKillIdle() async throws {
+        let server = try await RedisServerProcess()
+        let redis = try client(server.url())
+        let admin = try client(server.url())
+        for round in 0..<5 {
+            // Both pooled connections carry a command, so both are open and idle when they are killed.
+            _ = try await redis.pipeline([RedisCommand(["PING"]), RedisCommand(["PING"])])
+            _ = try await admin.send(["CLIENT", "KILL", "TYPE", "normal"])
+            let replies = try await withThrowingTaskGroup(of: RedisReply.self) { group in
+                for _ in 0..<16 { group.addTask { try await redis.send(["ECHO", "round-\(round)"]) } }
+                return try await group.reduce(into: [RedisReply]()) { $0.append($1) }
+            }
+            #expect(replies.allSatisfy { $0.string == "round-\(round)" })
+        }
+        await redis.shutdown()
+        await admin.shutdown()
+    }
+
+    @Test("CLIENT KILL under 64 concurrent callers: only commands written before the kill fail, as .connectionLostAfterWrite")
+    func clientKillUnderLoad() async throws {
+        let server = try await RedisServerProcess()
+        let redis = try client(server.url(), commandTimeout: .seconds(2))
+        let admin = try client(server.url())
+        let tag = TestRedis.uniqueTag("kill")
+        let stop = ContinuousClock.now + .milliseconds(1500)
+        async let kills: Int = {
+            var kills = 0
+            while ContinuousClock.now < stop - .milliseconds(300) {
+                try? await Task.sleep(for: .milliseconds(150))
+                kills += Int((try? await admin.send(["CLIENT", "KILL", "TYPE", "normal"]))?.integer ?? 0)
+            }
+            return kills
+        }()
+        // Each caller INCRs its own counter: afterwards, successes <= counter <= successes + outcome-unknown.
+        let callers = await withTaskGroup(of: (key: String, succeeded: Int, lost: Int, other: [String]).self) { group in
+            for caller in 0..<64 {
+                group.addTask {
+                    let key = "\(tag):\(caller)"
+                    var succeeded = 0
+                    var lost = 0
+                    var other: [String] = []
+                    while ContinuousClock.now < stop {
+                        do {
+                            _ = try await redis.send(["INCR", key])
+                            succeeded += 1
+                        } catch let error as RedisError where error.code == .connectionLostAfterWrite {
+                            lost += 1
+                        } catch {
+                            other.append("\(error)")
+                        }
+                    }
+                    return (key, succeeded, lost, other)
+                }
+            }
+            return await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(await kills >= 4, "connections were killed while the callers ran")
+        #expect(callers.flatMap(\.other).isEmpty, "\(callers.flatMap(\.other).prefix(5))")
+        for caller in callers {
+            let counted = try await admin.send(["GET", caller.key]).integer ?? 0
+            #expect(counted >= Int64(caller.succeeded) && counted <= Int64(caller.succeeded + caller.lost), "\(caller) counted \(counted)")
+        }
+        #expect(callers.map(\.succeeded).reduce(0, +) > 1000)
+        await redis.shutdown()
+        await admin.shutdown()
+    }
+
+    @Test("run() returns after the task is cancelled, with every thread stopped; commands then fail as .clientShutdown")
+    func runAsService() async throws {
+        let server = try await RedisServerProcess()
+        let redis = try client(server.url())
+        let service = Task { try await redis.run() }
+        #expect(try await redis.send("PING") == .status("PONG"))
+        service.cancel()
+        try await service.value
+        let error = try await #require(throws: RedisError.self) { try await redis.send("PING") }
+        #expect(error.code == .clientShutdown)
+        await redis.shutdown()  // a second stop returns at once
+
+        let stoppedByShutdown = try client(server.url())
+        let running = Task { try await stoppedByShutdown.run() }
+        await stoppedByShutdown.shutdown()
+        try await running.value
     }
 
     @Test("a Unix domain socket endpoint")

@@ -5,17 +5,30 @@ import Glibc
 /// A private `redis-server` started by a test (for AUTH, pause and restart scenarios that must not touch
 /// the shared test server): loopback only, no persistence, its own temporary directory.
 public final class RedisServerProcess: Sendable {
+    /// How the server listens.
+    public enum Listener: Sendable {
+        /// Plaintext on `port`.
+        case plaintext
+        /// TLS only on `port` (`--port 0 --tls-port`), with the test certificates' server pair unless another
+        /// is given; client certificates optional unless required.
+        case tls(TestCertificates, certificate: String? = nil, key: String? = nil, requireClientCertificates: Bool = false)
+    }
+
     /// The TCP port it listens on.
     public let port: Int
+    private let listener: Listener
     private let extraArguments: [String]
     private let directory: URL
     private let process: Mutex<Process?>
 
     /// Starts a server on a free loopback port and waits (without blocking a thread) until it accepts
     /// connections.
-    /// - Parameter arguments: extra `redis-server` arguments, e.g. `["--requirepass", "secret"]`.
-    public init(arguments: [String] = []) async throws {
+    /// - Parameters:
+    ///   - arguments: extra `redis-server` arguments, e.g. `["--requirepass", "secret"]`.
+    ///   - listener: plaintext (default) or TLS only.
+    public init(arguments: [String] = [], listener: Listener = .plaintext) async throws {
         port = try Self.freePort()
+        self.listener = listener
         extraArguments = arguments
         // Under QUOTAKEEPER_TEST_SERVERS_DIR when scripts/test sets it: its exit trap stops every server listed
         // there by pid file, so none outlives a test process that crashed.
@@ -35,12 +48,14 @@ public final class RedisServerProcess: Sendable {
         try? FileManager.default.removeItem(at: directory)
     }
 
-    /// `redis://127.0.0.1:<port>` with optional credentials.
-    public func url(user: String? = nil, password: String? = nil) -> String {
+    /// `redis://127.0.0.1:<port>` (`rediss://` for a TLS listener) with optional credentials.
+    public func url(user: String? = nil, password: String? = nil, host: String = "127.0.0.1") -> String {
+        let scheme: String
+        if case .tls = listener { scheme = "rediss" } else { scheme = "redis" }
         switch (user, password) {
-        case (let user?, let password?): return "redis://\(user):\(password)@127.0.0.1:\(port)"
-        case (nil, let password?): return "redis://:\(password)@127.0.0.1:\(port)"
-        default: return "redis://127.0.0.1:\(port)"
+        case (let user?, let password?): return "\(scheme)://\(user):\(password)@\(host):\(port)"
+        case (nil, let password?): return "\(scheme)://:\(password)@\(host):\(port)"
+        default: return "\(scheme)://\(host):\(port)"
         }
     }
 
@@ -48,8 +63,16 @@ public final class RedisServerProcess: Sendable {
     public func start() async throws {
         let server = Process()
         server.executableURL = try Self.redisServerPath()
-        server.arguments = [
-            "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+        let listenArguments: [String]
+        switch listener {
+        case .plaintext:
+            listenArguments = ["--port", String(port)]
+        case .tls(let certificates, let certificate, let key, let requireClientCertificates):
+            listenArguments = certificates.serverArguments(
+                port: port, certificate: certificate, key: key, requireClientCertificates: requireClientCertificates)
+        }
+        server.arguments = listenArguments + [
+            "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
             "--dir", directory.path, "--pidfile", directory.appending(path: "redis.pid").path, "--loglevel", "warning",
         ] + extraArguments
         server.standardOutput = FileHandle.nullDevice

@@ -201,8 +201,9 @@ public struct QuotaLedger: Sendable {
         return settlement
     }
 
-    /// Attempts in all for an idempotent script call (reserve, settle) whose outcome was unknown: a timeout or
-    /// a connection closed after the command was written. Each attempt is bounded by the command timeout.
+    /// Attempts in all for an idempotent script call (reserve, settle) whose outcome was unknown
+    /// (`RedisError.outcomeUnknown`: a timeout, or a connection lost after the command was written). Each
+    /// attempt is bounded by the command timeout.
     static let unknownOutcomeAttempts = 3
 
     /// Runs `body`, again with the same arguments while Redis's answer is lost and attempts remain.
@@ -212,9 +213,7 @@ public struct QuotaLedger: Sendable {
             do {
                 return try await body()
             } catch let error as LedgerError where error.code == .storeUnavailable && attempt < Self.unknownOutcomeAttempts {
-                guard let redisError = error.underlying as? RedisError,
-                      redisError.code == .timeout || redisError.code == .connectionClosed
-                else { throw error }
+                guard let redisError = error.underlying as? RedisError, redisError.outcomeUnknown else { throw error }
                 try Task.checkCancellation()
                 attempt += 1
                 logger.debug("outcome unknown; retrying with the same reservation id", metadata: ["quotakeeper.error": "\(redisError.code)"])

@@ -2,7 +2,6 @@ import ArgumentParser
 import Foundation
 import Logging
 import QuotaKeeper
-import Synchronization
 
 /// The options every command shares: where Redis is and which key prefix the fleet uses.
 struct ConnectionOptions: ParsableArguments {
@@ -22,6 +21,26 @@ struct ConnectionOptions: ParsableArguments {
         transform: ArgumentSyntax.duration)
     var connectTimeout: Duration = .seconds(2)
 
+    @Option(
+        name: .customLong("redis-tls-ca"),
+        help: ArgumentHelp("rediss:// only: PEM bundle of the CAs to trust (default: $QUOTAKEEPER_REDIS_TLS_CA, else the system trust store).", valueName: "path"))
+    var tlsCAFile: String?
+
+    @Option(
+        name: .customLong("redis-tls-cert"),
+        help: ArgumentHelp("rediss:// only: PEM client certificate for mutual TLS (default: $QUOTAKEEPER_REDIS_TLS_CERT).", valueName: "path"))
+    var tlsCertificateFile: String?
+
+    @Option(
+        name: .customLong("redis-tls-key"),
+        help: ArgumentHelp("rediss:// only: PEM private key of the client certificate (default: $QUOTAKEEPER_REDIS_TLS_KEY).", valueName: "path"))
+    var tlsKeyFile: String?
+
+    @Flag(
+        name: .customLong("redis-tls-insecure-skip-verify"),
+        help: "rediss:// only, DANGEROUS: do not verify the server's certificate (anyone on the path can read and forge every command). Throw-away test setups only.")
+    var tlsSkipVerification = false
+
     /// The URL in effect (the option, the environment or the default). Never printed: it may hold a password.
     var resolvedURL: String {
         redisURL ?? ProcessInfo.processInfo.environment["QUOTAKEEPER_REDIS_URL"] ?? "redis://127.0.0.1:6379"
@@ -36,58 +55,46 @@ struct ConnectionOptions: ParsableArguments {
     func withLedger<Result: Sendable>(
         burndown: BurndownTable = .bedrockDefaults, _ body: (QuotaLedger) async throws -> Result
     ) async throws -> Result {
-        var configuration = try RedisConfiguration(url: resolvedURL)
-        configuration.timeouts.connect = connectTimeout
-        configuration.timeouts.command = connectTimeout + .seconds(3)
-        configuration.pool.connections = 1
+        let configuration = try redisConfiguration()
         var logger = Logger(label: "quotakeeper.cli")
         logger.logLevel = .critical
         let client = RedisClient(configuration: configuration, logger: logger)
         do {
             let ledger = try QuotaLedger(redis: client, keyPrefix: resolvedPrefix, burndown: burndown, logger: logger)
             let result = try await body(ledger)
-            await Self.shutDown(client)
+            await client.shutdown()
             return result
         } catch let error as LedgerError where error.code == .unknownBudget {
-            await Self.shutDown(client)
+            await client.shutdown()
             let message = error.message.replacingOccurrences(of: " or in this ledger", with: "")  // the CLI seeds nothing
             throw CLIFailure(.unknownBudget, "\(message) (prefix '\(resolvedPrefix)'; 'quotakeeper budget list' lists the budgets)")
         } catch {
-            await Self.shutDown(client)
+            await client.shutdown()
             throw error
         }
     }
 
-    /// Shuts the client down, waiting at most one second: a connection thread stuck in a blocking call (a
-    /// paused Redis during the connection handshake) must not keep the CLI from reporting and exiting.
-    private static func shutDown(_ client: RedisClient) async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let finish = ResumeOnce(continuation)
-            Task {
-                await client.shutdown()
-                finish.resume()
+    /// The URL, timeouts and TLS options (flags over `QUOTAKEEPER_REDIS_TLS_*`) as one configuration.
+    /// - Throws: `CLIFailure` `.invalidInput` for TLS options with a URL that is not `rediss://`.
+    func redisConfiguration() throws -> RedisConfiguration {
+        var configuration = try RedisConfiguration(url: resolvedURL)
+        configuration.timeouts.connect = connectTimeout
+        configuration.timeouts.command = connectTimeout + .seconds(3)
+        configuration.pool.connections = 1
+        let tlsOptionsGiven = tlsCAFile != nil || tlsCertificateFile != nil || tlsKeyFile != nil || tlsSkipVerification
+        guard var tls = configuration.tls else {
+            if tlsOptionsGiven {
+                throw CLIFailure(.invalidInput, "--redis-tls-* options need a rediss:// URL (TLS); the URL in effect is not one")
             }
-            Task {
-                try? await Task.sleep(for: .seconds(1))
-                finish.resume()
-            }
+            return configuration
         }
-    }
-}
-
-/// Resumes a continuation once, whichever of several racing tasks comes first.
-private final class ResumeOnce: Sendable {
-    private let continuation: CheckedContinuation<Void, Never>
-    private let resumed = Mutex(false)
-
-    init(_ continuation: CheckedContinuation<Void, Never>) { self.continuation = continuation }
-
-    func resume() {
-        let first = resumed.withLock { resumed in
-            defer { resumed = true }
-            return !resumed
-        }
-        if first { continuation.resume() }
+        tls.caFile = tlsCAFile
+        tls.certificateFile = tlsCertificateFile
+        tls.privateKeyFile = tlsKeyFile
+        tls.fillFromEnvironment()
+        if tlsSkipVerification { tls.verification = .dangerouslyDisabled }
+        configuration.tls = tls
+        return configuration
     }
 }
 

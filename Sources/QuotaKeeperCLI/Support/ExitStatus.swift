@@ -62,7 +62,7 @@ struct CLIFailure: Error, Sendable {
             }
         case let error as RedisError:
             switch error.code {
-            case .invalidURL, .invalidArgument: self.init(.invalidInput, error.message)
+            case .invalidURL, .invalidArgument, .tlsConfigurationInvalid: self.init(.invalidInput, error.message)
             case .authenticationFailed: self.init(.redisAuthenticationFailed, "Redis refused the credentials: \(error.message)")
             case .permissionDenied:
                 self.init(.redisAuthenticationFailed, "Redis refused a command permission (ACL NOPERM; grant it with ACL SETUSER): \(error.message)")

@@ -19,6 +19,11 @@ struct FIFO<Element> {
     mutating func append(_ element: Element) { storage.append(element) }
     mutating func append(contentsOf elements: [Element]) { storage.append(contentsOf: elements) }
 
+    /// Inserts elements before the current first one, keeping their order.
+    mutating func prepend(contentsOf elements: [Element]) {
+        storage.replaceSubrange(head..<head, with: elements)
+    }
+
     mutating func popFirst() -> Element? {
         guard !isEmpty else { return nil }
         let element = storage[head]
@@ -147,6 +152,22 @@ final class CommandQueue: @unchecked Sendable {
         }
     }
 
+    /// Puts commands that never reached the server back at the front of the queue, in their order, for the
+    /// next healthy connection (their deadlines still hold); fails them if the client is shut down.
+    func requeue(_ commands: [PendingCommand]) {
+        guard !commands.isEmpty else { return }
+        let accepted = locked {
+            guard !isShutdown else { return false }
+            unsent.prepend(contentsOf: commands.filter { !$0.isFinished })
+            pthread_cond_signal(workAvailable)
+            return true
+        }
+        if !accepted {
+            let error = RedisError(code: .clientShutdown, message: "the Redis client was shut down")
+            for command in commands { command.finish(.failure(error)) }
+        }
+    }
+
     /// Records a thread's connection state; when every connection is down, fails all queued commands with
     /// the connection error instead of letting them wait.
     func setState(_ state: WorkerState, ofWorker index: Int, error: RedisError? = nil) {
@@ -209,6 +230,18 @@ final class CommandQueue: @unchecked Sendable {
             return onAllThreadsExited
         }
         for callback in callbacks { callback() }
+    }
+
+    /// Calls `onExit` once the client is shut down and its last thread has exited (at once if that is so).
+    func whenStopped(_ onExit: @escaping @Sendable () -> Void) {
+        let exitNow: Bool = locked {
+            guard isShutdown, runningThreads == 0 else {
+                onAllThreadsExited.append(onExit)
+                return false
+            }
+            return true
+        }
+        if exitNow { onExit() }
     }
 
     /// Stops accepting commands, fails the queued ones, wakes every thread, and calls `onExit` once the

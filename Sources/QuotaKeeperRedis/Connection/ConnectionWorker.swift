@@ -4,8 +4,10 @@ import Logging
 /// The loop of one connection thread: connect (with capped, jittered backoff), then repeatedly take a batch
 /// of queued commands, write them in one go and read their replies in order.
 ///
-/// A broken connection fails the commands of its batch that have no reply yet and is replaced; commands
-/// already answered (timed out or cancelled) are skipped before writing, or read and dropped after.
+/// A broken connection is replaced. Commands of its batch that cannot have reached the server (the server
+/// had closed the idle connection, or the write failed before them) go back to the front of the queue for
+/// the next healthy connection; those written without a reply fail with `.connectionLostAfterWrite`.
+/// Commands already answered (timed out or cancelled) are skipped before writing, or read and dropped after.
 struct ConnectionWorker: Sendable {
     let index: Int
     let configuration: RedisConfiguration
@@ -26,12 +28,14 @@ struct ConnectionWorker: Sendable {
         logger[metadataKey: "redis.endpoint"] = "\(configuration.endpoint)"
         logger[metadataKey: "redis.connection"] = "\(index)"
         var connection: RedisConnection?
+        var tlsContext: TLSContext?
         var consecutiveFailures = 0
         while true {
             if connection == nil {
                 if queue.shuttingDown { return }
                 do throws(RedisError) {
-                    connection = try RedisConnection(configuration: configuration)
+                    if let settings = configuration.tls, tlsContext == nil { tlsContext = try TLSContext(settings) }
+                    connection = try RedisConnection(configuration: configuration, tls: tlsContext)
                     if consecutiveFailures > 0 { logger.debug("Redis connection re-established") }
                     consecutiveFailures = 0
                     queue.setState(.healthy, ofWorker: index)
@@ -60,21 +64,52 @@ struct ConnectionWorker: Sendable {
         }
     }
 
-    /// Writes the batch and reads one reply per command; on a connection failure, fails every command
-    /// still without a reply and returns the error.
+    /// Writes the batch and reads one reply per command; on a connection failure, re-queues the commands
+    /// that cannot have reached the server, fails those written without a reply, and returns the error.
     private func exchange(_ batch: [PendingCommand], over connection: RedisConnection) -> RedisError? {
+        if connection.peerHasClosed {
+            queue.requeue(batch)
+            return RedisError(code: .connectionClosed, message: "Redis at \(configuration.endpoint) closed the idle connection")
+        }
+        var buffered: [PendingCommand] = []
+        buffered.reserveCapacity(batch.count)
+        for command in batch {
+            do throws(RedisError) {
+                try connection.append(command.command)
+                buffered.append(command)
+            } catch {
+                command.finish(.failure(error))
+            }
+        }
+        do throws(RedisConnection.WriteFailure) {
+            try connection.flush()
+        } catch {
+            queue.requeue(Array(buffered[error.possiblyWritten...]))
+            fail(buffered[..<error.possiblyWritten], after: error.error)
+            return error.error
+        }
         var answered = 0
         do throws(RedisError) {
-            for command in batch { try connection.append(command.command) }
-            for command in batch {
+            for command in buffered {
                 command.finish(.success(try connection.readReply()))
                 answered += 1
             }
             return nil
         } catch {
-            for command in batch[answered...] { command.finish(.failure(error)) }
+            fail(buffered[answered...], after: error)
             return error
         }
+    }
+
+    /// Fails written commands whose replies will never come: a broken connection becomes
+    /// `.connectionLostAfterWrite` (outcome unknown); a timeout or protocol error keeps its code.
+    private func fail(_ written: ArraySlice<PendingCommand>, after error: RedisError) {
+        var lost = error
+        if error.code == .connectionClosed {
+            lost.code = .connectionLostAfterWrite
+            lost.message += " after the command was written; it may or may not have run"
+        }
+        for command in written { command.finish(.failure(lost)) }
     }
 
     /// Full jitter: uniform in [0, min(maximum, initial x 2^(failures-1))].

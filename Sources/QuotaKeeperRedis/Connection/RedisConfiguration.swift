@@ -1,6 +1,6 @@
 import Foundation
 
-/// Where and how to reach Redis: endpoint, credentials, database, timeouts, pool and reconnect policy.
+/// Where and how to reach Redis: endpoint, TLS, credentials, database, timeouts, pool and reconnect policy.
 public struct RedisConfiguration: Sendable {
     /// A TCP host and port, or a Unix domain socket.
     public enum Endpoint: Sendable, Hashable, CustomStringConvertible {
@@ -43,8 +43,52 @@ public struct RedisConfiguration: Sendable {
         public init() {}
     }
 
+    /// TLS for `rediss://`: whom to trust, which client certificate to show. Verification is on by default.
+    public struct TLS: Sendable, Hashable {
+        /// Whether the server's certificate is checked.
+        public enum Verification: Sendable, Hashable {
+            /// The certificate must chain to a trusted CA and name the host (or IP address) connected to.
+            case full
+            /// No check at all: anyone on the path can impersonate the server and read every command.
+            /// Only for throw-away test setups; never in production.
+            case dangerouslyDisabled
+        }
+
+        /// A PEM bundle of the CAs to trust; `nil` means the system trust store.
+        public var caFile: String?
+        /// A PEM client certificate (chain) for mutual TLS; needs `privateKeyFile`.
+        public var certificateFile: String?
+        /// The PEM private key of `certificateFile`.
+        public var privateKeyFile: String?
+        /// The name sent as SNI and required in the certificate; `nil` means the host of the endpoint.
+        public var serverName: String?
+        /// `.full` unless explicitly and loudly turned off.
+        public var verification: Verification = .full
+
+        /// The environment variables that name TLS files (`caFile`, `certificateFile`, `privateKeyFile`).
+        public static let caFileVariable = "QUOTAKEEPER_REDIS_TLS_CA"
+        public static let certificateFileVariable = "QUOTAKEEPER_REDIS_TLS_CERT"
+        public static let privateKeyFileVariable = "QUOTAKEEPER_REDIS_TLS_KEY"
+
+        public init(caFile: String? = nil, certificateFile: String? = nil, privateKeyFile: String? = nil) {
+            self.caFile = caFile
+            self.certificateFile = certificateFile
+            self.privateKeyFile = privateKeyFile
+        }
+
+        /// Fills the files not set yet from `QUOTAKEEPER_REDIS_TLS_CA`, `_CERT` and `_KEY` (empty values ignored).
+        public mutating func fillFromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) {
+            func value(_ name: String) -> String? { environment[name].flatMap { $0.isEmpty ? nil : $0 } }
+            caFile = caFile ?? value(Self.caFileVariable)
+            certificateFile = certificateFile ?? value(Self.certificateFileVariable)
+            privateKeyFile = privateKeyFile ?? value(Self.privateKeyFileVariable)
+        }
+    }
+
     /// Where Redis is.
     public var endpoint: Endpoint
+    /// TLS settings; `nil` for plaintext (`redis://`, `unix://`). `rediss://` sets it with verification on.
+    public var tls: TLS?
     /// The ACL user for `AUTH user password`; `nil` means `AUTH password` (the default user).
     public var username: String?
     /// The password; never logged or shown in errors.
@@ -65,7 +109,11 @@ public struct RedisConfiguration: Sendable {
         self.database = database
     }
 
-    /// Parses `redis://[user:password@]host[:port][/db]` or `unix:///path/to/socket[?db=N]`.
+    /// Parses `redis://[user:password@]host[:port][/db]`, `rediss://...` (TLS, same form) or
+    /// `unix:///path/to/socket[?db=N]`.
+    ///
+    /// `rediss://` verifies the server against the system trust store unless `tls.caFile` says otherwise
+    /// (see `TLS.fillFromEnvironment`).
     ///
     /// For sockets, credentials may be given as `unix://user:password@/path` or `?password=...&user=...`.
     /// - Throws: `RedisError` with code `.invalidURL` naming the problem (never echoing the password).
@@ -74,19 +122,20 @@ public struct RedisConfiguration: Sendable {
             RedisError(code: .invalidURL, message: "invalid Redis URL \(RedisConfiguration.redacted(url)): \(why)")
         }
         guard let components = URLComponents(string: url), let scheme = components.scheme?.lowercased() else {
-            throw invalid("expected redis://[user:password@]host[:port][/db] or unix:///path[?db=N]")
+            throw invalid("expected redis://[user:password@]host[:port][/db], rediss://... or unix:///path[?db=N]")
         }
         let query = Dictionary(
             (components.queryItems ?? []).map { ($0.name, $0.value ?? "") }, uniquingKeysWith: { _, last in last })
         var username = components.user.flatMap { $0.isEmpty ? nil : $0 }
         var password = components.password
         switch scheme {
-        case "redis":
+        case "redis", "rediss":
             guard var host = components.host, !host.isEmpty else { throw invalid("missing host") }
             if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
             let port = components.port ?? 6379
             guard (1...65535).contains(port) else { throw invalid("port \(port) is out of range 1-65535") }
             self.init(endpoint: .tcp(host: host, port: port))
+            if scheme == "rediss" { tls = TLS() }
             let path = components.path.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
             if !path.isEmpty {
                 guard let database = Int(path), database >= 0 else {
@@ -106,10 +155,8 @@ public struct RedisConfiguration: Sendable {
             }
             if let user = query["user"], !user.isEmpty { username = user }
             if let secret = query["password"] { password = secret }
-        case "rediss":
-            throw invalid("TLS (rediss://) is not supported by the hiredis build in use; use a TLS proxy or redis://")
         default:
-            throw invalid("unsupported scheme '\(scheme)'; use redis:// or unix://")
+            throw invalid("unsupported scheme '\(scheme)'; use redis://, rediss:// or unix://")
         }
         if username != nil, password == nil { throw invalid("user given without a password") }
         self.username = username

@@ -1,55 +1,68 @@
 import CHiredis
 import Glibc
 
-/// One blocking hiredis connection: the only owner of its `redisContext`, freed in `deinit`.
+/// One blocking connection to Redis, plaintext or TLS: the layer's own `Socket` (and `TLSSession`), with
+/// hiredis as the RESP codec only (`redisFormatCommandArgv` to encode, a `redisReader` to decode).
 ///
 /// Not `Sendable`: exactly one thread of the layer (a `ConnectionWorker`) creates, uses and frees it.
-/// Every hiredis call reads `err`/`errstr`/`errno` in the same synchronous call that failed.
 final class RedisConnection {
-    private let context: UnsafeMutablePointer<redisContext>
+    private let socket: Socket
+    private let tls: TLSSession?
+    private let reader: UnsafeMutablePointer<redisReader>
     private let endpoint: RedisConfiguration.Endpoint
+    /// Encoded commands not written yet.
+    private var output: [UInt8] = []
+    /// Where each buffered command ends in `output`.
+    private var commandEnds: [Int] = []
+    private static let inputCapacity = 16 * 1024
+    private let input = UnsafeMutableRawPointer.allocate(byteCount: inputCapacity, alignment: 8)
 
-    /// Connects, sets timeouts and keepalive, and runs the handshake (`AUTH`, `SELECT`, `PING`).
-    /// - Throws: `RedisError` (`.connectionRefused`, `.connectionFailed`, `.timeout`, `.authenticationFailed`, ...).
-    init(configuration: RedisConfiguration) throws(RedisError) {
+    /// A write that failed: its cause, and how many of the buffered commands may have reached the server
+    /// (the ones after them certainly did not).
+    struct WriteFailure: Error {
+        var error: RedisError
+        var possiblyWritten: Int
+    }
+
+    /// Connects, runs the TLS handshake when `tls` is given, sets timeouts, and runs the Redis handshake
+    /// (`AUTH`, `SELECT`, `PING`).
+    /// - Throws: `RedisError` (`.connectionRefused`, `.timeout`, `.authenticationFailed`, `.tlsRequired`,
+    ///   `.tlsCertificateUntrusted`, `.tlsHostNameMismatch`, `.tlsHandshakeFailed`, ...).
+    init(configuration: RedisConfiguration, tls context: TLSContext?) throws(RedisError) {
         endpoint = configuration.endpoint
-        let connectTimeout = chiredis_timeval_ms(Self.milliseconds(configuration.timeouts.connect))
-        let connected: UnsafeMutablePointer<redisContext>?
-        switch configuration.endpoint {
-        case .tcp(let host, let port):
-            connected = redisConnectWithTimeout(host, Int32(port), connectTimeout)
-        case .unixSocket(let path):
-            connected = redisConnectUnixWithTimeout(path, connectTimeout)
+        guard let reader = redisReaderCreate() else {
+            throw RedisError(code: .connectionFailed, message: "cannot allocate a RESP reader for \(endpoint)")
         }
-        guard let connected else {
-            throw RedisError(code: .connectionFailed, message: "cannot allocate a connection to \(endpoint)")
-        }
-        // From here on `deinit` frees the context on every path, including the throws below.
-        context = connected
-        if connected.pointee.err != 0 {
-            throw Self.contextError(connected, endpoint: endpoint, during: "connecting")
-        }
-        if case .tcp = configuration.endpoint, configuration.tcpKeepAlive {
-            _ = redisEnableKeepAlive(context)
-        }
-        // The handshake's reads are bounded by the connect timeout: a server that accepts but never answers
+        // From here on `deinit` frees the reader, the buffer and the socket on every path.
+        self.reader = reader
+        socket = try Socket(connectingTo: endpoint, timeout: configuration.timeouts.connect, keepAlive: configuration.tcpKeepAlive)
+        // The handshakes' reads are bounded by the connect timeout: a server that accepts but never answers
         // (paused with SIGSTOP, overloaded) must not hold this thread.
-        guard redisSetTimeout(context, connectTimeout) == REDIS_OK else {
-            throw Self.contextError(context, endpoint: endpoint, during: "setting the connect timeout")
+        socket.setTimeout(configuration.timeouts.connect)
+        if let context {
+            guard case .tcp(let host, _) = endpoint else {
+                throw RedisError(code: .invalidURL, message: "TLS needs a TCP endpoint, not \(endpoint)")
+            }
+            tls = try TLSSession(context: context, socket: socket, host: host, endpoint: endpoint)
+        } else {
+            tls = nil
         }
-        try handshake(configuration)
-        guard redisSetTimeout(context, chiredis_timeval_ms(Self.milliseconds(configuration.timeouts.command))) == REDIS_OK else {
-            throw Self.contextError(context, endpoint: endpoint, during: "setting the command timeout")
-        }
+        try handshake(configuration, overTLS: context != nil)
+        socket.setTimeout(configuration.timeouts.command)
     }
 
     deinit {
-        redisFree(context)
+        redisReaderFree(reader)
+        input.deallocate()
     }
 
-    /// Appends a command to the output buffer (nothing is written to the socket yet).
+    /// Whether the server closed or reset the connection while it was idle (so nothing buffered now can
+    /// have reached it).
+    var peerHasClosed: Bool { socket.peerHasClosed }
+
+    /// Encodes a command into the output buffer (nothing is written to the socket yet).
     func append(_ command: RedisCommand) throws(RedisError) {
-        let status = command.packedArguments.withUnsafeBufferPointer { bytes -> Int32 in
+        let length = command.packedArguments.withUnsafeBufferPointer { bytes -> Int32 in
             let base = UnsafeRawPointer(bytes.baseAddress ?? UnsafePointer(bitPattern: 1)!)
             var pointers: [UnsafePointer<CChar>?] = []
             pointers.reserveCapacity(command.argumentLengths.count)
@@ -58,23 +71,85 @@ final class RedisConnection {
                 pointers.append((base + offset).assumingMemoryBound(to: CChar.self))
                 offset += length
             }
-            return command.argumentLengths.withUnsafeBufferPointer { lengths in
-                redisAppendCommandArgv(context, Int32(pointers.count), &pointers, lengths.baseAddress)
+            var encoded: UnsafeMutablePointer<CChar>?
+            let length = command.argumentLengths.withUnsafeBufferPointer { lengths in
+                redisFormatCommandArgv(&encoded, Int32(pointers.count), &pointers, lengths.baseAddress)
+            }
+            if let encoded {
+                if length > 0 {
+                    output.append(contentsOf: UnsafeRawBufferPointer(start: encoded, count: Int(length)))
+                }
+                redisFreeCommand(encoded)
+            }
+            return length
+        }
+        guard length > 0 else {
+            throw RedisError(code: .invalidArgument, message: "the command \(command.name) cannot be encoded")
+        }
+        commandEnds.append(output.count)
+    }
+
+    /// Writes every buffered command.
+    /// - Throws: `WriteFailure` saying how many of them may have reached the server.
+    func flush() throws(WriteFailure) {
+        defer {
+            output.removeAll(keepingCapacity: true)
+            commandEnds.removeAll(keepingCapacity: true)
+        }
+        var written = 0
+        while written < output.count {
+            let attempt = output.withUnsafeBytes { bytes in
+                Result { () throws(RedisError) -> Int in try transmit(bytes.baseAddress! + written, count: bytes.count - written) }
+            }
+            switch attempt {
+            case .success(let count):
+                written += count
+            case .failure(let error):
+                // A failed plaintext send() wrote nothing of its call; a failed SSL_write may have sent part of a
+                // record, so over TLS the command being written counts as possibly written too.
+                let reached = tls == nil ? written : written + 1
+                let starts = [0] + commandEnds.dropLast()
+                let possiblyWritten = starts.filter { $0 < reached }.count
+                throw WriteFailure(error: error, possiblyWritten: possiblyWritten)
             }
         }
-        guard status == REDIS_OK else { throw Self.contextError(context, endpoint: endpoint, during: "buffering a command") }
+    }
+
+    /// One write over TLS or the plain socket.
+    private func transmit(_ bytes: UnsafeRawPointer, count: Int) throws(RedisError) -> Int {
+        if let tls { return try tls.write(bytes, count: count) }
+        return try socket.write(bytes, count: count)
+    }
+
+    /// One read over TLS or the plain socket into the input buffer.
+    private func receive() throws(RedisError) -> Int {
+        if let tls { return try tls.read(into: input, count: Self.inputCapacity) }
+        return try socket.read(into: input, count: Self.inputCapacity)
     }
 
     /// Reads the next reply, writing the output buffer first if it holds unsent commands.
     ///
     /// Error replies come back as `.error` values; only connection-level failures throw.
     func readReply() throws(RedisError) -> RedisReply {
-        var raw: UnsafeMutablePointer<redisReply>?
-        guard chiredis_get_reply(context, &raw) == REDIS_OK, let raw else {
-            throw Self.contextError(context, endpoint: endpoint, during: "reading a reply")
+        if !output.isEmpty {
+            do throws(WriteFailure) { try flush() } catch { throw error.error }
         }
-        defer { freeReplyObject(raw) }
-        return Self.copy(raw)
+        while true {
+            var raw: UnsafeMutableRawPointer?
+            guard redisReaderGetReply(reader, &raw) == REDIS_OK else {
+                let detail = withUnsafeBytes(of: reader.pointee.errstr) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+                throw RedisError(code: .protocolError, message: "Redis at \(endpoint) sent something that is not RESP2: \(detail)")
+            }
+            if let raw {
+                let reply = raw.assumingMemoryBound(to: redisReply.self)
+                defer { freeReplyObject(reply) }
+                return Self.copy(reply)
+            }
+            let received = try receive()
+            guard redisReaderFeed(reader, input.assumingMemoryBound(to: CChar.self), received) == REDIS_OK else {
+                throw RedisError(code: .protocolError, message: "Redis at \(endpoint): the RESP reader refused the input")
+            }
+        }
     }
 
     /// Sends one command and waits for its reply (handshake use only; workers pipeline).
@@ -83,7 +158,29 @@ final class RedisConnection {
         return try readReply()
     }
 
-    private func handshake(_ configuration: RedisConfiguration) throws(RedisError) {
+    private func handshake(_ configuration: RedisConfiguration, overTLS: Bool) throws(RedisError) {
+        do throws(RedisError) {
+            try authenticate(configuration)
+        } catch where error.code == .connectionClosed {
+            if overTLS {
+                // TLS 1.3 servers refuse a missing or unknown client certificate after the client's handshake
+                // ends: the first command meets the alert, or a reset if the server closed first.
+                throw RedisError(
+                    code: .tlsHandshakeFailed,
+                    message: "Redis at \(endpoint) closed the TLS connection at the first command (\(error.message)): it may require a client certificate it trusts (--redis-tls-cert and --redis-tls-key)")
+            }
+            // A TLS port drops a plaintext client at its first bytes (not a timeout, not a Redis error reply).
+            throw RedisError(
+                code: .tlsRequired,
+                message: "Redis at \(endpoint) closed the connection at the first command: it may accept TLS only (use rediss://)")
+        }
+        if configuration.database != 0, case .error(let text) = try roundTrip(["SELECT", String(configuration.database)]) {
+            throw RedisError(code: .serverError, message: "SELECT \(configuration.database) at \(endpoint) failed: \(text)")
+        }
+    }
+
+    /// The handshake's first round trip: `AUTH` when a password is configured, then `PING`.
+    private func authenticate(_ configuration: RedisConfiguration) throws(RedisError) {
         if let password = configuration.password {
             let arguments = configuration.username.map { ["AUTH", $0, password] } ?? ["AUTH", password]
             if case .error(let text) = try roundTrip(arguments) {
@@ -92,9 +189,6 @@ final class RedisConnection {
                     code: .authenticationFailed,
                     message: "authentication as \(who) at \(endpoint) failed: \(text)")
             }
-        }
-        if configuration.database != 0, case .error(let text) = try roundTrip(["SELECT", String(configuration.database)]) {
-            throw RedisError(code: .serverError, message: "SELECT \(configuration.database) at \(endpoint) failed: \(text)")
         }
         if case .error(let text) = try roundTrip(["PING"]) {
             let code: RedisError.Code = text.hasPrefix("NOAUTH") ? .authenticationFailed : .serverError
@@ -125,40 +219,8 @@ final class RedisConnection {
         return String(decoding: UnsafeRawBufferPointer(start: bytes, count: reply.len), as: UTF8.self)
     }
 
-    /// Turns the context's `err`/`errstr` and the current `errno` into a typed error.
-    private static func contextError(
-        _ context: UnsafeMutablePointer<redisContext>, endpoint: RedisConfiguration.Endpoint, during step: String
-    ) -> RedisError {
-        let systemError = chiredis_errno()
-        let kind = chiredis_context_error(context)
-        let detail = String(cString: chiredis_context_error_string(context))
-        let code: RedisError.Code
-        switch kind {
-        case REDIS_ERR_EOF: code = .connectionClosed
-        case REDIS_ERR_PROTOCOL: code = .protocolError
-        case REDIS_ERR_IO:
-            switch systemError {
-            case ECONNREFUSED, ENOENT: code = .connectionRefused
-            case EAGAIN, EWOULDBLOCK, ETIMEDOUT, EINPROGRESS: code = .timeout
-            case ECONNRESET, EPIPE: code = .connectionClosed
-            default: code = step == "connecting" ? .connectionFailed : .connectionClosed
-            }
-        default:
-            code = detail.mentionsTimeout ? .timeout : (step == "connecting" ? .connectionFailed : .connectionClosed)
-        }
-        let why = code == .timeout ? "timed out (\(detail))" : detail
-        return RedisError(code: code, message: "Redis at \(endpoint): \(step) failed: \(why)")
-    }
-
     static func milliseconds(_ duration: Duration) -> Int64 {
         let (seconds, attoseconds) = duration.components
         return max(1, seconds * 1000 + attoseconds / 1_000_000_000_000_000)
-    }
-}
-
-extension String {
-    fileprivate var mentionsTimeout: Bool {
-        let text = lowercased()
-        return text.contains("timed out") || text.contains("timeout")
     }
 }

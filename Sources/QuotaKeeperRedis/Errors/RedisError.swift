@@ -13,8 +13,12 @@ public struct RedisError: Error, Sendable, CustomStringConvertible {
         public static let connectionRefused = Code("connectionRefused")
         /// The connection could not be made for another reason (name resolution, network unreachable).
         public static let connectionFailed = Code("connectionFailed")
-        /// The server closed the connection, or the connection broke while a command was pending.
+        /// The server closed the connection, or the connection broke before the command was written.
         public static let connectionClosed = Code("connectionClosed")
+        /// The connection broke after the command was written and before its reply: it may or may not have
+        /// run. Safe to retry only when the command is idempotent. (Commands not written yet when a
+        /// connection breaks are sent again on another or a new connection, never failed with this.)
+        public static let connectionLostAfterWrite = Code("connectionLostAfterWrite")
         /// `AUTH` was refused: wrong password, unknown or disabled ACL user, or a password is required.
         public static let authenticationFailed = Code("authenticationFailed")
         /// No reply within the configured timeout. The command may or may not have run on the server.
@@ -27,6 +31,19 @@ public struct RedisError: Error, Sendable, CustomStringConvertible {
         public static let permissionDenied = Code("permissionDenied")
         /// A script could not be loaded again after `NOSCRIPT`.
         public static let scriptMissing = Code("scriptMissing")
+        /// `rediss://`: the server's certificate does not chain to a trusted CA (the system trust store, or
+        /// the CA bundle configured), or it has expired.
+        public static let tlsCertificateUntrusted = Code("tlsCertificateUntrusted")
+        /// `rediss://`: the server's certificate is trusted but not issued for the host name or IP address
+        /// connected to.
+        public static let tlsHostNameMismatch = Code("tlsHostNameMismatch")
+        /// `rediss://`: the TLS handshake failed otherwise: the port speaks plaintext, the server refused the
+        /// client certificate, or no common protocol version.
+        public static let tlsHandshakeFailed = Code("tlsHandshakeFailed")
+        /// `redis://` to a port that accepts TLS only: the server dropped the plaintext connection.
+        public static let tlsRequired = Code("tlsRequired")
+        /// A TLS file (CA bundle, client certificate or key) cannot be read or does not fit.
+        public static let tlsConfigurationInvalid = Code("tlsConfigurationInvalid")
         /// The client was shut down before the command completed.
         public static let clientShutdown = Code("clientShutdown")
         /// The caller passed an argument the layer refuses (for example an empty command).
@@ -65,5 +82,5 @@ public struct RedisError: Error, Sendable, CustomStringConvertible {
 
     /// Whether the server may have executed the command although no reply arrived
     /// (a timeout or a connection that broke after the command was written).
-    public var outcomeUnknown: Bool { code == .timeout || code == .connectionClosed }
+    public var outcomeUnknown: Bool { code == .timeout || code == .connectionLostAfterWrite }
 }
