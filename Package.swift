@@ -11,6 +11,7 @@ let package = Package(
         .executable(name: "quotakeeper-bench", targets: ["QuotaKeeperBenchmarks"]),
         .library(name: "BedrockErrors", targets: ["BedrockErrors"]),
         .library(name: "BedrockRuntimeClient", targets: ["BedrockRuntime"]),
+        .library(name: "AWSAuth", targets: ["AWSAuth"]),
         .executable(name: "bedrock-sim", targets: ["BedrockSimulatorServer"]),
         .executable(name: "quotakeeper-fleet", targets: ["QuotaKeeperFleet"]),
     ],
@@ -39,6 +40,7 @@ let package = Package(
             dependencies: [
                 "CHiredis",
                 "COpenSSL",
+                "AWSAuth",  // ElastiCache IAM authentication tokens
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -92,6 +94,17 @@ let package = Package(
             plugins: ["EmbedLuaScripts"]
         ),
 
+        // MARK: AWS credentials and SigV4, below both Bedrock Runtime and the Redis layer (IAM auth)
+        .target(
+            name: "AWSAuth",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")]
+        ),
+        // Loopback servers stand in for STS, the container endpoint and IMDS.
+        .testTarget(
+            name: "AWSAuthTests",
+            dependencies: ["AWSAuth", .product(name: "FlyingFox", package: "FlyingFox")]
+        ),
+
         // MARK: Bedrock error taxonomy, runtime client and simulator (issue 7)
         .target(name: "BedrockErrors"),
         // The AWS event-stream framing (issue 16): one implementation for the client's decoder and the simulator's encoder.
@@ -100,6 +113,7 @@ let package = Package(
         .target(
             name: "BedrockRuntime",
             dependencies: [
+                "AWSAuth",
                 "AWSEventStream",
                 "BedrockErrors",
                 .product(name: "Crypto", package: "swift-crypto"),

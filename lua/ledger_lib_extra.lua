@@ -27,16 +27,18 @@ local HISTORY_SKEW_MINUTES = 5
 local HISTORY_DEFAULT_APPS = 50
 local HISTORY_MAX_MS = 604800000
 
--- The history key and minute the last key names ({key, minute}), or nil and the `invalid` reply if it is not
--- this budget's key of a minute within HISTORY_SKEW_MINUTES of `now`; false if the call records no history
--- (`wanted`).
+-- The history key and minute the last key names, or nil and the `invalid` reply if it is not this budget's key
+-- of a minute within HISTORY_SKEW_MINUTES of `now`; false if the call records no history (`wanted`). (Two
+-- values, not a table: a table costs an allocation on every settle.)
 local function history_target(now, wanted)
   if not wanted then return false end
   local key = KEYS[#KEYS]
-  local minute = tonumber(string.match(key, ':hist:(%d+)$'))
+  local digits = string.sub(key, #BASE + 7)   -- after `<base>:hist:`; compared, never formatted (cheaper)
+  local minute = tonumber(digits)
   local current = floor(now / 60000)
-  if minute and BASE .. ':hist:' .. minute == key and math.abs(minute - current) <= HISTORY_SKEW_MINUTES then
-    return { key = key, minute = minute }
+  if minute and string.sub(key, 1, #BASE + 6) == BASE .. ':hist:' and not string.find(digits, '%D')
+    and minute >= current - HISTORY_SKEW_MINUTES and minute <= current + HISTORY_SKEW_MINUTES then
+    return key, minute
   end
   return nil, { 'invalid', 'KEYS[' .. #KEYS .. ']', 'must be the history key <prefix>{<budget>}:hist:<minute> of a minute within '
     .. HISTORY_SKEW_MINUTES .. ' of the Redis clock (now ' .. string.format('%.0f', current) .. ')' }
@@ -44,8 +46,7 @@ end
 
 -- Adds one settled call to its minute's row (see above). Redis cost: HMGET + HSET; while the minute has fewer
 -- than `hk` app rows and no `other` row, a new app adds HLEN + HGET of `hk` (+ PEXPIREAT for the first row).
-local function history_add(history, app, history_ms, requests, tokens, input, output)
-  local key = history.key
+local function history_add(key, minute, app, history_ms, requests, tokens, input, output)
   local stored = redis.call('HMGET', key, app, HISTORY_OTHER)
   local field, row, created = app, stored[1], false
   if not row then
@@ -61,7 +62,7 @@ local function history_add(history, app, history_ms, requests, tokens, input, ou
   if row and #row == 32 then r, t, i, o = sunpack(HISTORY_ROW, row) end
   redis.call('HSET', key, field, spack(HISTORY_ROW, r + requests, t + tokens, i + input, o + output))
   if created then
-    redis.call('PEXPIREAT', key, (history.minute + 1) * 60000 + math.min(history_ms, HISTORY_MAX_MS))
+    redis.call('PEXPIREAT', key, (minute + 1) * 60000 + math.min(history_ms, HISTORY_MAX_MS))
   end
 end
 

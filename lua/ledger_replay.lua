@@ -30,9 +30,15 @@ local app_field = 'a:' .. app
 local v = redis.call('HMGET', LEDGER_KEY, 'cfg', 'st', 'cap:' .. app, app_field)
 if not v[1] or #v[1] ~= CONFIG_SIZE then return { 'no_budget' } end   -- absent, or stored in another layout
 local now = now_ms()
+<<<<<<< HEAD
 local history, refusal = history_target(now, true)
 if not history then return refusal end
 if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', dedupe_ms) then
+=======
+local history_key, history_minute = history_target(now, true)
+if not history_key then return history_minute end
+if not redis.call('SET', budget_key(':replayed:' .. replay_id), '1', 'NX', 'PX', dedupe_ms) then
+>>>>>>> main
   return { 'duplicate' }
 end
 
@@ -57,5 +63,5 @@ end
 push(fields, 'st', state_pack(seq, breaker_code, breaker_until, window, day))
 redis.call('HSET', LEDGER_KEY, unpack(fields))
 
-history_add(history, app, history_ms, requests, tokens, input, output)
+history_add(history_key, history_minute, app, history_ms, requests, tokens, input, output)
 return { 'replayed', tokens }

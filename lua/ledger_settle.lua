@@ -59,8 +59,8 @@ if record[1] ~= RESERVED then   -- consumed before: what that settle or release 
   return { 'already_settled', record[1] == SETTLED and 'settled' or 'released', record[10], record[11],
     breaker_state_name(breaker_effective_state(code, deadline, now)) }
 end
-local history, refusal = history_target(now, mode == 'settle')
-if history == nil then return refusal end
+local history_key, history_minute = history_target(now, mode == 'settle')
+if history_key == nil then return history_minute end
 local win, n, dwin, dn, _, _, _, _, _, in_flight_limit, _, epoch, _, _, _, history_ms, failure_rate, minimum_calls,
   consecutive_limit, quorum, open_ms, open_multiplier, open_max_ms, close_after, slow_ms, outcome_ms, outcome_n, hop =
   sunpack(CONFIG_FORMAT, v[1])
@@ -96,8 +96,8 @@ local lease_member = reservation_epoch .. ':' .. reservation_id()
 if in_flight_limit > 0 then redis.call('ZREM', KEYS[3], lease_member) end
 if probe then redis.call('ZREM', KEYS[4], lease_member) end
 
-if history then   -- per-minute history; budget totals are the sum over rows
-  history_add(history, app, history_ms, requests, charged, usage[1] + usage[2], usage[3])
+if history_key then   -- per-minute history; budget totals are the sum over rows
+  history_add(history_key, history_minute, app, history_ms, requests, charged, usage[1] + usage[2], usage[3])
 end
 
 -- Breaker: count the outcome in its rolling window, then apply the transitions.

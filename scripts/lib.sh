@@ -9,6 +9,7 @@ qk_install_dependencies() {
     command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
     command -v redis-benchmark >/dev/null 2>&1 || missing+=(redis-tools)
     command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+    python3 -c 'import botocore' >/dev/null 2>&1 || missing+=(python3-botocore)  # ElastiCache token reference
     if [ ${#missing[@]} -gt 0 ]; then
         echo "installing: ${missing[*]}" >&2
         local sudo=""

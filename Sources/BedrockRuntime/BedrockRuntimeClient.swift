@@ -23,7 +23,7 @@ public final class BedrockRuntimeClient: Sendable {
     let streaming: StreamingTransport
     private let signer: SigV4Signer
     let logger: Logger
-    private let credentialsCache: CredentialsCache
+    private let credentialsCache: CachingCredentialsProvider
 
     /// Creates a client.
     /// - Parameters:
@@ -44,8 +44,7 @@ public final class BedrockRuntimeClient: Sendable {
         self.streaming = StreamingTransport(configuration: sessionConfiguration)
         self.signer = SigV4Signer(service: "bedrock", region: configuration.region)
         self.logger = logger
-        self.credentialsCache = CredentialsCache(provider: configuration.credentials,
-                                                 lifetime: configuration.credentialsCacheDuration)
+        self.credentialsCache = CachingCredentialsProvider(configuration.credentials, lifetime: configuration.credentialsCacheDuration)
     }
 
     deinit {
@@ -156,7 +155,7 @@ public final class BedrockRuntimeClient: Sendable {
     /// Credentials from the cache, a failure to resolve them thrown as an access-denied ``BedrockError``.
     func resolveCredentials() async throws -> AWSCredentials {
         do {
-            return try await credentialsCache.get()
+            return try await credentialsCache.credentials()
         } catch {
             let message = (error as? CredentialsError)?.message ?? "credentials could not be resolved"
             throw BedrockError(kind: .accessDenied, message: message, source: .client, underlying: error)
@@ -239,25 +238,6 @@ public final class BedrockRuntimeClient: Sendable {
             return BedrockError(kind: .connectionFailed, message: "the \(operation) call failed in transport",
                                 source: .transport, underlying: error)
         }
-    }
-}
-
-/// Reuses resolved credentials for a while so the shared file is not read on every call.
-private actor CredentialsCache {
-    private let provider: any AWSCredentialsProvider
-    private let lifetime: Duration
-    private var cached: (credentials: AWSCredentials, until: ContinuousClock.Instant)?
-
-    init(provider: any AWSCredentialsProvider, lifetime: Duration) {
-        self.provider = provider
-        self.lifetime = lifetime
-    }
-
-    func get() async throws -> AWSCredentials {
-        if let cached, cached.until > .now { return cached.credentials }
-        let fresh = try await provider.credentials()
-        cached = (fresh, .now + lifetime)
-        return fresh
     }
 }
 

@@ -30,7 +30,8 @@ public struct BedrockRuntimeConfiguration: Sendable {
     public var region: String
     /// Overrides `https://bedrock-runtime.<region>.amazonaws.com` (the simulator, a VPC endpoint).
     public var endpoint: URL?
-    /// Where credentials come from; environment then shared file by default.
+    /// Where credentials come from: the AWS SDKs' chain by default (environment, shared file, web identity,
+    /// `credential_process`, container, IMDS); temporary credentials are refreshed before they expire.
     public var credentials: any AWSCredentialsProvider = DefaultCredentialsChain()
     /// Call time limits.
     public var timeouts = Timeouts()
@@ -38,7 +39,7 @@ public struct BedrockRuntimeConfiguration: Sendable {
     public var pool = Pool()
     /// How error answers are classified (add message rules here).
     public var classifier = BedrockErrorClassifier()
-    /// How long resolved credentials are reused before the provider is asked again.
+    /// How long credentials without an expiration are reused before the provider is asked again.
     public var credentialsCacheDuration: Duration = .seconds(300)
 
     /// Creates a configuration.

@@ -70,7 +70,7 @@ struct CredentialsTests {
             ]).credentials()
             #expect(fromEnv.accessKeyId == "AKIAENV")
         }
-        await #expect { try await DefaultCredentialsChain(environment: ["AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/creds"]).credentials() } throws: {
+        await #expect { try await DefaultCredentialsChain(environment: ["AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/creds", "AWS_EC2_METADATA_DISABLED": "true", "HOME": "/nonexistent"]).credentials() } throws: {
             ($0 as? CredentialsError)?.code == .notFound && "\($0)".contains("/nonexistent/creds")
         }
     }

@@ -46,7 +46,7 @@ struct RedisFailureTests {
         let user = try client(server.url(user: "quota-app", password: "app-secret"))
         #expect(try await user.send(["SET", "{qk}:x", "1"]) == .status("OK"))
         let denied = try await #require(throws: RedisError.self) { try await user.send(["SET", "other", "1"]) }
-        #expect(denied.code == .permissionDenied)
+        #expect(denied.code == .permissionDenied)  // ACL NOPERM: a permission, not a server failure
         #expect(denied.message.contains("NOPERM"))
         await user.shutdown()
 

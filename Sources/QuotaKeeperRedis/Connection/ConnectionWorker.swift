@@ -56,7 +56,7 @@ struct ConnectionWorker: Sendable {
             guard let batch = queue.nextBatch(), let current = connection else { return }
             let live = batch.filter { !$0.isFinished }
             guard !live.isEmpty else { continue }
-            if let error = exchange(live, over: current) {
+            if let error = reauthenticate(current, requeueing: live) ?? exchange(live, over: current) {
                 logger.debug("Redis connection broken", metadata: ["redis.error": "\(error.message)"])
                 connection = nil
                 queue.setState(.connecting, ofWorker: index)
@@ -110,6 +110,18 @@ struct ConnectionWorker: Sendable {
             lost.message += " after the command was written; it may or may not have run"
         }
         for command in written { command.finish(.failure(lost)) }
+    }
+
+    /// IAM connections re-authenticate before the batch once due; on a failure nothing of the batch was
+    /// written: it is re-queued and the connection replaced (a new one gets a fresh token).
+    private func reauthenticate(_ connection: RedisConnection, requeueing batch: [PendingCommand]) -> RedisError? {
+        do throws(RedisError) {
+            try connection.reauthenticateIfDue(configuration)
+            return nil
+        } catch {
+            queue.requeue(batch)
+            return error
+        }
     }
 
     /// Full jitter: uniform in [0, min(maximum, initial x 2^(failures-1))].

@@ -93,6 +93,8 @@ public struct RedisConfiguration: Sendable {
     public var username: String?
     /// The password; never logged or shown in errors.
     public var password: String?
+    /// `.password` (the two fields above) or `.iam(...)`: ElastiCache IAM tokens (RedisConfiguration+IAM.swift).
+    public var auth: Authentication = .password
     /// The database selected after connecting.
     public var database: Int = 0
     /// Enables TCP keepalive on TCP connections.
@@ -114,6 +116,10 @@ public struct RedisConfiguration: Sendable {
     ///
     /// `rediss://` verifies the server against the system trust store unless `tls.caFile` says otherwise
     /// (see `TLS.fillFromEnvironment`).
+    ///
+    /// ElastiCache IAM authentication: `redis://USER_ID@host:port?iam=true&cache=CACHE_NAME[&region=REGION]
+    /// [&serverless=true]` (no password; the Region defaults to `AWS_REGION`, credentials come from the AWS
+    /// SDKs' default chain).
     ///
     /// For sockets, credentials may be given as `unix://user:password@/path` or `?password=...&user=...`.
     /// - Throws: `RedisError` with code `.invalidURL` naming the problem (never echoing the password).
@@ -158,7 +164,16 @@ public struct RedisConfiguration: Sendable {
         default:
             throw invalid("unsupported scheme '\(scheme)'; use redis://, rediss:// or unix://")
         }
-        if username != nil, password == nil { throw invalid("user given without a password") }
+        if let iam = query["iam"], iam.lowercased() == "true" {
+            guard let username, password == nil else { throw invalid("iam=true needs the IAM user id as the URL's user and no password") }
+            do {
+                auth = .iam(try IAMAuthentication(userID: username, query: query))
+            } catch {
+                throw invalid(error.message)
+            }
+        } else if username != nil, password == nil {
+            throw invalid("user given without a password")
+        }
         self.username = username
         self.password = password
     }

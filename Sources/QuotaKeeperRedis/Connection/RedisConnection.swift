@@ -10,6 +10,8 @@ final class RedisConnection {
     private let tls: TLSSession?
     private let reader: UnsafeMutablePointer<redisReader>
     private let endpoint: RedisConfiguration.Endpoint
+    /// When `AUTH` last succeeded (IAM connections send it again before ElastiCache's 12-hour limit).
+    private var authenticatedAt = ContinuousClock.now
     /// Encoded commands not written yet.
     private var output: [UInt8] = []
     /// Where each buffered command ends in `output`.
@@ -179,21 +181,29 @@ final class RedisConnection {
         }
     }
 
-    /// The handshake's first round trip: `AUTH` when a password is configured, then `PING`.
+    /// The handshake's first round trip: `AUTH` when a password is configured (or a fresh IAM token), then `PING`.
     private func authenticate(_ configuration: RedisConfiguration) throws(RedisError) {
-        if let password = configuration.password {
-            let arguments = configuration.username.map { ["AUTH", $0, password] } ?? ["AUTH", password]
+        if let (username, password) = try configuration.credentialsForAuth() {
+            let arguments = username.map { ["AUTH", $0, password] } ?? ["AUTH", password]
             if case .error(let text) = try roundTrip(arguments) {
-                let who = configuration.username.map { "user '\($0)'" } ?? "the default user"
+                let who = username.map { "user '\($0)'" } ?? "the default user"
                 throw RedisError(
                     code: .authenticationFailed,
                     message: "authentication as \(who) at \(endpoint) failed: \(text)")
             }
+            authenticatedAt = .now
         }
         if case .error(let text) = try roundTrip(["PING"]) {
             let code: RedisError.Code = text.hasPrefix("NOAUTH") ? .authenticationFailed : .serverError
             throw RedisError(code: code, message: "PING at \(endpoint) failed: \(text)")
         }
+    }
+
+    /// With IAM authentication, sends `AUTH` again with a fresh token once the last one is
+    /// `reauthenticateAfter` old (ElastiCache closes connections not re-authenticated within 12 hours).
+    func reauthenticateIfDue(_ configuration: RedisConfiguration) throws(RedisError) {
+        guard case .iam(let iam) = configuration.auth, ContinuousClock.now - authenticatedAt >= iam.reauthenticateAfter else { return }
+        try authenticate(configuration)
     }
 
     /// Copies a hiredis reply tree into a `RedisReply`.

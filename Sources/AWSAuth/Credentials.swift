@@ -8,12 +8,15 @@ public struct AWSCredentials: Sendable, Hashable, CustomStringConvertible, Custo
     public var secretAccessKey: String
     /// The session token of temporary credentials.
     public var sessionToken: String?
+    /// When temporary credentials stop working (nil: long-term keys).
+    public var expiration: Date?
 
     /// Creates credentials.
-    public init(accessKeyId: String, secretAccessKey: String, sessionToken: String? = nil) {
+    public init(accessKeyId: String, secretAccessKey: String, sessionToken: String? = nil, expiration: Date? = nil) {
         self.accessKeyId = accessKeyId
         self.secretAccessKey = secretAccessKey
         self.sessionToken = sessionToken
+        self.expiration = expiration
     }
 
     /// `AWSCredentials(accessKeyId: AKIA…, secret: <redacted>)`: only a prefix of the key id is shown.
@@ -36,6 +39,20 @@ public struct CredentialsError: Error, Sendable, CustomStringConvertible {
         public static let unreadableFile = Code(name: "unreadableFile")
         /// The profile is missing or lacks a key.
         public static let incompleteProfile = Code(name: "incompleteProfile")
+        /// A credentials endpoint (STS, the container endpoint, IMDS) refused the request (for example 403).
+        public static let accessDenied = Code(name: "accessDenied")
+        /// A credentials endpoint could not be reached or did not answer in time.
+        public static let endpointUnavailable = Code(name: "endpointUnavailable")
+        /// A source answered something that is not credentials (malformed JSON or XML, a missing field).
+        public static let invalidResponse = Code(name: "invalidResponse")
+        /// `credential_process` failed: it could not start, exited non-zero or timed out.
+        public static let processFailed = Code(name: "processFailed")
+        /// A setting is refused (an untrusted container credentials URI, a bad role ARN file).
+        public static let invalidConfiguration = Code(name: "invalidConfiguration")
+
+        /// Codes that mean "this source is not set up here": the default chain goes on to the next source.
+        /// Every other code stops the chain (a configured source that fails is reported, not skipped).
+        public var meansNotConfigured: Bool { self == .notFound || self == .unreadableFile || self == .incompleteProfile }
     }
 
     /// What kind of failure.
@@ -151,31 +168,5 @@ public struct SharedCredentialsFileProvider: AWSCredentialsProvider {
             sections[current]?[key] = value
         }
         return sections
-    }
-}
-
-/// The environment first, then the shared credentials file.
-public struct DefaultCredentialsChain: AWSCredentialsProvider {
-    let providers: [any AWSCredentialsProvider]
-
-    /// Creates the chain.
-    /// - Parameter environment: The variables the providers read.
-    public init(environment: [String: String] = ProcessInfo.processInfo.environment) {
-        providers = [
-            EnvironmentCredentialsProvider(environment: environment),
-            SharedCredentialsFileProvider(environment: environment),
-        ]
-    }
-
-    public func credentials() async throws -> AWSCredentials {
-        var reasons: [String] = []
-        for provider in providers {
-            do {
-                return try await provider.credentials()
-            } catch let error as CredentialsError {
-                reasons.append(error.message)
-            }
-        }
-        throw CredentialsError(code: .notFound, message: "no AWS credentials: " + reasons.joined(separator: "; "))
     }
 }

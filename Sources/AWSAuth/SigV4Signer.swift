@@ -88,8 +88,12 @@ public struct SigV4Signer: Sendable {
 
     /// The hex signature of a request.
     public func signature(for request: Request, credentials: AWSCredentials, date: Date) -> String {
+        signature(canonicalRequest: canonicalRequest(request), credentials: credentials, date: date)
+    }
+
+    private func signature(canonicalRequest: String, credentials: AWSCredentials, date: Date) -> String {
         let key = signingKey(secretAccessKey: credentials.secretAccessKey, date: date)
-        let toSign = stringToSign(canonicalRequest: canonicalRequest(request), date: date)
+        let toSign = stringToSign(canonicalRequest: canonicalRequest, date: date)
         return Self.hex(HMAC<SHA256>.authenticationCode(for: Data(toSign.utf8), using: key))
     }
 
@@ -104,6 +108,34 @@ public struct SigV4Signer: Sendable {
             signedHeaders,
             Self.hex(SHA256.hash(data: request.body)),
         ].joined(separator: "\n")
+    }
+
+    /// A presigned URL's query string (SigV4 query form, empty payload, only `host` signed), as botocore's
+    /// `SigV4QueryAuth` writes it: `parameters` in the given order, then `X-Amz-Algorithm`, `X-Amz-Credential`,
+    /// `X-Amz-Date`, `X-Amz-Expires`, `X-Amz-SignedHeaders`, `X-Amz-Security-Token` (session credentials)
+    /// and `X-Amz-Signature`.
+    /// - Parameters:
+    ///   - host: The `Host` the URL names (signed).
+    ///   - path: The path (`/`).
+    ///   - parameters: The request's own query parameters (unencoded).
+    ///   - expires: Seconds the URL stays valid (`X-Amz-Expires`).
+    public func presignedQuery(
+        method: String = "GET", host: String, path: String = "/", parameters: [(String, String)], credentials: AWSCredentials,
+        date: Date, expires: Int
+    ) -> String {
+        var query = parameters
+        query.append(("X-Amz-Algorithm", "AWS4-HMAC-SHA256"))
+        query.append(("X-Amz-Credential", "\(credentials.accessKeyId)/\(scope(date))"))
+        query.append(("X-Amz-Date", Self.amzDate(date)))
+        query.append(("X-Amz-Expires", String(expires)))
+        query.append(("X-Amz-SignedHeaders", "host"))
+        if let token = credentials.sessionToken { query.append(("X-Amz-Security-Token", token)) }
+        let encoded = query.map { "\(Self.uriEncode($0.0, keepSlash: false))=\(Self.uriEncode($0.1, keepSlash: false))" }
+            .joined(separator: "&")
+        let request = Request(method: method, path: path, query: encoded, headers: [Header("Host", host)])
+        let signature = signature(
+            canonicalRequest: canonicalRequest(request), credentials: credentials, date: date)
+        return encoded + "&X-Amz-Signature=" + signature
     }
 
     /// `AWS4-HMAC-SHA256`, the date, the scope and the canonical request's hash.
