@@ -30,15 +30,9 @@ local app_field = 'a:' .. app
 local v = redis.call('HMGET', LEDGER_KEY, 'cfg', 'st', 'cap:' .. app, app_field)
 if not v[1] or #v[1] ~= CONFIG_SIZE then return { 'no_budget' } end   -- absent, or stored in another layout
 local now = now_ms()
-<<<<<<< HEAD
-local history, refusal = history_target(now, true)
-if not history then return refusal end
-if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', dedupe_ms) then
-=======
 local history_key, history_minute = history_target(now, true)
 if not history_key then return history_minute end
-if not redis.call('SET', budget_key(':replayed:' .. replay_id), '1', 'NX', 'PX', dedupe_ms) then
->>>>>>> main
+if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', dedupe_ms) then
   return { 'duplicate' }
 end
 
