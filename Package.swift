@@ -155,7 +155,10 @@ let package = Package(
         .testTarget(name: "BedrockErrorsTests", dependencies: ["BedrockErrors"]),
         .testTarget(
             name: "BedrockRuntimeTests",
-            dependencies: ["BedrockRuntime", "BedrockErrors", "BedrockSimulator", "QuotaKeeperTestSupport"]
+            dependencies: [
+                "AWSEventStream", "BedrockRuntime", "BedrockErrors", "BedrockSimulator", "QuotaKeeperTestSupport",
+                .product(name: "FlyingFox", package: "FlyingFox"),  // a server answering damaged event streams
+            ]
         ),
 
         // MARK: Build-time embedding of lua/

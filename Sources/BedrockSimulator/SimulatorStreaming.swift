@@ -37,8 +37,11 @@ enum SimulatorStreaming {
     ) async -> (sent: Int, trailer: [EventStreamMessage]) {
         let words = ConverseResponseBody.text(tokens: plan.outputTokens, seed: plan.outputSeed)
             .split(separator: " ", omittingEmptySubsequences: false).map(String.init)
-        // At most 32 deltas per answer; each carries a run of words (one word is one token).
-        let deltas = max(1, min(32, words.count))
+        // One delta per 10 ms of wall time (4 to 32 per answer, never more than words): each carries a run of
+        // words (one word is one token). Bounded so that a fast, time-scaled fleet does not spend its CPU on
+        // frames and delay the referee's admissions.
+        let outputWallMilliseconds = Double(words.count) / plan.outputTokensPerSecond * 1_000 * timeScale
+        let deltas = max(1, min(words.count, 32, max(4, Int(outputWallMilliseconds / 10))))
         let perDelta = (words.count + deltas - 1) / deltas
         let breakAfter = plan.streamError.map { _ in max(1, plan.outputTokens / 2) }
         let wall = { (milliseconds: Double) -> Duration in .milliseconds(milliseconds * timeScale) }

@@ -29,12 +29,20 @@ struct BenchmarkOptions: ParsableArguments {
     @Option(help: "Connections in QuotaKeeper's Redis pool.")
     var connections: Int = 2
 
+    @Option(help: "rediss:// only: the CA bundle that signed the server's certificate (for QuotaKeeper and redis-benchmark).")
+    var tlsCA: String?
+
+    @Option(help: "Microseconds a connection thread polls for the next command before sleeping (default: the library's).")
+    var spinMicroseconds: Int?
+
     var callerCounts: [Int] { callers.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
 
     func client() throws -> (RedisClient, RedisConfiguration) {
         var configuration = try RedisConfiguration(url: redisURL)
         configuration.pool.connections = connections
         configuration.timeouts.command = .seconds(5)
+        if let tlsCA { configuration.tls?.caFile = tlsCA }
+        if let spinMicroseconds { configuration.pool.spinBeforeSleep = .microseconds(spinMicroseconds) }
         return (RedisClient(configuration: configuration), configuration)
     }
 }
@@ -58,15 +66,16 @@ struct RedisLayerBenchmark: AsyncParsableCommand {
             ("PING", ["PING"]),
             ("EVALSHA bench_increment", ["EVALSHA", script.sha1, "1", key, "1"]),
         ]
-        print("QuotaKeeper Redis layer vs redis-benchmark, Redis at \(configuration.endpoint), pool \(options.connections) connection(s)")
+        print("QuotaKeeper Redis layer vs redis-benchmark, Redis at \(configuration.endpoint)\(configuration.tls == nil ? "" : " over TLS"), pool \(options.connections) connection(s), spin \(configuration.pool.spinBeforeSleep)")
         print("")
         for (name, command) in cases {
             let latency = try await measureLatency(count: options.latencySamples) { _ = try await client.send(command) }
-            print("\(name): single caller round trip p50 \(String(format: "%.1f", latency.percentile(0.5))) us, p99 \(String(format: "%.1f", latency.percentile(0.99))) us")
+            let reference = try tool.run(callers: 1, requests: options.latencySamples, command: command)
+            print("\(name): single caller round trip p50 \(String(format: "%.1f", latency.percentile(0.5))) us (redis-benchmark -c 1: \(String(format: "%.1f", reference.p50Microseconds)) us, ratio \(String(format: "%.2f", latency.percentile(0.5) / reference.p50Microseconds))), p99 \(String(format: "%.1f", latency.percentile(0.99))) us")
             print("  callers   QuotaKeeper ops/s   redis-benchmark ops/s   ratio")
             for callers in options.callerCounts {
                 let ours = try await measureThroughput(total: options.requests, callers: callers) { _ = try await client.send(command) }
-                let theirs = try tool.requestsPerSecond(callers: callers, requests: options.requests, command: command)
+                let theirs = try tool.run(callers: callers, requests: options.requests, command: command).requestsPerSecond
                 print("  " + padded(String(callers), 7) + "   " + padded(grouped(ours), 17) + "   " + padded(grouped(theirs), 21) + "   " + String(format: "%5.2f", ours / theirs))
             }
             print("")

@@ -55,6 +55,8 @@ struct RedisBenchmarkTool {
     let port: Int
     let password: String?
     let username: String?
+    /// `--tls --cacert <file>` for a `rediss://` endpoint (the CA file, or the system store when `nil`).
+    let tls: RedisConfiguration.TLS?
 
     init(configuration: RedisConfiguration) throws {
         guard case .tcp(let host, let port) = configuration.endpoint else {
@@ -64,16 +66,29 @@ struct RedisBenchmarkTool {
         self.port = port
         self.password = configuration.password
         self.username = configuration.username
+        self.tls = configuration.tls
     }
 
-    /// Requests per second reported by `redis-benchmark -c callers -n requests --csv <command...>`
-    /// (unpipelined: one command per round trip per client, like a plain client library).
-    func requestsPerSecond(callers: Int, requests: Int, command: [String]) throws -> Double {
+    /// What one `redis-benchmark` run reported.
+    struct Result {
+        var requestsPerSecond: Double
+        /// Its p50 round trip, in microseconds (redis-benchmark prints milliseconds with 3 decimals).
+        var p50Microseconds: Double
+    }
+
+    /// Runs `redis-benchmark -c callers -n requests --csv <command...>` (unpipelined: one command per round
+    /// trip per client, like a plain client library).
+    func run(callers: Int, requests: Int, command: [String]) throws -> Result {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         var arguments = ["redis-benchmark", "-h", host, "-p", String(port), "-c", String(callers), "-n", String(requests), "--csv"]
         if let username { arguments += ["--user", username] }
         if let password { arguments += ["-a", password] }
+        if let tls {
+            arguments.append("--tls")
+            if let caFile = tls.caFile { arguments += ["--cacert", caFile] }
+            if let certificate = tls.certificateFile, let key = tls.privateKeyFile { arguments += ["--cert", certificate, "--key", key] }
+        }
         process.arguments = arguments + command
         let output = Pipe()
         process.standardOutput = output
@@ -82,13 +97,13 @@ struct RedisBenchmarkTool {
         let data = output.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         let lines = String(decoding: data, as: UTF8.self).split(separator: "\n")
-        // CSV: header "test","rps",...; then one row whose second field is requests per second.
-        guard let row = lines.last(where: { !$0.hasPrefix("\"test\"") }),
-              let rps = row.split(separator: ",").dropFirst().first.flatMap({ Double($0.trimmingCharacters(in: CharacterSet(charactersIn: "\""))) })
-        else {
+        // CSV: header "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms",...; then one row.
+        let fields = lines.last(where: { !$0.hasPrefix("\"test\"") })?.split(separator: ",")
+            .map { Double($0.trimmingCharacters(in: CharacterSet(charactersIn: "\""))) }
+        guard let fields, fields.count > 4, let rps = fields[1], let p50 = fields[4] else {
             throw BenchmarkError("could not read redis-benchmark's output for \(command.first ?? "")")
         }
-        return rps
+        return Result(requestsPerSecond: rps, p50Microseconds: p50 * 1000)
     }
 }
 

@@ -19,11 +19,13 @@ public final class RedisClient: Sendable {
     /// Creates the client and starts its connection threads; connections are made in the background.
     /// - Parameters:
     ///   - configuration: where Redis is and how to talk to it.
-    ///   - logger: receives connection events at debug level (never passwords or command arguments).
-    public init(configuration: RedisConfiguration, logger: Logger = Logger(label: "quotakeeper.redis")) {
+    ///   - logger: the caller's logger; receives connection events at debug level (never passwords or command
+    ///     arguments). Without one the client logs nothing (it never creates a logger of the global backend).
+    public init(configuration: RedisConfiguration, logger: Logger = Logger(label: "quotakeeper.redis", factory: { _ in SwiftLogNoOpLogHandler() })) {
         self.configuration = configuration
         let connections = max(1, configuration.pool.connections)
-        queue = CommandQueue(workerCount: connections, maximumBatch: configuration.pool.maximumBatch)
+        queue = CommandQueue(
+            workerCount: connections, maximumBatch: configuration.pool.maximumBatch, spin: configuration.pool.spinBeforeSleep)
         commandTimeoutNanoseconds = UInt64(RedisConnection.milliseconds(configuration.timeouts.command)) * 1_000_000
         timeoutError = RedisError(
             code: .timeout,

@@ -114,6 +114,19 @@ struct BedrockStreamingTests {
         }
     }
 
+    @Test("a stream longer than the idle timeout survives while bytes keep arriving (the timeout is idle, not total)")
+    func idleTimeoutIsNotAStreamLimit() async throws {
+        // 2.5 s of output in 32 deltas (one every ~80 ms) against a 1 s idle timeout.
+        let slow = ModelProfile(timeToFirstTokenMs: 10, outputTokensPerSecond: 100)
+        try await withSimulator(configure: { $0.defaultModel = slow }, client: { $0.timeouts = .init(idle: .seconds(1), total: .seconds(20)) }) { _, client in
+            let started = ContinuousClock.now
+            let events = try await Self.collect(
+                try await client.converseStream(modelId: Self.sonnet, request: prompt(maxTokens: 500, forcedOutput: 250)))
+            #expect(ContinuousClock.now - started > .seconds(2))
+            #expect(events.last?.usage?.outputTokens == 250)
+        }
+    }
+
     @Test("cancelling the consuming task ends the stream and closes the connection early")
     func cancellationClosesTheStream() async throws {
         let slow = ModelProfile(timeToFirstTokenMs: 10, outputTokensPerSecond: 100)

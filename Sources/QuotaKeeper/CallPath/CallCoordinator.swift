@@ -31,7 +31,7 @@ public struct CallCoordinator: Sendable {
     let logger: Logger
 
     /// Creates the call path over a ledger.
-    public init(ledger: QuotaLedger, configuration: CallPathConfiguration = .init(), logger: Logger = Logger(label: "quotakeeper.call")) {
+    public init(ledger: QuotaLedger, configuration: CallPathConfiguration = .init(), logger: Logger = Logger(label: "quotakeeper.call", factory: { _ in SwiftLogNoOpLogHandler() })) {
         self.ledger = ledger
         self.configuration = configuration
         self.retryBudget = RetryBudget(ledger: ledger, configuration: configuration.retryBudget)
@@ -155,7 +155,7 @@ public struct CallCoordinator: Sendable {
 
                 switch outcome {
                 case .success(let completion) where !settlesOnSuccess:
-                    Counter(label: "quotakeeper_calls_total", dimensions: [("budget", target.description), ("outcome", index == 0 ? "served" : "served_by_fallback")]).increment()
+                    // quotakeeper_calls_total and the call duration are recorded when the stream ends.
                     let result = CallResult(
                         value: completion.value, target: target, isFallback: index > 0, attempts: attempts, waited: waited,
                         skipped: failures, chargedTokens: nil)

@@ -59,7 +59,8 @@ extension CallCoordinator {
     ///   overload, timeout) count as breaker failures, quota throttles lower the adaptive ceiling.
     /// The breaker judges the call's latency by its time to first token. Metrics:
     /// `quotakeeper_call_time_to_first_token_seconds` beside `quotakeeper_call_duration_seconds` (to the end
-    /// of the stream), and `quotakeeper_stream_interruptions_total`.
+    /// of the stream), `quotakeeper_stream_interruptions_total`, and `quotakeeper_calls_total` when the stream
+    /// ends (`failed_streamInterrupted` after a mid-stream failure).
     /// - Parameters:
     ///   - route: Targets in order of preference.
     ///   - estimate: Input and max output tokens: what Bedrock holds at the start.
@@ -85,7 +86,7 @@ extension CallCoordinator {
         }
         let relay = result.value
         // admitAndCall hands over the reservation of every success when asked to.
-        if let reservation { await relay.attach(reservation) }
+        if let reservation { await relay.attach(reservation, isFallback: result.isFallback) }
         return CallResult(
             value: CallStream(events: relay.events, timeToFirstToken: relay.timeToFirstToken), target: result.target,
             isFallback: result.isFallback, attempts: result.attempts, waited: result.waited, skipped: result.skipped,
@@ -136,6 +137,7 @@ final class StreamRelay<Event: Sendable>: Sendable {
         var reservation: HeldReservation?
         var pump: Task<Void, Never>?
         var cancelled = false
+        var isFallback = false
     }
 
     let events: AsyncThrowingStream<Event, any Error>
@@ -214,9 +216,11 @@ final class StreamRelay<Event: Sendable>: Sendable {
     }
 
     /// Hands over the call's reservation; settles it now if the stream has already ended.
-    func attach(_ reservation: HeldReservation) async {
+    /// - Parameter isFallback: Whether the target serving the call is not the route's first.
+    func attach(_ reservation: HeldReservation, isFallback: Bool) async {
         let end: End? = state.withLock { state in
             state.reservation = reservation
+            state.isFallback = isFallback
             return state.end
         }
         if let end { await complete(end, reservation: reservation) }
@@ -282,7 +286,9 @@ final class StreamRelay<Event: Sendable>: Sendable {
 
     /// Settles the reservation for how the stream ended, then ends the caller's sequence.
     private func complete(_ end: End, reservation: HeldReservation) async {
-        let (seen, unknown, reported, ttft) = state.withLock { ($0.outputTokens, $0.outputTokensUnknown, $0.usage, $0.timeToFirstToken) }
+        let (seen, unknown, reported, ttft, isFallback) = state.withLock {
+            ($0.outputTokens, $0.outputTokensUnknown, $0.usage, $0.timeToFirstToken, $0.isFallback)
+        }
         let latency = ttft ?? (ContinuousClock.now - callStarted)
         let seenSoFar = TokenUsage(
             inputTokens: estimate.inputTokens, outputTokens: unknown ? estimate.maxOutputTokens : min(seen, estimate.maxOutputTokens),
@@ -329,6 +335,14 @@ final class StreamRelay<Event: Sendable>: Sendable {
         if case .finished = end { await coordinator.ceiling.success(on: target) }
         Timer(label: "quotakeeper_call_duration_seconds", dimensions: [("budget", target.description)])
             .recordDuration(ContinuousClock.now - callStarted)
+        let outcomeLabel: String? = switch end {
+        case .finished: isFallback ? "served_by_fallback" : "served"
+        case .failed: "failed_\(CallPathError.Code.streamInterrupted)"
+        case .cancelled: nil  // as for a whole call whose task was cancelled
+        }
+        if let outcomeLabel {
+            Counter(label: "quotakeeper_calls_total", dimensions: [("budget", target.description), ("outcome", outcomeLabel)]).increment()
+        }
         if let failure {
             output.finish(throwing: failure)
         } else if case .cancelled = end {

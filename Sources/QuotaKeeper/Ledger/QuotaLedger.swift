@@ -35,7 +35,7 @@ public struct QuotaLedger: Sendable {
     public init(
         redis: RedisClient, keyPrefix: String = "quotakeeper:", budgets: [BudgetConfiguration] = [],
         burndown: BurndownTable = .bedrockDefaults, instanceID: String? = nil,
-        logger: Logger = Logger(label: "quotakeeper.ledger")
+        logger: Logger = Logger(label: "quotakeeper.ledger", factory: { _ in SwiftLogNoOpLogHandler() })
     ) throws(LedgerError) {
         if keyPrefix.contains(where: { "{}".contains($0) || $0.isWhitespace }) {
             throw LedgerError(code: .invalidArgument, message: "key prefix \"\(keyPrefix)\" must not contain braces or spaces")
@@ -213,7 +213,9 @@ public struct QuotaLedger: Sendable {
             do {
                 return try await body()
             } catch let error as LedgerError where error.code == .storeUnavailable && attempt < Self.unknownOutcomeAttempts {
-                guard let redisError = error.underlying as? RedisError, redisError.outcomeUnknown else { throw error }
+                guard let redisError = error.underlying as? RedisError,
+                      redisError.outcomeUnknown || redisError.code == .connectionClosed
+                else { throw error }
                 try Task.checkCancellation()
                 attempt += 1
                 logger.debug("outcome unknown; retrying with the same reservation id", metadata: ["quotakeeper.error": "\(redisError.code)"])
