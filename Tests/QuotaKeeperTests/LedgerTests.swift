@@ -509,9 +509,10 @@ struct LedgerTests {
                     arguments: ["capped", "interactive", "1", "100", "0", String(count)])
                 #expect(reply.integer == Int64(count))
             }
-            // 10^3 spread over more than one window, so every bucket of the ring has been written.
-            for _ in 0..<25 {
-                try await reserve(40)
+            // 10^3 spread over two windows (the rings count 20 + 1 + 3 buckets), so that every slot of every ring
+            // has been written even when a slow host skips a bucket now and then.
+            for _ in 0..<50 {
+                try await reserve(20)
                 try await Task.sleep(for: .milliseconds(100))
             }
             let small = try #require(try await ledger.redis.send(["MEMORY", "USAGE", key, "SAMPLES", "0"]).integer)
