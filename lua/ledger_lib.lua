@@ -129,20 +129,23 @@ local function helpers(STATE_FORMAT, STATE_SIZE, OPEN, HALF_OPEN, FORCED_OPEN)
   end
 
   -- The packed `st` field.
+  -- `st` may end with the waiting line's marker (QUEUE_MARKER_SIZE bytes, see ledger_reserve.lua): it rides
+  -- on the window ring as `line` and is written back unchanged by every script but the admission.
   local function state_pack(seq, breaker_code, breaker_until, w, d)
     return spack(STATE_FORMAT, seq, breaker_code, breaker_until, w.head, w.total1, w.total2, w.head1, w.head2, w.low,
-      d.head, d.total1, d.total2, d.head1, d.head2, d.low)
+      d.head, d.total1, d.total2, d.head1, d.head2, d.low) .. (w.line or '')
   end
 
   -- Seq, breaker code, breaker deadline, window ring, day ring from the packed `st` field (nil: a new budget).
   -- The rings count `ring_span(win, n, hop)` buckets (ledger_lib.lua), passed in as `span` / `dspan`.
   local function state_unpack(packed, win, n, dwin, dn, span, dspan)
-    if not packed or #packed ~= STATE_SIZE then   -- new budget, or a state of another layout: start afresh
-      return 0, 0, 0, ring_new('w', span, win / n), ring_new('d', dspan, dwin / dn)
+    if not packed or (#packed ~= STATE_SIZE and #packed ~= STATE_SIZE + 16) then   -- new budget, or a state of
+      return 0, 0, 0, ring_new('w', span, win / n), ring_new('d', dspan, dwin / dn)  -- another layout: afresh
     end
     local seq, code, deadline, h, t1, t2, h1, h2, low, dh, dt1, dt2, dh1, dh2, dlow = sunpack(STATE_FORMAT, packed)
-    return seq, code, deadline, ring_new('w', span, win / n, h, t1, t2, h1, h2, low),
-      ring_new('d', dspan, dwin / dn, dh, dt1, dt2, dh1, dh2, dlow)
+    local window = ring_new('w', span, win / n, h, t1, t2, h1, h2, low)
+    if #packed > STATE_SIZE then window.line = string.sub(packed, STATE_SIZE + 1) end
+    return seq, code, deadline, window, ring_new('d', dspan, dwin / dn, dh, dt1, dt2, dh1, dh2, dlow)
   end
 
   -- The budget's sibling key `<prefix>{<budget>}<suffix>`: ':inflight' (ZSET reservation id -> lease expiry ms),

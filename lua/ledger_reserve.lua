@@ -1,14 +1,23 @@
 -- ledger_reserve.lua (after ledger_lib.lua): the full atomic admission of one call against one budget:
 -- breaker, requests and tokens per window, tokens per day, batch ceiling, per-app cap, in-flight limit.
 -- KEYS     <base>:ledger, <base>:res:<id>, <base>:inflight, <base>:probes   (<base> = <prefix>{<budget>};
---          <id>: the caller's reservation id, 1-64 characters of A-Z a-z 0-9 . _ -, unique per reservation)
+--          <id>: the caller's reservation id, 1-64 characters of A-Z a-z 0-9 . _ -, unique per reservation),
+--          and for a caller that waits: <base>:line, <base>:line:exp, <base>:line:tickets
 -- ARGV     app, priority ('interactive' | 'batch'), requests (1..1000), tokens (0..1e8: input estimate +
 --          cache reads + cache writes + max output), [lease_ms] (in-flight lease; absent or 0 = the budget's default)
+--          and for a caller that waits (the reservation id names its ticket; repeat it on every attempt):
+--          wait_ms (how long it will still wait), line_cap (tickets per budget, 1..1000), promotion_ms (a batch
+--          ticket is ordered as if it arrived that much later), grace_ms (a ticket whose holder is not back this
+--          long after its due time expires), weight (the app's share weight in its class, 0.01..100)
 -- Replies  {'ok', sequence, epoch, bucket, day_bucket, probe (0|1), admitted_at_ms, repeated (0|1)}
 --            repeated = 1: the id was admitted before (a retry): the first admission's answer, nothing held again
 --          {'denied', reason, usage, limit, retry_after_ms (-1 = never at this priority), dimension}
---            reason: rpm | tpm | tpd | batch_ceiling | app_cap | in_flight | breaker_open
---            dimension: requests | tokens | day_tokens | in_flight | breaker
+--            reason: rpm | tpm | tpd | batch_ceiling | app_cap | in_flight | breaker_open | waiters
+--            dimension: requests | tokens | day_tokens | in_flight | breaker | line
+--            (`waiters`: callers waiting in line come first; a waiting caller gets a ticket instead)
+--          {'queued', due_ms, position, tag, reason, usage, limit, dimension}: a waiting caller's ticket (new or
+--            kept): come back in due_ms with the same reservation id; position = tickets ahead + 1 (at most
+--            LINE_SCAN + 1); tag = the ticket's place in the line (text)
 --          {'no_budget'}   (no configuration: seed it and retry)
 --          {'invalid', argument, reason}
 -- An admission writes the record `<base>:res:<id>` (RECORD_FORMAT + app), which expires when the hold has left
@@ -36,6 +45,19 @@ local lease_ms = 0                       -- optional (most calls leave it out): 
 if ARGV[5] then
   lease_ms = int_arg(ARGV[5], 0, MAX_MS)
   if not lease_ms then return { 'invalid', 'lease_ms', 'must be an integer from 0 to ' .. MAX_MS } end
+end
+local wait_ms, line_cap, promotion, grace, weight   -- only for a caller that waits (docs/ledger.md "Waiting line")
+if ARGV[6] then
+  wait_ms, line_cap = int_arg(ARGV[6], 1, MAX_MS), int_arg(ARGV[7], 1, 1000)
+  promotion, grace, weight = int_arg(ARGV[8], 0, MAX_MS), int_arg(ARGV[9], 1, MAX_MS), tonumber(ARGV[10])
+  if not wait_ms then return { 'invalid', 'wait_ms', 'must be an integer from 1 to ' .. MAX_MS } end
+  if not line_cap then return { 'invalid', 'line_cap', 'must be an integer from 1 to 1000' } end
+  if not promotion then return { 'invalid', 'promotion_ms', 'must be an integer from 0 to ' .. MAX_MS } end
+  if not grace then return { 'invalid', 'grace_ms', 'must be an integer from 1 to ' .. MAX_MS } end
+  if not weight or weight < 0.01 or weight > 100 then return { 'invalid', 'weight', 'must be from 0.01 to 100' } end
+  if KEYS[5] ~= BASE .. ':line' or KEYS[6] ~= BASE .. ':line:exp' or KEYS[7] ~= BASE .. ':line:tickets' then
+    return redis.error_reply('ERR quotakeeper: KEYS[5..7] must be <prefix>{<budget>}:line, :line:exp, :line:tickets')
+  end
 end
 
 local record_key = KEYS[2]
@@ -112,33 +134,100 @@ if moved then
   ring_advance(day, day_bucket)
 end
 
+-- The waiting line (docs/ledger.md "Waiting line"). Tickets live in the zset `line` (member
+-- `<class i|b>|<requests>|<tokens>|<arrival ms>|<id>`, score = the ticket's tag), `line:exp` (id -> expiry ms)
+-- and the hash `line:tickets` (id -> member; `@v` -> the line's virtual time, the highest tag admitted;
+-- `@<class>:<app>` -> the app's finish tag). Start-time fair queueing: a ticket's tag is max(virtual time
+-- (+ promotion for batch), the app's finish tag in its class), and the app's finish tag moves on by the
+-- counted span its demand takes at the full rate / the app's weight, so backlogged apps interleave in
+-- proportion to their weights and one app's tickets keep their arrival order. A call is admitted only if the
+-- limits have room for it and for every ticket ahead of it (lower tag). `st` carries a marker (the time the
+-- head ticket blocks interactive callers from: 0 for an interactive head, arrival + promotion for a batch
+-- one; the latest expiry) while tickets exist, which sends every admission off the everyday path; callers
+-- that do not wait read only the marker.
+local LINE_SCAN = 128       -- tickets ahead summed per call; deeper in line a call is not yet due
+local class = priority == 'batch' and 'b' or 'i'
+local unit = 0              -- ms of the window this call's demand takes at the full rate
+if rpm > 0 then unit = requests * span * granularity / (rpm * share) end
+if tpm > 0 then unit = math.max(unit, tokens * span * granularity / (tpm * share)) end
+unit = math.max(unit, 0.001)
+local ahead_requests, ahead_tokens, ahead, blocked = 0, 0, 0, false
+local line_blocks_from, line_until = 0, 0
+if window.line then line_blocks_from, line_until = sunpack('<dd', window.line) end
+local ticket, tag, app_tag_field, virtual
+if wait_ms then
+  local expired = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', now, 'LIMIT', 0, 32)
+  if #expired > 0 then   -- their holders did not come back: they stop blocking (at most 32 leave per call)
+    local members, gone = redis.call('HMGET', KEYS[7], unpack(expired)), {}
+    for i = 1, #expired do if members[i] then gone[#gone + 1] = members[i] end end
+    if #gone > 0 then redis.call('ZREM', KEYS[5], unpack(gone)) end
+    redis.call('ZREM', KEYS[6], unpack(expired))
+    redis.call('HDEL', KEYS[7], unpack(expired))
+  end
+  ticket = redis.call('HGET', KEYS[7], reservation_id())
+  if ticket then tag = tonumber(redis.call('ZSCORE', KEYS[5], ticket)) end
+  app_tag_field = '@' .. class .. ':' .. app
+  local tags = redis.call('HMGET', KEYS[7], '@v', app_tag_field)
+  virtual = tonumber(tags[1]) or 0
+  if not tag then
+    ticket = nil
+    tag = math.max(virtual + (class == 'b' and promotion or 0), tonumber(tags[2]) or 0)
+  end
+  local list = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', '(' .. tag, 'LIMIT', 0, LINE_SCAN)
+  for i = 1, #list do
+    local r, t = string.match(list[i], '^%a|(%d+)|(%d+)|')
+    ahead_requests, ahead_tokens = ahead_requests + r, ahead_tokens + t
+  end
+  ahead, blocked = #list, #list == LINE_SCAN
+  -- Age-based promotion: a batch ticket older than `promotion` is checked against the interactive limits
+  -- (and ordered before every interactive ticket that arrived after its promotion), so it is never starved.
+  if ticket and class == 'b' and tonumber(string.match(ticket, '^%a|%d+|%d+|(%d+)|')) + promotion <= now then
+    share = ceiling
+  end
+elseif window.line then
+  if line_until <= now then window.line = nil   -- every ticket has expired: the marker goes with the next write
+  else blocked = class == 'b' or now >= line_blocks_from end   -- a ticket is ahead of where this call would be
+end
+
 local denial          -- the failing check with the longest wait: { reason, usage, limit, retry, dimension }
 local capped, app_field
--- Denies unless usage + amount <= limit x fraction; the wait is exact to the ring's granularity.
-local function check(limit, fraction, ring, column, amount, reason, dimension)
+-- Denies unless usage + ahead + amount <= limit x fraction (`ahead`: the demand of the tickets ahead in line);
+-- the wait is exact to the ring's granularity while the line ahead fits in what the window holds; deeper in
+-- line, each full window's worth ahead adds one counted span (what is admitted as the window frees leaves a
+-- span later): an estimate, and the waiter is told precisely when it comes back.
+local function check(limit, fraction, ring, column, amount, ahead, reason, dimension)
   if limit == 0 then return end
   local usage = column == 1 and ring.total1 or ring.total2
   local allowed = floor(limit * fraction)
-  if usage + amount <= allowed then return end
-  if fraction < ceiling and usage + amount <= floor(limit * ceiling) then reason = 'batch_ceiling' end
+  if usage + ahead + amount <= allowed then return end
+  if fraction < ceiling and usage + ahead + amount <= floor(limit * ceiling) then reason = 'batch_ceiling' end
   local retry = -1
-  if amount <= allowed then retry = ring_retry_after(ring, column, usage + amount - allowed, now) end
+  if amount <= allowed then
+    local needed, windows = usage + ahead + amount - allowed, 0
+    if needed > usage then   -- what the window admits as it frees leaves one span later, `allowed` a span
+      windows = math.ceil((needed - usage) / allowed)
+      needed = needed - windows * allowed
+    end
+    retry = needed > 0 and ring_retry_after(ring, column, needed, now) or 0
+    if retry < 0 then retry = ring.granularity end   -- (totals and slots disagree: come back a bucket later)
+    retry = retry + windows * ring.n * ring.granularity
+  end
   if not denial or retry == -1 or (denial[4] ~= -1 and retry > denial[4]) then
     denial = { reason, usage, allowed, retry, dimension }
   end
 end
 
-check(rpm, share, window, 1, requests, 'rpm', 'requests')
-check(tpm, share, window, 2, tokens, 'tpm', 'tokens')
-check(tpd, share, day, 1, tokens, 'tpd', 'day_tokens')
+check(rpm, share, window, 1, requests, ahead_requests, 'rpm', 'requests')
+check(tpm, share, window, 2, tokens, ahead_tokens, 'tpm', 'tokens')
+check(tpd, share, day, 1, tokens, ahead_tokens, 'tpd', 'day_tokens')
 if caps > 0 then   -- per-app cap: a share of the window limits, counted in the app's own ring
   app_field = 'a:' .. app
   local cap = redis.call('HMGET', LEDGER_KEY, 'cap:' .. app, app_field)
   if cap[1] then
     capped = app_ring(app, cap[2], win, n, span)
     ring_advance(capped, bucket)
-    check(rpm * tonumber(cap[1]), ceiling, capped, 1, requests, 'app_cap', 'requests')
-    check(tpm * tonumber(cap[1]), ceiling, capped, 2, tokens, 'app_cap', 'tokens')
+    check(rpm * tonumber(cap[1]), ceiling, capped, 1, requests, 0, 'app_cap', 'requests')
+    check(tpm * tonumber(cap[1]), ceiling, capped, 2, tokens, 0, 'app_cap', 'tokens')
   end
 end
 
@@ -151,6 +240,62 @@ if inflight_key then
     local retry = tonumber(first[2]) - now
     if not denial or retry > denial[4] then denial = { 'in_flight', held, in_flight_limit, retry, 'in_flight' } end
   end
+end
+
+if blocked and not denial then denial = { 'waiters', ahead, LINE_SCAN, granularity, 'line' } end
+
+-- A waiting caller denied by the window's limits or the line, who can wait that long, keeps or takes its
+-- ticket (when the line has room) and is told when it is due; any other waiting caller leaves the line.
+local due, line_changed
+-- Removes the apps' finish tags (`@<class>:<app>`) below the virtual time (a new ticket of that app starts
+-- there anyway) from the hash `key`; true if it then has fewer than `most` fields.
+local function line_prune_tags(key, most)
+  local fields, stale = redis.call('HGETALL', key), {}
+  for i = 1, #fields, 2 do
+    if string.sub(fields[i], 1, 2) == '@' .. class and tonumber(fields[i + 1]) <= virtual then
+      stale[#stale + 1] = fields[i]
+    end
+  end
+  if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
+  return #fields / 2 - #stale < most
+end
+if wait_ms then
+  local reason = denial and denial[1]
+  if denial and denial[4] ~= -1 and denial[4] <= wait_ms and (reason == 'rpm' or reason == 'tpm' or reason == 'tpd'
+      or reason == 'batch_ceiling' or reason == 'waiters') then
+    if not ticket and redis.call('ZCARD', KEYS[5]) < line_cap
+        and (redis.call('HLEN', KEYS[7]) < 3 * line_cap or line_prune_tags(KEYS[7], 3 * line_cap)) then
+      ticket = class .. '|' .. requests .. '|' .. tokens .. '|' .. now .. '|' .. reservation_id()
+      redis.call('ZADD', KEYS[5], tag, ticket)
+      redis.call('HSET', KEYS[7], reservation_id(), ticket, app_tag_field, string.format('%.17g', tag + unit / weight))
+    end
+    if ticket then   -- (a full line: a plain denial, and the caller waits without a ticket)
+      due = denial[4]
+      redis.call('ZADD', KEYS[6], now + due + grace, reservation_id())
+    end
+  else
+    if ticket then
+      redis.call('ZREM', KEYS[5], ticket)
+      redis.call('ZREM', KEYS[6], reservation_id())
+      redis.call('HDEL', KEYS[7], reservation_id())
+    end
+    if not denial and (ticket or line_until > 0) then   -- admitted in its turn: the line's clocks move on
+      local fields = { '@v', string.format('%.17g', math.max(tag, virtual)) }
+      if not ticket then fields[3], fields[4] = app_tag_field, string.format('%.17g', tag + unit / weight) end
+      redis.call('HSET', KEYS[7], unpack(fields))
+    end
+  end
+  local head, line = redis.call('ZRANGE', KEYS[5], 0, 0), nil
+  if head[1] then
+    local last = tonumber(redis.call('ZRANGE', KEYS[6], -1, -1, 'WITHSCORES')[2] or now)
+    local head_class, head_arrival = string.match(head[1], '^(%a)|%d+|%d+|(%d+)|')
+    line = spack('<dd', head_class == 'b' and tonumber(head_arrival) + promotion or 0, last)
+    for i = 5, 7 do redis.call('PEXPIRE', KEYS[i], math.max(last - now, 0) + 1000) end
+  end
+  line_changed = line ~= window.line
+  window.line = line
+elseif line_until > 0 and not window.line then
+  line_changed = true   -- write `st` without the marker of a line whose tickets all expired
 end
 
 -- Admitted: hold the request and tokens in the head bucket of every ring.
@@ -175,12 +320,15 @@ end
 
 -- One HSET: `st`, plus the slots of rings that moved on and the capped app's ring header. A denial writes only
 -- when the rings moved on, so later denials need not move them again.
-if not denial or moved then
+if not denial or moved or line_changed then
   local fields = { 'st', state_pack(id, breaker_code, breaker_until, window, day) }
   ring_writes(window, fields)
   ring_writes(day, fields)
   if capped then ring_writes(capped, fields, app_field) end
   redis.call('HSET', LEDGER_KEY, unpack(fields))
+end
+if due then
+  return { 'queued', due, ahead + 1, string.format('%.17g', tag), denial[1], denial[2], denial[3], denial[5] }
 end
 if denial then return { 'denied', denial[1], denial[2], denial[3], denial[4], denial[5] } end
 return { 'ok', id, epoch, bucket, day_bucket, probe, now, 0 }

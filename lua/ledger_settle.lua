@@ -55,7 +55,7 @@ if not v[1] or #v[1] ~= CONFIG_SIZE then return { 'no_budget' } end
 local now = now_ms()
 if record[1] ~= RESERVED then   -- consumed before: what that settle or release did, and the breaker now
   local code, deadline = 0, 0
-  if v[2] and #v[2] == STATE_SIZE then code, deadline = select(2, sunpack('<ddd', v[2])) end
+  if v[2] and #v[2] >= STATE_SIZE then code, deadline = select(2, sunpack('<ddd', v[2])) end
   return { 'already_settled', record[1] == SETTLED and 'settled' or 'released', record[10], record[11],
     breaker_state_name(breaker_effective_state(code, deadline, now)) }
 end

@@ -41,6 +41,8 @@ struct ExportTests {
         "quotakeeper_budget_breaker_state{state=half_open}": 0, "quotakeeper_budget_breaker_state{state=forced_open}": 0,
         "quotakeeper_budget_breaker_state{state=disabled}": 0,
         "quotakeeper_budget_peak_requests_per_minute": 1, "quotakeeper_budget_peak_tokens_per_minute": 2000,
+        "quotakeeper_budget_waiters{class=interactive}": 0, "quotakeeper_budget_waiters{class=batch}": 0,
+        "quotakeeper_budget_oldest_wait_seconds{class=interactive}": 0, "quotakeeper_budget_oldest_wait_seconds{class=batch}": 0,
     ]
 
     static func expectMatches(_ published: [String: Double], _ source: String) {
@@ -59,7 +61,7 @@ struct ExportTests {
             #expect(run.status == 0, "\(run.stderr)")
             var published: [String: Double] = [:]
             let lines = run.stdout.split(separator: "\n")
-            #expect(lines.count == 9, "one document per dimension values (the budget, 3 limits, 5 breaker states): \(run.stdout)")
+            #expect(lines.count == 11, "one document per dimension values (the budget, 3 limits, 5 breaker states, 2 classes): \(run.stdout)")
             for line in lines {
                 let document = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
                 let aws = try #require(document["_aws"] as? [String: Any])
@@ -79,7 +81,7 @@ struct ExportTests {
                 let extra = keys.dropFirst(2).map { "\($0.lowercased())=\(document[$0] as? String ?? "?")" }
                 for metric in try #require(directive["Metrics"] as? [[String: Any]]) {
                     let name = try #require(metric["Name"] as? String)
-                    #expect(["Count", "None"].contains(metric["Unit"] as? String))
+                    #expect(["Count", "None", "Seconds"].contains(metric["Unit"] as? String))
                     let number = try #require(document[name] as? NSNumber, "\(name) has one number")
                     published[name + (extra.isEmpty ? "" : "{" + extra.joined(separator: ",") + "}")] = number.doubleValue
                 }

@@ -22,6 +22,33 @@ struct PeaksHistoryTests {
         return (sorted.last!, sorted[rank - 1], (Double(values.reduce(0, +)) / Double(values.count) * 100).rounded() / 100)
     }
 
+    @Test("budget set --history-apps 2: the third app of a minute is counted in peaks' other apps, totals exact")
+    func historyAppsFromTheCLI() async throws {
+        try await CLIHarness.withFreshPrefix("history-apps") { cli in
+            let created = try await cli.run(["budget", "set", sonnet, "--rpm", "100", "--tpm", "1000000", "--history-apps", "2"])
+            #expect(created.status == 0 && created.stdout.contains("history rows         2 apps a minute + other"), "\(created.stdout)\(created.stderr)")
+            let shown = try await cli.run(["budget", "show", sonnet, "--json"])
+            #expect(value(try shown.json, "configuration", "history_apps_per_minute") as? Int == 2)
+            let refused = try await cli.run(["budget", "set", sonnet, "--history-apps", "0"])
+            #expect(refused.status != 0 && refused.stderr.contains("--history-apps"), "\(refused.stderr)")
+
+            let redis = RedisClient(configuration: try TestRedis.configuration())
+            let time = try await redis.send("TIME").array ?? []
+            await redis.shutdown()
+            if let seconds = time.first?.integer, seconds % 60 > 45 {   // settle all three within one Redis minute
+                try await Task.sleep(for: .seconds(61 - seconds % 60))
+            }
+            for app in ["first", "second", "third"] {
+                let settled = try await cli.run(["reserve", sonnet, "--input-tokens", "1000", "--max-output-tokens", "200", "--app", app, "--settle", "--json"])
+                #expect(settled.status == 0, "\(settled.stderr)")
+            }
+            let report = try await cli.run(["peaks", sonnet, "--since", "1h", "--json"]).json
+            #expect(report["requests"] as? Int == 3 && report["tokens"] as? Int == 6000)
+            #expect((report["apps"] as? [[String: Any]])?.compactMap { $0["app"] as? String }.sorted() == ["first", "second"])
+            #expect(value(report, "other_apps", "requests") as? Int == 1 && value(report, "other_apps", "tokens") as? Int == 2000)
+        }
+    }
+
     @Test("peaks --since 1d reads a day of 51-row minutes in bounded commands and shows exactly the seeded numbers")
     func dayOfBusyHistory() async throws {
         // A private server: SLOWLOG logs every command over 2 ms, commandstats count this test's commands only.

@@ -141,6 +141,17 @@ struct RedisTLSTests {
         #expect(tlsElapsed < .seconds(2), "took \(tlsElapsed)")
     }
 
+    @Test("CLIENT KILL under 64 concurrent callers over TLS: only written commands fail, as .connectionLostAfterWrite")
+    func clientKillUnderLoad() async throws {
+        let certificates = try await TestCertificates.make()
+        let server = try await RedisServerProcess(listener: .tls(certificates))
+        let redis = try client(server.url(), commandTimeout: .seconds(2)) { $0.caFile = certificates.caFile }
+        let admin = try client(server.url()) { $0.caFile = certificates.caFile }
+        try await RedisFailureTests.killConnections(under: redis, using: admin)
+        await redis.shutdown()
+        await admin.shutdown()
+    }
+
     @Test("a TLS server killed and restarted: the pool reconnects over TLS; a killed idle connection loses no command")
     func reconnect() async throws {
         let certificates = try await TestCertificates.make()

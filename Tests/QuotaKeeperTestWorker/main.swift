@@ -15,6 +15,13 @@ import Synchronization
 //   probe    each task reserves once; prints {"admitted": n, "probes": p}
 //   fail     each task reserves and releases with a breaker failure, once; then every task reserves once more
 //            after <run-ms>; prints {"reported": n, "sawOpen": m}
+//   wait     each task acquires (QuotaLedger.acquire, waiting in the budget's line) once, or again and again
+//            until <run-ms> with QK_WAIT_REPEAT=1; QK_WAIT_APPS (comma-separated; task i uses app i % count),
+//            QK_WAIT_PRIORITY, QK_WAIT_MAXWAIT_MS, QK_WAIT_PROMOTION_MS, QK_WAIT_GRACE_MS, QK_WAIT_DELAY_MS (start
+//            later); prints {"admitted": n, "left": m, "times": [...], "tickets": [[tag (-1: none), admitted ms, sequence,
+//            class, app index, waited ms], ...]}
+//   abandon  each task starts to acquire (taking a ticket), then the process exits after 300 ms without
+//            coming back: waiters that died
 //   retry    each task makes one CallCoordinator call whose Bedrock answers 503 every time, with up to 10
 //            attempts and a fleet retry budget of ratio 0 and minimum [tokens...][0] retries per window;
 //            prints {"attempts": n}
@@ -58,17 +65,57 @@ do {
     configuration.timeouts.command = .seconds(5)
     configuration.pool.connections = 2
     let redis = RedisClient(configuration: configuration)
+    let environment = ProcessInfo.processInfo.environment
+    let waitApps = (environment["QK_WAIT_APPS"] ?? "worker").split(separator: ",").map(String.init)
+    let waitPriority = Priority(rawValue: environment["QK_WAIT_PRIORITY"] ?? "interactive") ?? .interactive
+    let maxWait = Duration.milliseconds(Int64(environment["QK_WAIT_MAXWAIT_MS"] ?? "") ?? 10_000)
+    var lineSettings = BudgetConfiguration(id: budget, limits: .init(requestsPerWindow: 1))
+    lineSettings.waitingLine.batchPromotion = .milliseconds(Int64(environment["QK_WAIT_PROMOTION_MS"] ?? "") ?? 30_000)
+    lineSettings.waitingLine.ticketGrace = .milliseconds(Int64(environment["QK_WAIT_GRACE_MS"] ?? "") ?? 1000)
     let ledger = try QuotaLedger(
-        redis: redis, keyPrefix: arguments[2], instanceID: "worker-\(ProcessInfo.processInfo.processIdentifier)")
+        redis: redis, keyPrefix: arguments[2], budgets: [lineSettings],
+        instanceID: "worker-\(ProcessInfo.processInfo.processIdentifier)")
     _ = try await ledger.status(of: budget)   // connected and the budget exists before the start signal
     try await sleep(untilWallMilliseconds: startMilliseconds)
     let end = startMilliseconds + runMilliseconds
-    let (counts, times, held) = try await withThrowingTaskGroup(of: ([String: Int], [Int64], [Int64]).self) { group in
+    if let delay = Int64(environment["QK_WAIT_DELAY_MS"] ?? "") { try await Task.sleep(for: .milliseconds(delay)) }
+    let (counts, times, held, tickets) = try await withThrowingTaskGroup(of: ([String: Int], [Int64], [Int64], [[Double]]).self) { group in
         for task in 0..<tasks {
             group.addTask {
                 var counts: [String: Int] = [:]
-                var times: [Int64] = [], held: [Int64] = []
+                var times: [Int64] = [], held: [Int64] = [], tickets: [[Double]] = []
                 switch mode {
+                case "wait":
+                    let app = waitApps[task % waitApps.count]
+                    repeat {
+                        let clock = ContinuousClock(), started = clock.now
+                        do {
+                            let reservation = try await ledger.acquire(
+                                budget, app: app, priority: waitPriority, tokens: 1, maxWait: maxWait)
+                            counts["admitted", default: 0] += 1
+                            times.append(reservation.admittedAtMilliseconds)
+                            held.append(1)
+                            let waited = clock.now - started
+                            tickets.append([
+                                reservation.waitingTicket?.tag ?? -1, Double(reservation.admittedAtMilliseconds),
+                                Double(reservation.sequence), waitPriority == .batch ? 1 : 0,
+                                Double(task % waitApps.count),
+                                Double(waited.components.seconds) * 1000 + Double(waited.components.attoseconds) / 1e15,
+                            ])
+                            _ = consume reservation   // held until it leaves the window
+                        } catch let error as LedgerError where error.code == .waitBeyondDeadline {
+                            counts["left", default: 0] += 1
+                        }
+                    } while environment["QK_WAIT_REPEAT"] == "1" && wallMilliseconds() < end
+                case "abandon":
+                    Task {
+                        let reservation = try await ledger.acquire(budget, app: "abandoned", tokens: 1, maxWait: maxWait)
+                        _ = consume reservation
+                    }
+                    try await Task.sleep(for: .milliseconds(300))
+                    guard task == 0 else { try await Task.sleep(for: .seconds(60)); break }
+                    FileHandle.standardOutput.write(Data("{\"times\": []}\n".utf8))
+                    exit(0)   // the process dies holding its tasks' tickets
                 case "reserve":
                     var draw = task
                     while wallMilliseconds() < end {
@@ -129,14 +176,15 @@ do {
                 default:
                     throw WorkerFailure(description: "unknown mode \(mode)")
                 }
-                return (counts, times, held)
+                return (counts, times, held, tickets)
             }
         }
-        var total: ([String: Int], [Int64], [Int64]) = ([:], [], [])
-        for try await (counts, times, held) in group {
+        var total: ([String: Int], [Int64], [Int64], [[Double]]) = ([:], [], [], [])
+        for try await (counts, times, held, tickets) in group {
             total.0.merge(counts, uniquingKeysWith: +)
             total.1 += times
             total.2 += held
+            total.3 += tickets
         }
         return total
     }
@@ -144,6 +192,7 @@ do {
     var output: [String: Any] = counts
     output["times"] = times
     output["held"] = held
+    if mode == "wait" { output["tickets"] = tickets }
     let json = try JSONSerialization.data(withJSONObject: output, options: [.sortedKeys])
     print(String(decoding: json, as: UTF8.self))
 } catch {

@@ -71,6 +71,10 @@ struct WorkerReport: Decodable {
     var admitted: Int?, tokens: Int?, denied: Int?, probes: Int?, reported: Int?, sawOpen: Int?, attempts: Int?
     var times: [Int64]
     var held: [Int64]?
+    /// Mode `wait`: per admission [ticket tag (-1 = none), Redis admission ms, sequence, class (0 interactive,
+    /// 1 batch), app index, ms waited].
+    var tickets: [[Double]]?
+    var left: Int?
 }
 
 /// The most requests and tokens any continuous window of `windowMilliseconds` holds, from admission stamps
@@ -100,7 +104,7 @@ extension [WorkerReport] {
 /// cooperative pool (`ChildProcess`).
 func runWorkers(
     processes: Int, budget: BudgetID, mode: String, tasks: Int, startDelay: Duration = .milliseconds(1500),
-    run: Duration, tokens: [Int] = []
+    run: Duration, tokens: [Int] = [], environment: [String: String] = [:]
 ) async throws -> [WorkerReport] {
     let worker = try BuiltProduct.url("QuotaKeeperTestWorker")
     let start = Int64(Date().timeIntervalSince1970 * 1000) + startDelay.millisecondsRoundedUp
@@ -110,7 +114,11 @@ func runWorkers(
     ] + tokens.map(String.init)
     let results = try await withThrowingTaskGroup(of: ChildProcessResult.self) { group in
         for _ in 0..<processes {
-            group.addTask { try await ChildProcess.run(worker, arguments: arguments) }
+            group.addTask {
+                try await ChildProcess.run(
+                    worker, arguments: arguments,
+                    environment: environment.isEmpty ? nil : ProcessInfo.processInfo.environment.merging(environment) { $1 })
+            }
         }
         return try await group.reduce(into: []) { $0.append($1) }
     }

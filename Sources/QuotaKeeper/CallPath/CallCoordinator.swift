@@ -112,7 +112,7 @@ public struct CallCoordinator: Sendable {
                 } catch let error as LedgerError {
                     waited += clock.now - admissionStarted
                     switch error.code {
-                    case .budgetExhausted:
+                    case .budgetExhausted, .waitBeyondDeadline:   // falls over at once, never waits out the deadline
                         let denial = error.denial
                         let reason: TargetFailure.Reason = denial.map {
                             $0.reason == .breakerOpen ? .breakerOpen(retryAfter: $0.retryAfter) : .budgetExhausted($0)

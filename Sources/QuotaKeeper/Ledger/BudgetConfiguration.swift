@@ -57,6 +57,33 @@ public struct BudgetConfiguration: Sendable, Hashable {
         }
     }
 
+    /// The budget's waiting line in Redis (docs/ledger.md "Waiting line"): callers that wait for budget
+    /// (`QuotaLedger.acquire` with a positive `maxWait`) hold a ticket and are admitted in its order.
+    public struct WaitingLine: Sendable, Hashable {
+        /// Tickets the line holds at most (1...1000); a waiter that finds it full waits without a ticket.
+        public var capacity: Int = 256
+        /// A batch ticket is ordered as if it arrived this much later, and once it has waited this long it
+        /// is admitted under the interactive limits: batch waits behind interactive but never longer than
+        /// this plus the time to serve the tickets ordered before it. 0...1 year.
+        public var batchPromotion: Duration = .seconds(30)
+        /// A ticket whose holder has not come back this long after its due time expires (a dead waiter stops
+        /// blocking the line then). Positive; cover a loaded process's wake-up delay.
+        public var ticketGrace: Duration = .seconds(1)
+        /// Per-app share weights within a class (0.01...100; default 1): with equal demand, an app of weight 2
+        /// gets twice the admissions of an app of weight 1.
+        public var appWeights: [String: Double] = [:]
+
+        public init(
+            capacity: Int = 256, batchPromotion: Duration = .seconds(30), ticketGrace: Duration = .seconds(1),
+            appWeights: [String: Double] = [:]
+        ) {
+            self.capacity = capacity
+            self.batchPromotion = batchPromotion
+            self.ticketGrace = ticketGrace
+            self.appWeights = appWeights
+        }
+    }
+
     /// The budget this configures.
     public var id: BudgetID
     public var limits: Limits
@@ -88,6 +115,8 @@ public struct BudgetConfiguration: Sendable, Hashable {
     /// `window` as Bedrock sees it holds more than a limit even when calls arrive late; it costs the hop's
     /// share of the limits' rate. 0...60 s; default 250 ms.
     public var hopMargin: Duration = .milliseconds(250)
+    /// The waiting line's settings (sent with each waiting caller's admission, not stored in Redis).
+    public var waitingLine = WaitingLine()
 
     public init(id: BudgetID, limits: Limits) {
         self.id = id

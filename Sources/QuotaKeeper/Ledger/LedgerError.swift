@@ -18,6 +18,9 @@ public struct LedgerError: Error, Sendable, CustomStringConvertible {
         /// Redis failed or did not answer; `underlying` is the `RedisError`. A reservation whose reply was lost
         /// may still be held: it stays counted until it leaves the window (the ledger errs toward counting more).
         public static let storeUnavailable = Code("storeUnavailable")
+        /// A waiting caller's turn (its place in the budget's waiting line, or the limit's retry-after) comes
+        /// after its `maxWait`: it left the line at once; `denial` says when it would have been due.
+        public static let waitBeyondDeadline = Code("waitBeyondDeadline")
         /// A settle or release named a reservation already settled or released: nothing changed.
         public static let alreadySettled = Code("alreadySettled")
         /// A settle or release named a reservation the ledger has no record of (never admitted, its record
@@ -57,11 +60,14 @@ public struct Denial: Sendable, Hashable, CustomStringConvertible {
         case inFlight = "in_flight"
         /// The budget's circuit breaker is open (or has no free half-open probe).
         case breakerOpen = "breaker_open"
+        /// Callers waiting in the budget's line come first (a caller that does not wait is refused while
+        /// tickets are ahead of it; one that waits gets a ticket instead).
+        case waiters
     }
 
     public var budget: BudgetID
     public var reason: Reason
-    /// What the limit counts: `requests`, `tokens`, `day_tokens`, `in_flight` or `breaker`.
+    /// What the limit counts: `requests`, `tokens`, `day_tokens`, `in_flight`, `breaker` or `line`.
     public var dimension: String
     /// The usage the ledger saw in the window (probes in flight for the breaker).
     public var usage: Int

@@ -27,6 +27,12 @@ extension Duration {
         let (seconds, attoseconds) = components
         return seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000
     }
+
+    /// Whole milliseconds, rounded down (a caller's remaining wait is never lengthened).
+    var millisecondsRoundedDown: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
+    }
 }
 
 extension BudgetConfiguration {
@@ -79,6 +85,17 @@ extension BudgetConfiguration {
             if !(0.001...1).contains(cap) { throw invalid("cap of app \(app) must be from 0.001 to 1") }
         }
         try breaker.validate(invalid)
+        if !(1...1000).contains(waitingLine.capacity) { throw invalid("waitingLine.capacity must be from 1 to 1000") }
+        if !(.zero ... .seconds(31_622_400)).contains(waitingLine.batchPromotion) {
+            throw invalid("waitingLine.batchPromotion must be from 0 to one year")
+        }
+        if waitingLine.ticketGrace < .milliseconds(1) || waitingLine.ticketGrace > .seconds(31_622_400) {
+            throw invalid("waitingLine.ticketGrace must be from 1 ms to one year")
+        }
+        for (app, weight) in waitingLine.appWeights {
+            guard QuotaLedger.isValidName(app) else { throw invalid("waiting line weight name \"\(app)\" is not a valid app name") }
+            if !weight.isFinite || !(0.01...100).contains(weight) { throw invalid("waiting line weight of app \(app) must be from 0.01 to 100") }
+        }
     }
 
     private static func validate(

@@ -24,6 +24,17 @@ enum LedgerWire {
         var breakerAdmin: [String] { [ledger, probes, failers] }
         /// One minute's history (minute = Redis ms / 60000; QuotaLedger+History.swift).
         func history(minute: Int64) -> String { base + ":hist:" + String(minute) }
+        /// The waiting line: tickets by tag (zset), ticket expiries (zset), ticket index and app tags (hash).
+        var line: String { base + ":line" }
+        var lineExpiry: String { base + ":line:exp" }
+        var lineTickets: String { base + ":line:tickets" }
+    }
+
+    /// What a caller that waits adds to `ledger_reserve`: how long it will still wait and the line's settings.
+    struct Waiting {
+        var maxWait: Duration
+        var line: BudgetConfiguration.WaitingLine
+        var weight: Double
     }
 
     /// `ledger_reserve`'s KEYS and ARGV.
@@ -34,14 +45,24 @@ enum LedgerWire {
         var requests: Int
         var tokens: Int
         var lease: Duration?
+        /// Set for a caller that waits: it takes or keeps a ticket (named by `reservationID`) in the line.
+        var waiting: Waiting? = nil
 
         func keys(_ keys: BudgetKeys) -> [String] {
             [keys.ledger, keys.record(reservationID), keys.inFlight, keys.probes]
+                + (waiting == nil ? [] : [keys.line, keys.lineExpiry, keys.lineTickets])
         }
 
-        /// The lease goes only when given: the script's everyday path is cheaper with one argument less.
+        /// The lease goes only when given (or waiting follows): the script's everyday path is cheaper with one
+        /// argument less; so do the waiting arguments.
         var arguments: [String] {
-            [app, priority.rawValue, String(requests), String(tokens)] + (lease.map { [String($0.millisecondsRoundedUp)] } ?? [])
+            let base = [app, priority.rawValue, String(requests), String(tokens)]
+            guard let waiting else { return base + (lease.map { [String($0.millisecondsRoundedUp)] } ?? []) }
+            return base + [
+                String(lease?.millisecondsRoundedUp ?? 0), String(max(waiting.maxWait.millisecondsRoundedDown, 1)),
+                String(waiting.line.capacity), String(waiting.line.batchPromotion.millisecondsRoundedUp),
+                String(waiting.line.ticketGrace.millisecondsRoundedUp), String(waiting.weight),
+            ]
         }
     }
 
@@ -50,6 +71,8 @@ enum LedgerWire {
         /// Admitted (or, `repeated`, admitted before under the same reservation id: the first admission).
         case admitted(sequence: Int64, epoch: Int64, isProbe: Bool, admittedAtMilliseconds: Int64, repeated: Bool)
         case denied(Denial)
+        /// Not yet: the caller holds a ticket in the line and is due in `denial.retryAfter` (come back then).
+        case queued(WaitingTicket, Denial)
 
         init(_ reply: RedisReply, budget: BudgetID) throws(LedgerError) {
             let fields = reply.array ?? []
@@ -67,6 +90,16 @@ enum LedgerWire {
                 self = .denied(Denial(
                     budget: budget, reason: reason, dimension: fields[5].string ?? "", usage: Int(usage), limit: Int(limit),
                     retryAfter: retry < 0 ? nil : .milliseconds(retry)))
+            case "queued":
+                guard fields.count == 8, let due = fields[1].integer, let position = fields[2].integer,
+                      let tag = fields[3].string.flatMap(Double.init), let reason = fields[4].string.flatMap(Denial.Reason.init(rawValue:)),
+                      let usage = fields[5].integer, let limit = fields[6].integer
+                else { throw QuotaLedger.unexpected(reply, LedgerScripts.reserve) }
+                self = .queued(
+                    WaitingTicket(tag: tag, position: Int(position)),
+                    Denial(
+                        budget: budget, reason: reason, dimension: fields[7].string ?? "", usage: Int(usage), limit: Int(limit),
+                        retryAfter: .milliseconds(max(due, 0))))
             default:
                 throw QuotaLedger.unexpected(reply, LedgerScripts.reserve)
             }

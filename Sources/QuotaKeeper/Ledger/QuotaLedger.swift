@@ -83,12 +83,101 @@ public struct QuotaLedger: Sendable {
     ///   - lease: the in-flight lease, if the budget limits calls in flight (default: its configured lease).
     ///   - id: the reservation's id, unique per reservation (1-64 characters of `A-Z a-z 0-9 . _ -`; default a
     ///     random UUID). Its record lives until the hold leaves the window or the lease ends, whichever is later.
+    /// While callers wait in the budget's line, a reserve is refused (reason `.waiters`) when a ticket is
+    /// ahead of where it would be: the line's callers come first (`acquire` waits in line instead).
     /// - Throws: `LedgerError` `.budgetExhausted` (with `denial`), `.invalidArgument`, `.unknownBudget`,
     ///   `.storeUnavailable`.
     public func reserve(
         _ budget: BudgetID, app: String, priority: Priority = .interactive, tokens: Int, requests: Int = 1,
         lease: Duration? = nil, id: String = UUID().uuidString
     ) async throws -> Reservation {
+        switch try await attempt(
+            budget, ReserveRequest(app: app, priority: priority, tokens: tokens, requests: requests, lease: lease, id: id),
+            waiting: nil)
+        {
+        case .admitted(let reservation):
+            return reservation
+        case .denied(let denial):
+            throw LedgerError(code: .budgetExhausted, message: denial.description, denial: denial)
+        case .queued(_, let denial):   // (not sent without waiting arguments)
+            throw LedgerError(code: .budgetExhausted, message: denial.description, denial: denial)
+        }
+    }
+
+    /// Reserves, waiting while the budget is exhausted, in the budget's waiting line: the first denied attempt
+    /// takes a ticket (in the same call), ordered by priority class, then per app by arrival with equal shares
+    /// between apps (`BudgetConfiguration.WaitingLine`); each later attempt comes back exactly when the ledger
+    /// says the ticket is due, and is admitted then unless budget was spent otherwise (e.g. an operator
+    /// lowered a limit). Without a ticket (a full line, an in-flight or app-cap limit) each wait is the
+    /// denial's retry-after plus jitter. A caller whose turn comes after `maxWait` leaves the line at once.
+    ///
+    /// Redis cost: one `reserve` per attempt: one when the budget has room, usually two when the caller waits.
+    /// - Throws: `LedgerError` `.waitBeyondDeadline` (with the denial: when it would have been due) when its
+    ///   turn comes after `maxWait` or never will, `.budgetExhausted` for a breaker that is open beyond it,
+    ///   `CancellationError` when the task is cancelled while waiting, and any error of `reserve`.
+    public func acquire(
+        _ budget: BudgetID, app: String, priority: Priority = .interactive, tokens: Int, requests: Int = 1,
+        lease: Duration? = nil, maxWait: Duration
+    ) async throws -> Reservation {
+        let clock = ContinuousClock()
+        let deadline = clock.now + maxWait
+        let configuration = configurations[budget]
+        let jitterCap = min(max((configuration?.granularity ?? .seconds(1)) / 4, .milliseconds(5)), .milliseconds(250))
+        let line = configuration?.waitingLine ?? BudgetConfiguration.WaitingLine()
+        let request = ReserveRequest(app: app, priority: priority, tokens: tokens, requests: requests, lease: lease, id: UUID().uuidString)
+        var ticket: WaitingTicket?
+        while true {
+            let remaining = deadline - clock.now
+            let waiting = remaining >= .milliseconds(1)
+                ? LedgerWire.Waiting(maxWait: remaining, line: line, weight: line.appWeights[app] ?? 1) : nil
+            var wait: Duration
+            let denial: Denial
+            switch try await attempt(budget, request, waiting: waiting) {
+            case .admitted(var reservation):
+                reservation.waitingTicket = ticket
+                return reservation
+            case .queued(let issued, let due):
+                if ticket == nil { ticket = issued }
+                denial = due
+                wait = due.retryAfter ?? .zero   // precisely when the ticket is due: no jitter, no earlier poll
+            case .denied(let refused):
+                denial = refused
+                guard var retry = refused.retryAfter else {
+                    throw LedgerError(code: refused.reason == .breakerOpen ? .budgetExhausted : .waitBeyondDeadline,
+                                      message: "\(refused.description); not within maxWait \(maxWait)", denial: refused)
+                }
+                if refused.reason == .inFlight { retry = min(retry, .milliseconds(100)) }  // a settle may free it sooner
+                wait = retry + .microseconds(Int64.random(in: 0...jitterCap.millisecondsRoundedUp * 1000))
+            }
+            guard clock.now + wait <= deadline else {
+                throw LedgerError(
+                    code: denial.reason == .breakerOpen ? .budgetExhausted : .waitBeyondDeadline,
+                    message: "\(denial.description); that is beyond maxWait \(maxWait)", denial: denial)
+            }
+            try await Task.sleep(for: wait)
+        }
+    }
+
+    /// One reservation's arguments (validated by `attempt`).
+    struct ReserveRequest {
+        var app: String
+        var priority: Priority
+        var tokens: Int
+        var requests: Int
+        var lease: Duration?
+        var id: String
+    }
+
+    enum AttemptOutcome: ~Copyable {
+        case admitted(Reservation)
+        case denied(Denial)
+        case queued(WaitingTicket, Denial)
+    }
+
+    /// One `ledger_reserve` call (with a ticket in the waiting line when `waiting` is set).
+    func attempt(_ budget: BudgetID, _ request: ReserveRequest, waiting: LedgerWire.Waiting?) async throws -> AttemptOutcome {
+        let (app, priority, tokens, requests, lease, id) =
+            (request.app, request.priority, request.tokens, request.requests, request.lease, request.id)
         try Self.validateName(app, "app")
         try Self.validateName(id, "reservation id")
         guard (0...100_000_000).contains(tokens) else {
@@ -101,7 +190,7 @@ public struct QuotaLedger: Sendable {
             throw LedgerError(code: .invalidArgument, message: "lease must be positive, not \(lease)")
         }
         let wire = LedgerWire.ReserveArguments(
-            reservationID: id, app: app, priority: priority, requests: requests, tokens: tokens, lease: lease)
+            reservationID: id, app: app, priority: priority, requests: requests, tokens: tokens, lease: lease, waiting: waiting)
         let reply = try await retryingUnknownOutcome {
             try await run(LedgerScripts.reserve, budget, wire.arguments, keys: wire.keys(keys(budget)))
         }
@@ -110,47 +199,19 @@ public struct QuotaLedger: Sendable {
             if !repeated {
                 Counter(label: "quotakeeper_ledger_reservations_total", dimensions: [("budget", budget.description), ("result", "admitted")]).increment()
             }
-            return Reservation(
+            return .admitted(Reservation(
                 budget: budget, app: app, priority: priority, id: id, sequence: sequence, epoch: epoch,
-                requests: requests, heldTokens: tokens, isProbe: isProbe, admittedAtMilliseconds: admittedAt, admittedAt: .now, ledger: self)
+                requests: requests, heldTokens: tokens, isProbe: isProbe, admittedAtMilliseconds: admittedAt, admittedAt: .now, ledger: self))
+        case .queued(let ticket, let denial):
+            Counter(label: "quotakeeper_ledger_reservations_total", dimensions: [("budget", budget.description), ("result", "queued")]).increment()
+            return .queued(ticket, denial)
         case .denied(let denial):
             Counter(label: "quotakeeper_ledger_reservations_total", dimensions: [("budget", budget.description), ("result", denial.reason.rawValue)]).increment()
             logger.debug("reservation denied", metadata: [
                 "quotakeeper.budget": "\(budget)", "quotakeeper.app": "\(app)",
                 "quotakeeper.limit": "\(denial.reason.rawValue)", "quotakeeper.retry_after": "\(denial.retryAfter.map { "\($0)" } ?? "never")",
             ])
-            throw LedgerError(code: .budgetExhausted, message: denial.description, denial: denial)
-        }
-    }
-
-    /// Reserves, waiting while the budget is exhausted: each wait is the denial's retry-after plus jitter, as
-    /// long as it ends within `maxWait`.
-    ///
-    /// Redis cost: one `reserve` per attempt.
-    /// - Throws: `LedgerError` `.budgetExhausted` (with the last denial) when the budget will not fit within
-    ///   `maxWait` or never will, `CancellationError` when the task is cancelled while waiting, and any error
-    ///   of `reserve`.
-    public func acquire(
-        _ budget: BudgetID, app: String, priority: Priority = .interactive, tokens: Int, requests: Int = 1,
-        lease: Duration? = nil, maxWait: Duration
-    ) async throws -> Reservation {
-        let clock = ContinuousClock()
-        let deadline = clock.now + maxWait
-        let jitterCap = min(max((configurations[budget]?.granularity ?? .seconds(1)) / 4, .milliseconds(5)), .milliseconds(250))
-        while true {
-            do {
-                return try await reserve(budget, app: app, priority: priority, tokens: tokens, requests: requests, lease: lease)
-            } catch let error as LedgerError where error.code == .budgetExhausted {
-                guard let denial = error.denial, var wait = denial.retryAfter else { throw error }
-                if denial.reason == .inFlight { wait = min(wait, .milliseconds(100)) }  // a settle may free it sooner
-                wait += .microseconds(Int64.random(in: 0...jitterCap.millisecondsRoundedUp * 1000))
-                guard clock.now + wait <= deadline else {
-                    throw LedgerError(
-                        code: .budgetExhausted,
-                        message: "\(denial.description); that is beyond maxWait \(maxWait)", denial: denial)
-                }
-                try await Task.sleep(for: wait)
-            }
+            return .denied(denial)
         }
     }
 

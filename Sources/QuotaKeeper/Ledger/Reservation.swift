@@ -53,6 +53,8 @@ public struct Reservation: ~Copyable, Sendable {
     /// This process's monotonic time of the admission's reply: with `admittedAtMilliseconds`, Redis's clock
     /// at settlement (for the history minute), whatever this host's wall clock says.
     let admittedAt: ContinuousClock.Instant
+    /// The ticket this call waited with in the budget's line, if it waited with one (`QuotaLedger.acquire`).
+    public internal(set) var waitingTicket: WaitingTicket? = nil
     let ledger: QuotaLedger
 
     /// Charges what Bedrock charged: `input + cache-write + output x burndown(model)`, giving back the rest of
@@ -124,4 +126,12 @@ public struct Settlement: Sendable, Hashable {
     public var returnedTokens: Int
     /// The breaker's state after the outcome was counted.
     public var breakerState: BreakerState
+}
+
+/// A waiting caller's place in a budget's waiting line (docs/ledger.md "Waiting line").
+public struct WaitingTicket: Sendable, Hashable {
+    /// The ticket's order key (a virtual time in milliseconds): lower tags are admitted first.
+    public var tag: Double
+    /// Tickets ahead of it when it was issued, plus one (counted up to 129).
+    public var position: Int
 }

@@ -48,6 +48,11 @@ extension BudgetCommand {
             help: ArgumentHelp("An app's share of the window limits, APP=SHARE (checkout=50%) or APP=none; repeatable.", valueName: "app=share"),
             transform: ArgumentSyntax.appCap)
         var appCaps: [AppCapSetting] = []
+        @Option(
+            name: .customLong("history-apps"),
+            help: ArgumentHelp("Apps of each minute with a history row of their own (default 50); later apps share 'other apps'.", valueName: "n"),
+            transform: ArgumentSyntax.count("--history-apps", minimum: 1, maximum: 1000))
+        var historyApps: Int?
         @Option(help: ArgumentHelp("Not a budget setting; refused with an explanation.", visibility: .hidden))
         var burndown: Double?
 
@@ -86,6 +91,7 @@ extension BudgetCommand {
                     configuration.inFlight = inFlight.value.map { .init(limit: $0, lease: configuration.inFlight?.lease ?? .seconds(120)) }
                 }
                 for cap in appCaps { configuration.appCaps[cap.app] = cap.share }
+                if let historyApps { configuration.historyApps = historyApps }
                 let limits = configuration.limits
                 guard limits.requestsPerWindow != nil || limits.tokensPerWindow != nil || limits.tokensPerDay != nil else {
                     throw CLIFailure(.invalidInput, "budget \(name) needs at least one limit: --rpm, --tpm or --tokens-per-day")

@@ -54,6 +54,7 @@ struct InspectCommand: AsyncParsableCommand {
             })),
             ("usage", .object(report.limits.map { ($0.name, BudgetReport.json($0)) })),
             ("in_flight", .object([("used", .int(status.inFlight)), ("limit", .optional(report.settings.inFlightLimit))])),
+            ("waiting", BudgetReport.json(report.line)),
             ("apps", .array(report.topApps.map {
                 .object([("app", .string($0.app)), ("requests", .int($0.requests)), ("tokens", .int($0.tokens))])
             })),

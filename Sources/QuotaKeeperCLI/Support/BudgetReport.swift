@@ -8,6 +8,8 @@ struct BudgetReport: Sendable {
     /// Settled requests and tokens per app over the last `appMinutes` minutes, most tokens first.
     let topApps: [AppTotal]
     let appMinutes: Int
+    /// Who waits in the budget's waiting line, per class.
+    let line: WaitingLineStatus
 
     struct AppTotal: Sendable {
         var app: String
@@ -35,7 +37,8 @@ struct BudgetReport: Sendable {
         }
     }
 
-    /// Reads the budget and the per-app history of its last `appMinutes` minutes (`ledger_read` + `TIME` + the history minutes).
+    /// Reads the budget and the per-app history of its last `appMinutes` minutes (`ledger_read` + `TIME` + the history minutes)
+    /// and the waiting line (2 ZRANGE).
     static func load(_ budget: BudgetID, ledger: QuotaLedger, appMinutes: Int) async throws -> BudgetReport {
         let status = try await ledger.status(of: budget)
         var totals: [String: AppTotal] = [:]
@@ -46,9 +49,10 @@ struct BudgetReport: Sendable {
             }
         }
         let top = totals.values.sorted { ($0.tokens, $0.requests, $1.app) > ($1.tokens, $1.requests, $0.app) }
+        let line = try await ledger.waitingLine(of: budget, now: status.nowMilliseconds)
         return BudgetReport(
             budget: budget, status: status, settings: BudgetSettings(status), topApps: Array(top.prefix(5)),
-            appMinutes: appMinutes)
+            appMinutes: appMinutes, line: line)
     }
 
     var limits: [LimitUsage] {
@@ -84,7 +88,18 @@ struct BudgetReport: Sendable {
                 .object([("app", .string($0.app)), ("requests", .int($0.requests)), ("tokens", .int($0.tokens))])
             })),
             ("reservations", .int(Int(status.reservations))),
+            ("waiting", Self.json(line)),
         ])
+    }
+
+    /// `{"interactive": {"waiters": n, "oldest_wait_ms": ms|null}, "batch": {...}}`
+    static func json(_ line: WaitingLineStatus) -> JSON {
+        .object(Priority.allCases.map { priority in
+            (priority.rawValue, .object([
+                ("waiters", .int(line[priority].waiters)),
+                ("oldest_wait_ms", line[priority].oldestWait.map { .int(Int($0.components.seconds * 1000 + $0.components.attoseconds / 1_000_000_000_000_000)) } ?? .null),
+            ]))
+        })
     }
 
     static func json(_ usage: LimitUsage) -> JSON {
@@ -134,6 +149,11 @@ struct BudgetReport: Sendable {
         for (app, usage) in status.apps.sorted(by: { $0.key < $1.key }) {
             lines.append("  app cap \(TerminalText.escaped(app)) \(Format.percent(usage.cap)): \(Format.count(usage.requests)) requests, \(Format.count(usage.tokens)) tokens in the window")
         }
+        lines.append("  waiting: " + Priority.allCases.map { priority in
+            let waiting = line[priority]
+            return "\(priority.rawValue) \(Format.count(waiting.waiters))"
+                + (waiting.oldestWait.map { " (oldest \(Format.duration(milliseconds: $0.components.seconds * 1000 + $0.components.attoseconds / 1_000_000_000_000_000)))" } ?? "")
+        }.joined(separator: ", "))
         let apps = topApps.map { "\(TerminalText.escaped($0.app)) \(Format.count($0.requests)) req \(Format.count($0.tokens)) tok" }
         lines.append("  top apps (settled, last \(appMinutes)m): " + (apps.isEmpty ? "none" : apps.joined(separator: ", ")))
         return lines.joined(separator: "\n")

@@ -55,7 +55,7 @@ struct CLIFailure: Error, Sendable {
             switch error.code {
             case .invalidArgument, .invalidConfiguration: self.init(.invalidInput, error.message)
             case .unknownBudget: self.init(.unknownBudget, error.message)
-            case .budgetExhausted: self.init(.denied, error.message)
+            case .budgetExhausted, .waitBeyondDeadline: self.init(.denied, error.message)
             case .storeUnavailable:
                 if let redis = error.underlying as? RedisError { self.init(redis) } else { self.init(.redisUnavailable, error.message) }
             default: self.init(.unexpected, error.message)

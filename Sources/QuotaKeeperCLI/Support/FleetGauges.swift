@@ -48,10 +48,18 @@ struct FleetGauge: Sendable, Hashable {
         name: "quotakeeper_budget_peak_tokens_per_minute",
         help: "Settled tokens in the busiest minute of the peaks span (export --peaks-since, default 1h).", unit: .count)
 
+    static let waiters = FleetGauge(
+        name: "quotakeeper_budget_waiters",
+        help: "Callers holding a live ticket in the budget's waiting line (class: interactive, batch).", unit: .count)
+    static let oldestWait = FleetGauge(
+        name: "quotakeeper_budget_oldest_wait_seconds",
+        help: "How long the oldest ticket of the class has waited (class: interactive, batch); 0 when none waits.",
+        unit: .seconds)
+
     /// Every gauge, in the order they are written.
     static let all: [FleetGauge] = [
         requestsInWindow, tokensInWindow, tokensInDayWindow, limit, limitUseRatio, effectiveCeiling, inFlight,
-        inFlightLimit, breakerOpen, breakerState, peakRequestsPerMinute, peakTokensPerMinute,
+        inFlightLimit, breakerOpen, breakerState, peakRequestsPerMinute, peakTokensPerMinute, waiters, oldestWait,
     ]
 }
 
@@ -71,15 +79,16 @@ struct BudgetGauges: Sendable {
     var nowMilliseconds: Int64
     var samples: [FleetSample]
 
-    /// Reads every budget under the prefix (per budget `ledger_read`, `TIME` and one HGETALL per minute, pipelined),
-    /// skipping budgets deleted meanwhile.
+    /// Reads every budget under the prefix (per budget `ledger_read`, `TIME` and one HGETALL per minute, pipelined,
+    /// and 2 ZRANGE of its waiting line), skipping budgets deleted meanwhile.
     static func read(ledger: QuotaLedger, peakMinutes: Int) async throws -> [BudgetGauges] {
         var result: [BudgetGauges] = []
         for budget in try await ledger.listBudgets() {
             do {
                 let status = try await ledger.status(of: budget)
                 let history = try await ledger.history(of: budget, minutes: peakMinutes)
-                result.append(BudgetGauges(budget: budget, status: status, history: history))
+                let line = try await ledger.waitingLine(of: budget, now: status.nowMilliseconds)
+                result.append(BudgetGauges(budget: budget, status: status, history: history, line: line))
             } catch let error as LedgerError where error.code == .unknownBudget {
                 continue
             }
@@ -87,7 +96,7 @@ struct BudgetGauges: Sendable {
         return result
     }
 
-    init(budget: BudgetID, status: BudgetStatus, history: [HistoryMinute]) {
+    init(budget: BudgetID, status: BudgetStatus, history: [HistoryMinute], line: WaitingLineStatus) {
         self.budget = budget
         nowMilliseconds = status.nowMilliseconds
         let settings = BudgetSettings(status)
@@ -117,6 +126,11 @@ struct BudgetGauges: Sendable {
         }
         add(.peakRequestsPerMinute, Double(history.map(\.requests).max() ?? 0))
         add(.peakTokensPerMinute, Double(history.map(\.tokens).max() ?? 0))
+        for priority in Priority.allCases {
+            add(.waiters, Double(line[priority].waiters), [("class", priority.rawValue)])
+            let oldest = line[priority].oldestWait?.components
+            add(.oldestWait, oldest.map { Double($0.seconds) + Double($0.attoseconds) / 1e18 } ?? 0, [("class", priority.rawValue)])
+        }
         self.samples = samples
     }
 }

@@ -89,6 +89,8 @@ enum Scenario: String, CaseIterable, Sendable {
     case tokens
     /// 503s and an overload period on the primary model; the fallback serves meanwhile.
     case outage
+    /// Nine apps at 50 RPM each against a 150 RPM quota: three times the quota, waiting in the budget's line.
+    case overload
 
     static let primaryModel = "anthropic.claude-haiku-4-5-20251001-v1:0"
     static let fallbackModel = "amazon.nova-pro-v1:0"
@@ -132,6 +134,13 @@ enum Scenario: String, CaseIterable, Sendable {
             settings.fault503Rate = 0.05
             settings.overload = OverloadPeriod(start: 10, end: 20)
             return settings
+        case .overload:
+            let apps = (1...9).map {
+                AppSpec(name: "app-\($0)", demandRPM: 50, inputTokens: 1_000, maxOutputTokens: 400, outputTokens: 200)
+            }
+            return FleetSettings(
+                scenario: rawValue, apps: apps, primaryModel: Self.primaryModel, fallbackModel: nil,
+                quotaRPM: 150, quotaTPM: nil, windowSeconds: 6, durationSeconds: 30)
         }
     }
 }

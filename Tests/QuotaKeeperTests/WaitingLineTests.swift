@@ -1,0 +1,198 @@
+import Foundation
+import Testing
+@testable import QuotaKeeper
+import QuotaKeeperTestSupport
+
+/// The budget's waiting line (docs/ledger.md "Waiting line") against the real redis-server, from several
+/// processes (QuotaKeeperTestWorker, mode `wait`).
+@Suite("Waiting line", .serialized)
+struct WaitingLineTests {
+    /// Fills the budget's window with `count` admissions held until they leave it.
+    func saturate(_ ledger: QuotaLedger, _ budget: BudgetID, _ count: Int) async throws {
+        for _ in 0..<count {
+            let reservation = try await ledger.reserve(budget, app: "filler", tokens: 1)
+            _ = consume reservation
+        }
+    }
+
+    /// A worker admission of mode `wait`: ticket tag (-1: admitted without one), Redis admission ms, sequence, class, app index, ms waited.
+    struct Admission {
+        var tag: Double, at: Int64, sequence: Int64, isBatch: Bool, app: Int, waited: Double
+        init(_ row: [Double]) {
+            tag = row[0]
+            at = Int64(row[1])
+            sequence = Int64(row[2])
+            isBatch = row[3] == 1
+            app = Int(row[4])
+            waited = row[5]
+        }
+    }
+
+    @Test("FIFO within a class: 4 processes x 16 waiters are admitted in ticket order, up to one bucket")
+    func admissionsFollowTicketOrder() async throws {
+        // 20 requests per second in 100 ms buckets: 64 waiters take about 3 s.
+        let configuration = testConfiguration(uniqueBudget("fifo"), rpm: 20, window: .seconds(1))
+        try await withLedger(configuration) { ledger, budget in
+            try await saturate(ledger, budget, 20)
+            let reports = try await runWorkers(
+                processes: 4, budget: budget, mode: "wait", tasks: 16, startDelay: .milliseconds(1000),
+                run: .milliseconds(100), environment: ["QK_WAIT_APPS": "fifo", "QK_WAIT_MAXWAIT_MS": "15000"])
+            let admissions = reports.flatMap { $0.tickets ?? [] }.map(Admission.init).sorted { $0.sequence < $1.sequence }
+            #expect(admissions.count == 64 && reports.total(\.left) == 0)
+            #expect(admissions.filter { $0.tag >= 0 }.count >= 60)   // (a few may find room as the window frees)
+            // A ticket admitted after one with a later tag was already due when that one was admitted (the
+            // ledger admits a ticket only if the room covers every ticket ahead); it comes back at its due
+            // time: within one bucket (100 ms) plus its wake-up delay.
+            var worstLateness: Int64 = 0
+            for (index, later) in admissions.enumerated() where later.tag >= 0 {
+                for earlier in admissions[..<index] where earlier.tag > later.tag {
+                    worstLateness = max(worstLateness, later.at - earlier.at)
+                }
+            }
+            #expect(worstLateness <= 100 + 250, "an overtaken ticket was admitted \(worstLateness) ms after the ticket that overtook it")
+            let busiest = busiestWindow(times: admissions.map(\.at), held: admissions.map { _ in 1 }, windowMilliseconds: 1000)
+            #expect(busiest.requests <= 20)   // exactness unchanged (the 20 fillers came before all of these)
+        }
+    }
+
+    @Test("equal share: 3 apps with equal demand of twice the quota get shares within 5 % over 5 windows")
+    func appsGetEqualShares() async throws {
+        // 60 requests per 500 ms window, no hop margin: the ledger counts 6 buckets of 100 ms. Whatever is
+        // admitted together leaves together, so a saturated budget admits in bursts, one per 600 ms span.
+        var configuration = testConfiguration(uniqueBudget("share"), rpm: 60, window: .milliseconds(500))
+        configuration.hopMargin = .zero
+        try await withLedger(configuration) { ledger, budget in
+            // One process per app, each with 40 waiters that come back at once after each admission: each
+            // app's demand is twice the quota (3 x 40 tickets for 60 places per span).
+            let reports = try await withThrowingTaskGroup(of: [WorkerReport].self) { group in
+                for app in ["alpha", "beta", "gamma"] {
+                    group.addTask {
+                        try await runWorkers(
+                            processes: 1, budget: budget, mode: "wait", tasks: 40, startDelay: .milliseconds(1000),
+                            run: .milliseconds(4500),
+                            environment: ["QK_WAIT_APPS": app, "QK_WAIT_MAXWAIT_MS": "10000", "QK_WAIT_REPEAT": "1"])
+                    }
+                }
+                return try await group.reduce(into: []) { $0 += $1 }
+            }
+            let admissions = reports.enumerated()
+                .flatMap { app, report in (report.tickets ?? []).map { (app: app, admission: Admission($0)) } }
+                .sorted { $0.admission.sequence < $1.admission.sequence }
+            // The first 60 admissions are first come, first served (no line yet); the next 300 are 5 windows'
+            // worth of the quota, admitted through the line.
+            try #require(admissions.count >= 360, "only \(admissions.count) admissions")
+            let measured = admissions[60..<360]
+            let counts = (0..<3).map { app in measured.filter { $0.app == app }.count }
+            let most = Double(counts.max() ?? 0), least = Double(counts.min() ?? 0)
+            #expect(least > 0 && most / least <= 1.05, "shares \(counts), left \(reports.map { $0.left ?? 0 })")
+            // The quota is used: those 300 took 5 spans of 600 ms, each lengthened by the waiters' wake-up
+            // delay (what is admitted late leaves late; up to 300 ms on this shared 2-core machine).
+            let span = measured.last!.admission.at - measured.first!.admission.at
+            #expect(span <= 5 * (600 + 300), "5 windows' worth took \(span) ms")
+            let times = admissions.map(\.admission.at)
+            #expect(busiestWindow(times: times, held: times.map { _ in 1 }, windowMilliseconds: 500).requests <= 60)
+        }
+    }
+
+    @Test("batch waits behind interactive but is admitted within its promotion bound")
+    func batchIsPromoted() async throws {
+        var configuration = testConfiguration(uniqueBudget("batch"), rpm: 20, window: .seconds(1))
+        configuration.batchCeiling = 0.8
+        try await withLedger(configuration) { ledger, budget in
+            // Interactive: 20 waiters that come back at once after each admission for 5 s (demand far above
+            // the quota). Batch: 2 waiters arriving 0.5 s later, promoted after 1 s.
+            let promotion = 1000
+            let reports = try await withThrowingTaskGroup(of: [WorkerReport].self) { group in
+                group.addTask {
+                    try await runWorkers(
+                        processes: 1, budget: budget, mode: "wait", tasks: 20, startDelay: .milliseconds(1000),
+                        run: .milliseconds(5000),
+                        environment: ["QK_WAIT_APPS": "users", "QK_WAIT_MAXWAIT_MS": "5000", "QK_WAIT_REPEAT": "1"])
+                }
+                group.addTask {
+                    try await runWorkers(
+                        processes: 1, budget: budget, mode: "wait", tasks: 2, startDelay: .milliseconds(1000),
+                        run: .milliseconds(100),
+                        environment: [
+                            "QK_WAIT_APPS": "nightly", "QK_WAIT_PRIORITY": "batch", "QK_WAIT_MAXWAIT_MS": "8000",
+                            "QK_WAIT_DELAY_MS": "1500", "QK_WAIT_PROMOTION_MS": String(promotion),
+                        ])
+                }
+                return try await group.reduce(into: []) { $0 += $1 }
+            }
+            let admissions = reports.flatMap { $0.tickets ?? [] }.map(Admission.init)
+            let batch = admissions.filter(\.isBatch)
+            #expect(batch.count == 2 && reports.total(\.left) == 0)
+            // Documented bound: promotion + the line ahead at arrival (at most one window here: the 20
+            // interactive tickets) + one window for the promoted ticket's own room, + wake-up slack.
+            for admission in batch {
+                #expect(admission.waited >= Double(promotion) / 2, "batch went ahead of interactive: \(admission.waited) ms")
+                #expect(admission.waited <= Double(promotion) + 2000 + 500, "batch waited \(admission.waited) ms")
+            }
+            let times = admissions.map(\.at)
+            #expect(busiestWindow(times: times, held: times.map { _ in 1 }, windowMilliseconds: 1000).requests <= 20)
+        }
+    }
+
+    @Test("the tickets of a waiter that died stop blocking the line within their expiry")
+    func deadWaitersExpire() async throws {
+        var configuration = testConfiguration(uniqueBudget("dead"), rpm: 5, window: .seconds(1))
+        configuration.waitingLine.ticketGrace = .milliseconds(300)
+        try await withLedger(configuration) { ledger, budget in
+            try await saturate(ledger, budget, 5)
+            // A process takes 5 tickets (a whole window's worth) and dies.
+            _ = try await runWorkers(
+                processes: 1, budget: budget, mode: "abandon", tasks: 5, startDelay: .milliseconds(200),
+                run: .milliseconds(100), environment: ["QK_WAIT_GRACE_MS": "300"])
+            var now = try await redisMilliseconds(ledger)
+            #expect(try await ledger.waitingLine(of: budget, now: now).interactive.waiters == 5)
+            // A live waiter of the same app, behind them, is admitted once their tickets expired (due ~1 s
+            // after the fillers + 300 ms grace; without expiry they would block it to the end of its 6 s wait).
+            let clock = ContinuousClock(), started = clock.now
+            let reservation = try await ledger.acquire(budget, app: "abandoned", tokens: 1, maxWait: .seconds(6))
+            let waited = clock.now - started
+            #expect(waited < .seconds(3), "the live waiter waited \(waited)")
+            now = try await redisMilliseconds(ledger)
+            #expect(try await ledger.waitingLine(of: budget, now: now).interactive.waiters == 0)
+            _ = consume reservation
+        }
+    }
+
+    @Test("a waiter whose turn comes after its deadline leaves at once with waitBeyondDeadline")
+    func unreachableDeadlineLeavesAtOnce() async throws {
+        let configuration = testConfiguration(uniqueBudget("deadline"), rpm: 4, window: .seconds(2))
+        try await withLedger(configuration) { ledger, budget in
+            try await saturate(ledger, budget, 4)
+            let clock = ContinuousClock(), started = clock.now
+            let error = await #expect(throws: LedgerError.self) {
+                _ = try await ledger.acquire(budget, app: "hasty", tokens: 1, maxWait: .milliseconds(300))
+            }
+            #expect(error?.code == .waitBeyondDeadline)
+            #expect(error?.denial?.retryAfter ?? .zero > .milliseconds(300))
+            #expect(clock.now - started < .milliseconds(250))   // one round trip, no waiting out the deadline
+            let now = try await redisMilliseconds(ledger)
+            #expect(try await ledger.waitingLine(of: budget, now: now).interactive.waiters == 0)
+        }
+    }
+
+    @Test("callers that do not wait are refused while a ticket is ahead, and pay one round trip")
+    func nonWaitersYieldToTheLine() async throws {
+        let configuration = testConfiguration(uniqueBudget("yield"), rpm: 2, window: .seconds(1))
+        try await withLedger(configuration) { ledger, budget in
+            try await saturate(ledger, budget, 2)
+            let waiter = Task {
+                let reservation = try await ledger.acquire(budget, app: "patient", tokens: 1, maxWait: .seconds(5))
+                let ticket = reservation.waitingTicket
+                _ = consume reservation
+                return ticket
+            }
+            try await Task.sleep(for: .milliseconds(200))
+            let now = try await redisMilliseconds(ledger)
+            #expect(try await ledger.waitingLine(of: budget, now: now).interactive.waiters == 1)
+            let refused = try await denial { try await ledger.reserve(budget, app: "hasty", tokens: 1) }
+            #expect(refused.reason == .requestsPerWindow || refused.reason == .waiters)
+            let ticket = try await waiter.value
+            #expect(ticket != nil)
+        }
+    }
+}
