@@ -41,6 +41,7 @@ let package = Package(
                 "CHiredis",
                 "COpenSSL",
                 "AWSAuth",  // ElastiCache IAM authentication tokens
+                .product(name: "Crypto", package: "swift-crypto"),  // SHA-1 script names (Insecure.SHA1)
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -1,3 +1,5 @@
+import Crypto
+
 /// A Lua script run with `EVALSHA`, named by the SHA-1 of its source.
 public struct RedisScript: Sendable, Hashable {
     /// A short name for logs and errors (e.g. the file name in `lua/`).
@@ -11,7 +13,8 @@ public struct RedisScript: Sendable, Hashable {
     public init(name: String, source: String) {
         self.name = name
         self.source = source
-        self.sha1 = SHA1.hexDigest(Array(source.utf8))
+        // SHA-1 names the script, as Redis does; it is not used for security.
+        self.sha1 = Insecure.SHA1.hash(data: Array(source.utf8)).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
     }
 }
 
