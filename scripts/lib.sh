@@ -64,3 +64,38 @@ qk_stop_redis() {
     [ -n "${QK_REDIS_DIR:-}" ] && rm -rf "$QK_REDIS_DIR"
     QK_REDIS_DIR=""
 }
+
+# Starts a private 3-master Redis Cluster (no replicas, no persistence) on free loopback ports; sets
+# QK_CLUSTER_URL (its first node) and QK_CLUSTER_DIR. Stop it with qk_stop_cluster.
+qk_start_cluster() {
+    local nodes=() port bus
+    QK_CLUSTER_DIR=$(mktemp -d -t quotakeeper-cluster.XXXXXX)
+    for _ in 1 2 3; do
+        port=$(qk_free_port) && bus=$(qk_free_port) || { echo "no free port for a cluster node" >&2; return 1; }
+        mkdir -p "$QK_CLUSTER_DIR/$port"
+        redis-server --port "$port" --cluster-port "$bus" --bind 127.0.0.1 --cluster-enabled yes \
+            --cluster-config-file nodes.conf --save '' --appendonly no --dir "$QK_CLUSTER_DIR/$port" \
+            --logfile redis.log --daemonize yes --pidfile "$QK_CLUSTER_DIR/$port/redis.pid" >/dev/null
+        nodes+=("127.0.0.1:$port")
+    done
+    for node in "${nodes[@]}"; do
+        for _ in $(seq 1 100); do redis-cli -p "${node##*:}" ping >/dev/null 2>&1 && break; sleep 0.1; done
+    done
+    redis-cli --cluster create "${nodes[@]}" --cluster-yes >/dev/null
+    for _ in $(seq 1 100); do
+        redis-cli -p "${nodes[0]##*:}" cluster info | grep -q cluster_state:ok && break
+        sleep 0.1
+    done
+    QK_CLUSTER_URL="redis://${nodes[0]}"
+    echo "started a 3-master Redis Cluster at ${nodes[*]}" >&2
+}
+
+qk_stop_cluster() {
+    local pidfile
+    [ -n "${QK_CLUSTER_DIR:-}" ] || return 0
+    for pidfile in "$QK_CLUSTER_DIR"/*/redis.pid; do
+        [ -f "$pidfile" ] && kill -9 "$(cat "$pidfile")" 2>/dev/null || true
+    done
+    rm -rf "$QK_CLUSTER_DIR"
+    QK_CLUSTER_DIR=""
+}

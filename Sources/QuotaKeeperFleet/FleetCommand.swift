@@ -55,7 +55,7 @@ extension FleetCommand {
         var api: String = "converse"
         @Option(help: "Modes to run, comma-separated: uncoordinated, coordinated.")
         var modes: String = "uncoordinated,coordinated"
-        @Option(help: "Use this running bedrock-sim instead of starting one per mode (fault flags then do not apply).")
+        @Option(help: "Use this endpoint instead of starting a bedrock-sim per mode: a running bedrock-sim (its /stats referees the run) or any Bedrock Runtime endpoint (requests signed with the AWS credential chain; the report uses what the app instances saw). Fault flags then do not apply.")
         var endpoint: String?
         @Option(help: "Redis URL (default: env QUOTAKEEPER_REDIS_URL).")
         var redisUrl: String?
@@ -201,6 +201,7 @@ extension FleetCommand {
         @Option var output: String
         @Option var emf: String?
         @Option var logLevel: String = "warning"
+        @Flag var demoCredentials = false
 
         func run() async throws {
             var logger = Logger(label: "quotakeeper.fleet.app")
@@ -219,6 +220,7 @@ extension FleetCommand {
             emfFactory?.startFlushing()
             let instance = AppInstance(
                 settings: settings, app: settings.apps[appIndex], appIndex: appIndex, mode: mode, endpoint: endpoint,
+                demoCredentials: demoCredentials,
                 redisURL: ProcessInfo.processInfo.environment["QUOTAKEEPER_REDIS_URL"], keyPrefix: keyPrefix,
                 startAt: Date(timeIntervalSince1970: startAt), logger: logger)
             var report = try await instance.run()

@@ -9,12 +9,16 @@ import Logging
 ///
 /// Every command is answered within `configuration.timeouts.command`: with its reply, a typed `RedisError`,
 /// or `CancellationError` when the calling task is cancelled.
+///
+/// Given one node of a Redis Cluster, the client discovers the others and sends each command to the master
+/// of its key's slot (`RedisCommand.keyIndex`), following `MOVED`/`ASK` and retrying `TRYAGAIN`/`CLUSTERDOWN`
+/// within the same timeout; see `ClusterRouter`.
 public final class RedisClient: Sendable {
     /// The configuration the client was created with.
     public let configuration: RedisConfiguration
-    private let queue: CommandQueue
-    private let commandTimeoutNanoseconds: UInt64
-    private let timeoutError: RedisError
+    /// One connection pool per node and the choice of node per command (a single node unless the
+    /// endpoint is a Redis Cluster node; see `RedisConfiguration.ClusterMode`).
+    let router: ClusterRouter
 
     /// Creates the client and starts its connection threads; connections are made in the background.
     /// - Parameters:
@@ -23,27 +27,7 @@ public final class RedisClient: Sendable {
     ///     arguments). Without one the client logs nothing (it never creates a logger of the global backend).
     public init(configuration: RedisConfiguration, logger: Logger = Logger(label: "quotakeeper.redis", factory: { _ in SwiftLogNoOpLogHandler() })) {
         self.configuration = configuration
-        let connections = max(1, configuration.pool.connections)
-        queue = CommandQueue(
-            workerCount: connections, maximumBatch: configuration.pool.maximumBatch, spin: configuration.pool.spinBeforeSleep)
-        commandTimeoutNanoseconds = UInt64(RedisConnection.milliseconds(configuration.timeouts.command)) * 1_000_000
-        timeoutError = RedisError(
-            code: .timeout,
-            message: "Redis at \(configuration.endpoint) did not answer within \(configuration.timeouts.command)")
-        for index in 0..<connections {
-            ConnectionWorker(index: index, configuration: configuration, queue: queue, logger: logger).start()
-        }
-        queue.threadStarted()
-        let queue = queue
-        let timeoutError = timeoutError
-        Thread.detach(name: "quotakeeper.redis.watchdog") {
-            queue.runWatchdog(timeout: timeoutError)
-            queue.threadExited()
-        }
-    }
-
-    deinit {
-        queue.shutdown()
+        router = ClusterRouter(configuration: configuration, logger: logger)
     }
 
     /// Sends one command and returns its reply.
@@ -51,9 +35,7 @@ public final class RedisClient: Sendable {
     ///   `CancellationError` if the task is cancelled first.
     public func send(_ command: RedisCommand) async throws -> RedisReply {
         try Task.checkCancellation()
-        let pending = PendingCommand(command, deadline: monotonicNanoseconds() + commandTimeoutNanoseconds)
-        queue.submit([pending])
-        let reply = try await pending.reply()
+        let reply = try await router.execute(command)
         if case .error(let message) = reply {
             throw RedisError.errorReply(message, to: command.name)
         }
@@ -76,18 +58,7 @@ public final class RedisClient: Sendable {
     /// throws (commands before it may have run).
     public func pipeline(_ commands: [RedisCommand]) async throws -> [RedisReply] {
         try Task.checkCancellation()
-        let deadline = monotonicNanoseconds() + commandTimeoutNanoseconds
-        let pending = commands.map { PendingCommand($0, deadline: deadline) }
-        queue.submit(pending)
-        var replies: [RedisReply] = []
-        replies.reserveCapacity(pending.count)
-        do {
-            for command in pending { replies.append(try await command.reply()) }
-        } catch {
-            for command in pending { command.finish(.failure(error)) }
-            throw error
-        }
-        return replies
+        return try await router.pipeline(commands)
     }
 
     // MARK: Lifecycle
@@ -103,11 +74,9 @@ public final class RedisClient: Sendable {
     /// already written still get their replies, queued ones fail with `.clientShutdown`.
     public func run() async throws {
         await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                queue.whenStopped { continuation.resume() }
-            }
+            await router.waitUntilStopped()
         } onCancel: {
-            queue.shutdown()
+            router.beginShutdown()
         }
     }
 
@@ -115,8 +84,7 @@ public final class RedisClient: Sendable {
     /// and this returns when every thread of the client has exited (at most the connect or command timeout
     /// after a call, for a thread inside a blocking read). Calling it again, or while `run()` runs, is fine.
     public func shutdown() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            queue.shutdown { continuation.resume() }
-        }
+        router.beginShutdown()
+        await router.waitUntilStopped()
     }
 }

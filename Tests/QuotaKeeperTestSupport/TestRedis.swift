@@ -22,15 +22,11 @@ public enum TestRedis {
         "{qk-test-\(label)-\(UUID().uuidString.prefix(13))}"
     }
 
-    /// Deletes every key starting with `prefix` (SCAN + UNLINK; never FLUSHALL).
+    /// Deletes every key starting with `prefix`, on every shard of a cluster (SCAN + UNLINK; never FLUSHALL).
     public static func deleteKeys(matching prefix: String, using client: RedisClient) async throws {
-        var cursor = "0"
-        repeat {
-            let reply = try await client.send(["SCAN", cursor, "MATCH", prefix + "*", "COUNT", "1000"])
-            guard let parts = reply.array, parts.count == 2, let next = parts[0].string, let keys = parts[1].array else { break }
-            cursor = next
-            let names = keys.compactMap(\.string)
-            if !names.isEmpty { _ = try await client.send(["UNLINK"] + names) }
-        } while cursor != "0"
+        let keys = try await client.scan(match: prefix + "*")
+        for start in stride(from: 0, to: keys.count, by: 500) {
+            _ = try await client.pipeline(keys[start..<min(keys.count, start + 500)].map { RedisCommand(["UNLINK", $0]) })
+        }
     }
 }

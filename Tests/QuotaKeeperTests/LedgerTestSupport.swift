@@ -104,12 +104,12 @@ extension [WorkerReport] {
 /// cooperative pool (`ChildProcess`).
 func runWorkers(
     processes: Int, budget: BudgetID, mode: String, tasks: Int, startDelay: Duration = .milliseconds(1500),
-    run: Duration, tokens: [Int] = [], environment: [String: String] = [:]
+    run: Duration, tokens: [Int] = [], redisURL: String = TestRedis.url, environment: [String: String] = [:]
 ) async throws -> [WorkerReport] {
     let worker = try BuiltProduct.url("QuotaKeeperTestWorker")
     let start = Int64(Date().timeIntervalSince1970 * 1000) + startDelay.millisecondsRoundedUp
     let arguments = [
-        TestRedis.url, testKeyPrefix, budget.model, budget.region, mode, String(tasks), String(start),
+        redisURL, testKeyPrefix, budget.model, budget.region, mode, String(tasks), String(start),
         String(run.millisecondsRoundedUp),
     ] + tokens.map(String.init)
     let results = try await withThrowingTaskGroup(of: ChildProcessResult.self) { group in

@@ -1,31 +1,20 @@
 import QuotaKeeperRedis
 
 extension QuotaLedger {
-    /// Every budget that has a ledger under this ledger's key prefix, sorted by name (`<model>@<region>`).
+    /// Every budget that has a ledger under this ledger's key prefix, sorted by name (`<model>@<region>`);
+    /// on a Redis Cluster, from every shard.
     ///
-    /// Redis cost: `SCAN ... MATCH <prefix>{*}:ledger COUNT 1000` until the cursor returns to 0: one round trip
-    /// per 1000 keys of the whole database; for operators, not hot paths.
+    /// Redis cost: `SCAN ... MATCH <prefix>{*}:ledger COUNT 1000` per master until its cursor returns to 0:
+    /// one round trip per 1000 keys of the whole database; for operators, not hot paths.
     /// - Throws: `LedgerError` `.storeUnavailable` when Redis fails.
     public func listBudgets() async throws -> [BudgetID] {
-        let pattern = Self.globEscaped(keyPrefix) + "{*}:ledger"
-        var cursor = "0"
-        var budgets = Set<BudgetID>()
-        repeat {
-            let reply: RedisReply
-            do {
-                reply = try await redis.send(["SCAN", cursor, "MATCH", pattern, "COUNT", "1000"])
-            } catch let error as RedisError {
-                throw LedgerError(code: .storeUnavailable, message: "SCAN for budgets: \(error.message)", underlying: error)
-            }
-            guard let parts = reply.array, parts.count == 2, let next = parts[0].string, let keys = parts[1].array else {
-                throw LedgerError(code: .unexpectedReply, message: "SCAN answered \(reply)")
-            }
-            cursor = next
-            for key in keys.compactMap(\.string) {
-                if let budget = budgetID(ledgerKey: key) { budgets.insert(budget) }
-            }
-        } while cursor != "0"
-        return budgets.sorted { $0.description < $1.description }
+        let keys: [String]
+        do {
+            keys = try await redis.scan(match: Self.globEscaped(keyPrefix) + "{*}:ledger")
+        } catch let error as RedisError {
+            throw LedgerError(code: .storeUnavailable, message: "SCAN for budgets: \(error.message)", underlying: error)
+        }
+        return Set(keys.compactMap { budgetID(ledgerKey: $0) }).sorted { $0.description < $1.description }
     }
 
     /// The budget whose ledger hash is `key` (`<prefix>{<model>@<region>}:ledger`), or nil for any other key.

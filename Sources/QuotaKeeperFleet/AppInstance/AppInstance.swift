@@ -21,6 +21,8 @@ struct AppInstance {
     let appIndex: Int
     let mode: FleetMode
     let endpoint: URL
+    /// Sign with the fixed demo key (the simulator the orchestrator started); otherwise the AWS credential chain.
+    let demoCredentials: Bool
     let redisURL: String?
     let keyPrefix: String
     /// The mode's start (Unix time): every instance begins its demand then.
@@ -29,7 +31,9 @@ struct AppInstance {
 
     func run() async throws -> AppReport {
         var bedrockConfiguration = BedrockRuntimeConfiguration(region: settings.region, endpoint: endpoint)
-        bedrockConfiguration.credentials = StaticCredentialsProvider(AWSCredentials(accessKeyId: "AKIAFLEETDEMO", secretAccessKey: "fleet-demo"))
+        if demoCredentials {
+            bedrockConfiguration.credentials = StaticCredentialsProvider(AWSCredentials(accessKeyId: "AKIAFLEETDEMO", secretAccessKey: "fleet-demo"))
+        }
         bedrockConfiguration.pool.maxConnectionsPerHost = 256
         bedrockConfiguration.timeouts = .init(idle: .seconds(60), total: settings.wall(180))
         let bedrock = BedrockRuntimeClient(configuration: bedrockConfiguration, logger: logger)
@@ -126,9 +130,11 @@ struct ArticleCaller: FleetCaller {
             _ = try await client.call(app: app) {
                 attempts.increment()
                 let usage = try await calls.whole(settings.primaryModel)
+                attempts.succeeded(tokens: usage.inputTokens + usage.outputTokens)
                 return usage.inputTokens + usage.outputTokens
             }
             record.succeeded = true
+            record.tokens = attempts.tokens
             record.servedBy = settings.primaryModel
         } catch let error as BedrockError {
             record.error = "BedrockError.\(error.kind.rawValue)"
@@ -162,9 +168,11 @@ struct CoordinatedCaller: FleetCaller {
                 served = (result.target, result.isFallback, result.attempts)
             } else {
                 let result = try await coordinator.call(route: route, estimate: estimate, options: options) { target in
-                    CallCompletion(value: (), usage: FleetBedrockCalls.usage(try await calls.whole(target.model)))
+                    let usage = FleetBedrockCalls.usage(try await calls.whole(target.model))
+                    return CallCompletion(value: usage.inputTokens + usage.outputTokens, usage: usage)
                 }
                 served = (result.target, result.isFallback, result.attempts)
+                record.tokens = result.value
             }
             record.succeeded = true
             record.servedBy = served.target.model
@@ -181,9 +189,12 @@ struct CoordinatedCaller: FleetCaller {
 
 /// Bedrock calls made for one request.
 final class Attempts: Sendable {
-    private let value = Mutex(0)
-    func increment() { value.withLock { $0 += 1 } }
-    var count: Int { value.withLock { $0 } }
+    private let value = Mutex((count: 0, tokens: Int?.none))
+    func increment() { value.withLock { $0.count += 1 } }
+    /// The tokens Bedrock reported for the attempt that succeeded.
+    func succeeded(tokens: Int) { value.withLock { $0.tokens = tokens } }
+    var count: Int { value.withLock { $0.count } }
+    var tokens: Int? { value.withLock { $0.tokens } }
 }
 
 extension Duration {

@@ -13,6 +13,8 @@ struct RequestRecord: Codable, Sendable {
     var isFallback: Bool = false
     /// Bedrock calls made.
     var attempts: Int = 0
+    /// Input + output tokens Bedrock reported for the successful call (nil: streaming, not recorded).
+    var tokens: Int?
     /// The typed error the caller got (failure only), e.g. `CallPathError.deadlineExceeded` or
     /// `BedrockError.throttled-requests`.
     var error: String?

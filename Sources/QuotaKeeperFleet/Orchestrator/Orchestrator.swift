@@ -43,9 +43,17 @@ struct Orchestrator {
             : nil
         defer { simulator?.stop() }
         let simulatorURL = endpoint ?? simulator!.endpoint
-        let initial = try await Referee.stats(from: simulatorURL, since: Int.max)
-        let simulatorStartedAt = Date().addingTimeInterval(-initial.uptimeSeconds)
-        let startAt = max(simulatorStartedAt.addingTimeInterval(endpoint == nil ? lead : initial.uptimeSeconds + 0.5), Date().addingTimeInterval(0.3))
+        // A bedrock-sim answers GET /stats (the referee); any other endpoint is judged by what the apps saw.
+        let initial: SimulatorStatsSnapshot?
+        if simulator != nil {
+            initial = try await Referee.stats(from: simulatorURL, since: Int.max)
+        } else {
+            initial = try? await Referee.stats(from: simulatorURL, since: Int.max)
+            if initial == nil { logger.info("\(simulatorURL) has no bedrock-sim /stats: the report uses what the app instances saw") }
+        }
+        let simulatorStartedAt = Date().addingTimeInterval(-(initial?.uptimeSeconds ?? 0))
+        let startAt = max(
+            simulatorStartedAt.addingTimeInterval(endpoint == nil ? lead : (initial?.uptimeSeconds ?? 0) + 0.5), Date().addingTimeInterval(0.3))
         let firstSecond = Int((startAt.timeIntervalSince(simulatorStartedAt) / settings.timeScale).rounded(.down))
         let lastSecond = firstSecond + Int((settings.durationSeconds / settings.timeScale).rounded(.down))
 
@@ -61,8 +69,6 @@ struct Orchestrator {
             try await shared.seedBudgets()
             ledger = shared
         }
-        var commandsBefore = 0
-        if let redis { commandsBefore = try await Self.commandCount(redis) }
 
         // 3. One process per app.
         let settingsFile = directory.appending(path: "settings-\(mode.rawValue).json")
@@ -82,6 +88,8 @@ struct Orchestrator {
                     "--start-at", String(startAt.timeIntervalSince1970), "--output", output.path,
                 ]
                 if logger.logLevel <= .debug { arguments += ["--log-level", "\(logger.logLevel)"] }
+                // The fixed demo key only for the simulator started here; any other endpoint gets the AWS chain.
+                if simulator != nil { arguments.append("--demo-credentials") }
                 if let emfDirectory {
                     arguments += ["--emf", emfDirectory.appending(path: "\(mode.rawValue)-\(app.name).emf.jsonl").path]
                 }
@@ -102,29 +110,30 @@ struct Orchestrator {
         let sharedOpenings = await watchTask?.value ?? 0
         let wallSeconds = (clock.now - started).milliseconds / 1000
 
-        // 4. Redis commands the fleet sent, and clean-up.
-        var redisCommands = 0
+        // 4. Redis round trips from the instances' own metrics (server counters would restart with Redis); clean-up.
+        let redisRoundTrips = appReports.reduce(0) { $0 + $1.redisRoundTrips }
         if let redis {
-            let after = try await Self.commandCount(redis)
-            // The breaker polls are ours, not the fleet's.
-            redisCommands = max(0, after - commandsBefore - (breakerWatch?.polls ?? 0))
             try? await Self.deleteKeys(prefix: keyPrefix, redis)
             await redis.shutdown()
         }
 
-        // 5. The referee: wait until the simulator has settled every admitted request.
-        var stats = try await Referee.stats(from: simulatorURL, since: firstSecond)
-        for _ in 0..<100 where stats.inFlight > 0 {
-            try await Task.sleep(for: .milliseconds(50))
-            stats = try await Referee.stats(from: simulatorURL, since: firstSecond)
+        // 5. The referee: wait until the simulator has settled every admitted request (a bedrock-sim only).
+        var stats: SimulatorStatsSnapshot?
+        if initial != nil {
+            var latest = try await Referee.stats(from: simulatorURL, since: firstSecond)
+            for _ in 0..<100 where latest.inFlight > 0 {
+                try await Task.sleep(for: .milliseconds(50))
+                latest = try await Referee.stats(from: simulatorURL, since: firstSecond)
+            }
+            stats = latest
         }
         return summarize(
             mode, appReports: appReports, stats: stats, firstSecond: firstSecond, lastSecond: lastSecond,
-            sharedBreakerOpenings: sharedOpenings, redisRoundTrips: redisCommands, wallSeconds: wallSeconds)
+            sharedBreakerOpenings: sharedOpenings, redisRoundTrips: redisRoundTrips, wallSeconds: wallSeconds)
     }
 
     func summarize(
-        _ mode: FleetMode, appReports: [AppReport], stats: SimulatorStatsSnapshot, firstSecond: Int, lastSecond: Int,
+        _ mode: FleetMode, appReports: [AppReport], stats: SimulatorStatsSnapshot?, firstSecond: Int, lastSecond: Int,
         sharedBreakerOpenings: Int, redisRoundTrips: Int, wallSeconds: Double
     ) -> ModeReport {
         let scale = settings.timeScale
@@ -136,10 +145,10 @@ struct Orchestrator {
             fleet.breakerOpenings = sharedBreakerOpenings
             fleet.redisRoundTripsPerRequest = fleet.attempted > 0 ? Double(redisRoundTrips) / Double(fleet.attempted) : 0
         }
-        let window = Int(stats.quotaWindowSeconds)
         var referee: [String: RefereeSummary] = [:]
         var timeline: [String: [TimelineSecond]] = [:]
-        for (model, modelStats) in stats.models {
+        let window = Int(stats?.quotaWindowSeconds ?? 60)
+        for (model, modelStats) in stats?.models ?? [:] {
             referee[model] = RefereeSummary(
                 model: modelStats, from: firstSecond, to: lastSecond, quotaWindow: window,
                 fullDemandFrom: firstSecond + Int(settings.fullDemandStartSeconds.rounded(.up)))
@@ -161,7 +170,24 @@ struct Orchestrator {
             mode: mode.rawValue, apps: apps, fleet: fleet, breakerOpenings: fleet.breakerOpenings,
             redisRoundTripsPerRequest: fleet.attempted > 0 ? Double(redisRoundTrips) / Double(fleet.attempted) : 0,
             redisRoundTrips: redisRoundTrips, primaryRequestsDuringOverload: duringOverload, referee: referee,
-            timeline: timeline, wallSeconds: wallSeconds)
+            timeline: timeline, wallSeconds: wallSeconds,
+            source: stats == nil ? .appInstances : .simulatorStats,
+            observedUtilization: stats == nil ? Self.observedUtilization(appReports, settings) : nil)
+    }
+
+    /// The configured quota's binding dimension used by successful calls over the demand period, from what the
+    /// instances saw (requests, or tokens Bedrock reported), for endpoints without a referee.
+    static func observedUtilization(_ reports: [AppReport], _ settings: FleetSettings) -> Double? {
+        let demandMinutes = (settings.durationSeconds - settings.fullDemandStartSeconds * settings.timeScale) / settings.windowSeconds
+        guard demandMinutes > 0 else { return nil }
+        let succeeded = reports.flatMap(\.requests).filter { $0.succeeded && $0.servedBy == settings.primaryModel }
+        if let quotaRPM = settings.quotaRPM {
+            return Double(succeeded.count) / demandMinutes / Double(quotaRPM)
+        }
+        if let quotaTPM = settings.quotaTPM {
+            return Double(succeeded.reduce(0) { $0 + ($1.tokens ?? 0) }) / demandMinutes / Double(quotaTPM)
+        }
+        return nil
     }
 
     /// How many requests an app's schedule sends (it skips none, so a shortfall means lost requests).
@@ -170,21 +196,6 @@ struct Orchestrator {
         let perSecond = app.demandRPM / 60 / settings.timeScale
         let sending = settings.durationSeconds - app.startSeconds * settings.timeScale
         return max(0, Int((sending * perSecond).rounded(.down)))
-    }
-
-    /// Round trips Redis answered so far: the script calls (`EVALSHA`, `EVAL`, `SCRIPT LOAD`) from INFO
-    /// commandstats, which is everything the ledger sends (commands a script runs inside Redis are not round trips).
-    static func commandCount(_ redis: RedisClient) async throws -> Int {
-        let reply = try await redis.send(["INFO", "commandstats"])
-        guard let text = reply.string else { return 0 }
-        var total = 0
-        let roundTrips = ["cmdstat_evalsha:", "cmdstat_eval:", "cmdstat_script|load:"]
-        for line in text.split(whereSeparator: \.isNewline) where roundTrips.contains(where: { line.hasPrefix($0) }) {
-            if let calls = line.split(separator: ":").last?.split(separator: ",").first(where: { $0.hasPrefix("calls=") }) {
-                total += Int(calls.dropFirst("calls=".count)) ?? 0
-            }
-        }
-        return total
     }
 
     static func deleteKeys(prefix: String, _ redis: RedisClient) async throws {
@@ -203,15 +214,11 @@ struct Orchestrator {
 final class BreakerWatch: Sendable {
     let ledger: QuotaLedger
     let budgets: [BudgetID]
-    private let pollCount = Mutex(0)
 
     init(ledger: QuotaLedger, budgets: [BudgetID]) {
         self.ledger = ledger
         self.budgets = budgets
     }
-
-    /// Redis commands the polls sent.
-    var polls: Int { pollCount.withLock { $0 } }
 
     /// Polls until cancelled; returns the openings seen (transitions into open).
     func run(every interval: Duration) async -> Int {
@@ -219,7 +226,6 @@ final class BreakerWatch: Sendable {
         var openings = 0
         while !Task.isCancelled {
             for budget in budgets {
-                pollCount.withLock { $0 += 1 }
                 guard let state = try? await ledger.breakerStatus(of: budget).state else { continue }
                 if state == .open, last[budget] != .open { openings += 1 }
                 last[budget] = state

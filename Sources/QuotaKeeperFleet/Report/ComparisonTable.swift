@@ -25,6 +25,11 @@ enum ComparisonTable {
         }
         lines += table(rows, separatorAfter: [0])
         lines.append("")
+        for mode in report.modes where mode.source == .appInstances {
+            let use = mode.observedUtilization.map(percent) ?? "-"
+            lines.append("\(mode.mode): the endpoint has no bedrock-sim /stats; numbers above are what the app instances saw; "
+                + "quota used by successful calls on \(settings.primaryModel): \(use)")
+        }
         lines.append("referee (bedrock-sim GET /stats), per model:")
         var refereeRows: [[String]] = [["mode", "model", "received", "admitted", "quota 429", "overloaded", "503", "peak window", "utilization mean/min"]]
         for mode in report.modes {

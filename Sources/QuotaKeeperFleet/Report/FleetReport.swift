@@ -14,8 +14,8 @@ struct ModeReport: Codable, Sendable {
     var fleet: AppSummary
     /// Openings of the shared breakers (coordinated) or of the per-process breakers, summed (uncoordinated).
     var breakerOpenings: Int
-    /// Redis round trips (script calls) the app instances made, per request and in all (from the server's
-    /// INFO commandstats; 0 in the uncoordinated mode, which uses no Redis).
+    /// Redis round trips (script calls) the app instances made, per request and in all (from the instances'
+    /// own call-path metrics, so a Redis restart does not reset them; 0 in the uncoordinated mode).
     var redisRoundTripsPerRequest: Double
     var redisRoundTrips: Int
     /// Requests that reached the primary model during its overload period (outage scenario), and how many of
@@ -27,6 +27,16 @@ struct ModeReport: Codable, Sendable {
     var timeline: [String: [TimelineSecond]]
     /// Wall seconds the mode took (demand plus the wait for the last answers).
     var wallSeconds: Double
+    /// Where the quota numbers come from: the simulator's `/stats`, or (any other endpoint) the app instances.
+    var source: Source = .simulatorStats
+    /// Without a referee: the configured quota used by successful calls on the primary model (see
+    /// `Orchestrator.observedUtilization`).
+    var observedUtilization: Double?
+
+    enum Source: String, Codable, Sendable {
+        case simulatorStats = "bedrock-sim /stats"
+        case appInstances = "app instances"
+    }
 }
 
 /// What one app (or the whole fleet) got, as its callers saw it.
@@ -45,8 +55,7 @@ struct AppSummary: Codable, Sendable {
     var errorsSeen: [String: Int] = [:]
     var fallbacksServed = 0
     var breakerOpenings = 0
-    /// Redis round trips per request: from the instances' call-path metrics per app; for the fleet row, the
-    /// server's exact count (see `ModeReport.redisRoundTripsPerRequest`).
+    /// Redis round trips per request, from the instances' call-path metrics.
     var redisRoundTripsPerRequest = 0.0
     /// Latency including waits and retries, in simulated (Bedrock-time) seconds.
     var latencyP50 = 0.0

@@ -6,6 +6,9 @@ public struct RedisCommand: Sendable, Hashable {
     let packedArguments: [UInt8]
     /// The length of each argument in `packedArguments`.
     let argumentLengths: [Int]
+    /// Which argument is the key a cluster routes this command by (`EVALSHA`: KEYS[1]); nil for keyless
+    /// commands, which go to any master.
+    public private(set) var keyIndex: Int?
 
     /// A command from text arguments, e.g. `["HGET", "key", "field"]`.
     public init(_ arguments: [String]) {
@@ -19,12 +22,24 @@ public struct RedisCommand: Sendable, Hashable {
         }
         self.packedArguments = packed
         self.argumentLengths = lengths
+        self.keyIndex = Self.inferredKeyIndex(packed, lengths)
+    }
+
+    /// A command from text arguments whose key is `arguments[keyIndex]` (nil: keyless), for commands the
+    /// layer's table does not know.
+    public init(_ arguments: [String], keyIndex: Int?) throws(RedisError) {
+        if let keyIndex, !(1..<max(1, arguments.count)).contains(keyIndex) {
+            throw RedisError(code: .invalidArgument, message: "key index \(keyIndex) is outside the command's arguments")
+        }
+        self.init(arguments)
+        self.keyIndex = keyIndex
     }
 
     /// A command from binary-safe arguments.
     public init(bytes arguments: [[UInt8]]) {
         self.packedArguments = arguments.flatMap { $0 }
         self.argumentLengths = arguments.map(\.count)
+        self.keyIndex = Self.inferredKeyIndex(packedArguments, argumentLengths)
     }
 
     /// The command name (first argument), for logs and errors; never the arguments, which may be secrets.

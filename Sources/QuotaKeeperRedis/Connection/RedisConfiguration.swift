@@ -106,6 +106,8 @@ public struct RedisConfiguration: Sendable {
     public var timeouts = Timeouts()
     public var pool = Pool()
     public var reconnect = Reconnect()
+    /// Cluster discovery and routing (see `ClusterMode`); `auto` by default.
+    public var cluster: ClusterMode = .auto
 
     /// Creates a configuration for an endpoint.
     public init(endpoint: Endpoint, username: String? = nil, password: String? = nil, database: Int = 0) {
@@ -116,7 +118,7 @@ public struct RedisConfiguration: Sendable {
     }
 
     /// Parses `redis://[user:password@]host[:port][/db]`, `rediss://...` (TLS, same form) or
-    /// `unix:///path/to/socket[?db=N]`.
+    /// `unix:///path/to/socket[?db=N]`; `?cluster=on|off|auto` chooses cluster discovery (see `ClusterMode`).
     ///
     /// `rediss://` verifies the server against the system trust store unless `tls.caFile` says otherwise
     /// (see `TLS.fillFromEnvironment`).
@@ -167,6 +169,12 @@ public struct RedisConfiguration: Sendable {
             if let secret = query["password"] { password = secret }
         default:
             throw invalid("unsupported scheme '\(scheme)'; use redis://, rediss:// or unix://")
+        }
+        if let mode = query["cluster"] {
+            guard let cluster = ClusterMode(rawValue: mode.lowercased()) else {
+                throw invalid("cluster '\(mode)' is not one of on, off, auto")
+            }
+            self.cluster = cluster
         }
         if let iam = query["iam"], iam.lowercased() == "true" {
             guard let username, password == nil else { throw invalid("iam=true needs the IAM user id as the URL's user and no password") }

@@ -16,30 +16,41 @@ public struct RedisScript: Sendable, Hashable {
 }
 
 extension RedisClient {
-    /// Runs a script with `EVALSHA`; if Redis answers `NOSCRIPT` (restart, `SCRIPT FLUSH`, a new server),
-    /// loads it with `SCRIPT LOAD` and runs it once more, so a lost script cache never surfaces as an error.
+    /// Runs a script with `EVALSHA`; if Redis answers `NOSCRIPT` (restart, `SCRIPT FLUSH`, a new server, a
+    /// failover), loads it with `SCRIPT LOAD` and runs it once more on the same node (the node of KEYS[1] in
+    /// a cluster), so a lost script cache never surfaces as an error.
     ///
     /// Redis cost: one `EVALSHA` round trip; two more (`SCRIPT LOAD`, `EVALSHA`) after a script-cache loss.
     /// - Throws: `RedisError` (`.serverError` with the script's error text, `.scriptMissing` if it cannot be
     ///   loaded), or `CancellationError`.
     public func evalScript(_ script: RedisScript, keys: [String], arguments: [String]) async throws -> RedisReply {
         let command = RedisCommand(["EVALSHA", script.sha1, String(keys.count)] + keys + arguments)
-        let reply = try await pipeline([command])[0]
-        guard case .error(let message) = reply else { return reply }
-        guard message.hasPrefix("NOSCRIPT") else { throw RedisError.errorReply(message, to: "EVALSHA (script \(script.name))") }
-        let loaded = try await pipeline([RedisCommand(["SCRIPT", "LOAD", script.source]), command])
-        if case .error(let message) = loaded[0] {
-            if message.hasPrefix("NOPERM") { throw RedisError.errorReply(message, to: "SCRIPT LOAD") }
-            throw RedisError(code: .scriptMissing, message: "script \(script.name) could not be loaded: \(message)")
+        var reply = try await pipeline([command])[0]
+        // A cluster may move the key to a node without the script between the load and the run: load again
+        // there, a bounded number of times.
+        var loads = 0
+        while case .error(let message) = reply, message.hasPrefix("NOSCRIPT"), loads < 3 {
+            loads += 1
+            let loaded = try await pipeline([RedisCommand(["SCRIPT", "LOAD", script.source]), command])
+            if case .error(let message) = loaded[0] {
+                if message.hasPrefix("NOPERM") { throw RedisError.errorReply(message, to: "SCRIPT LOAD") }
+                throw RedisError(code: .scriptMissing, message: "script \(script.name) could not be loaded: \(message)")
+            }
+            reply = loaded[1]
         }
-        if case .error(let message) = loaded[1] { throw RedisError.errorReply(message, to: "EVALSHA (script \(script.name))") }
-        return loaded[1]
+        if case .error(let message) = reply { throw RedisError.errorReply(message, to: "EVALSHA (script \(script.name))") }
+        return reply
     }
 
-    /// Loads a script into Redis's script cache ahead of its first use.
+    /// Loads a script into Redis's script cache ahead of its first use (on every master of a cluster).
     ///
-    /// Redis cost: one `SCRIPT LOAD` round trip.
+    /// Redis cost: one `SCRIPT LOAD` round trip per master.
     public func loadScript(_ script: RedisScript) async throws {
-        _ = try await send(["SCRIPT", "LOAD", script.source])
+        for pool in try await router.masterPools() {
+            if case .error(let message) = try await pool.run(RedisCommand(["SCRIPT", "LOAD", script.source]), deadline: router.deadline()) {
+                if message.hasPrefix("NOPERM") { throw RedisError.errorReply(message, to: "SCRIPT LOAD") }
+                throw RedisError(code: .scriptMissing, message: "script \(script.name) could not be loaded at \(pool.endpoint): \(message)")
+            }
+        }
     }
 }
