@@ -1,5 +1,5 @@
 -- breaker_admin.lua (after ledger_lib.lua): operator commands for a budget's circuit breaker.
--- KEYS[1]  <prefix>{<budget>}:ledger
+-- KEYS     <base>:ledger, <base>:probes, <base>:failers   (<base> = <prefix>{<budget>})
 -- ARGV[1]  'force_open' (ARGV[2] = duration ms; 0 = until closed by an operator): refuse every call
 --          'close'      closed now: clears the failure window, consecutive failures and probes (keeps the
 --                       opening count, so a relapse still backs off)
@@ -8,6 +8,8 @@
 -- Replies  {'ok', state} | {'no_budget'} | {'invalid', argument, reason}
 -- Redis cost: TIME + HMGET + HSET (+ HDEL and DEL of the probe and failure sets).
 
+local keys_error = sibling_keys(':probes', ':failers')
+if keys_error then return keys_error end
 local command = ARGV[1]
 local v = redis.call('HMGET', LEDGER_KEY, 'cfg', 'st', 'bst')
 if not v[1] or #v[1] ~= CONFIG_SIZE then return { 'no_budget' } end
@@ -30,7 +32,7 @@ elseif command == 'close' or command == 'reset' then
   local openings = v[3] and sunpack(BREAKER_FORMAT, v[3]) or 0
   if command == 'reset' then openings = 0 end
   push(fields, 'bst', breaker_pack(openings, 0, 0, now, ring_new('b', 1, 1)))
-  redis.call('DEL', budget_key(':probes'), budget_key(':failers'))
+  redis.call('DEL', KEYS[2], KEYS[3])
 else
   return { 'invalid', 'command', "must be 'force_open', 'close', 'disable' or 'reset'" }
 end

@@ -1,5 +1,6 @@
 -- ledger_configure.lua (after ledger_lib.lua): writes a budget's limits and settings.
--- KEYS[1]  <prefix>{<budget>}:ledger
+-- KEYS     <base>:ledger, <base>:inflight   (<base> = <prefix>{<budget>}; the in-flight leases are dropped when
+--          the in-flight limit is removed)
 -- ARGV[1]  mode: 'seed'    set the configuration only if the budget has none (instances at start-up)
 --                'replace' replace the whole configuration; optional settings and caps not named are removed
 --                'set'     change only the named settings (for example the effective ceiling `ceil`)
@@ -43,6 +44,8 @@ local SETTINGS = {
 }
 local CAP_SETTING = num_setting(0.001, 1, true)
 
+local keys_error = sibling_keys(':inflight')
+if keys_error then return keys_error end
 local mode = ARGV[1]
 if mode == 'adjust_ceiling' then
   local direction, amount, bound = ARGV[2], num_arg(ARGV[3], 0, 1), num_arg(ARGV[4], 0.01, 1)
@@ -69,9 +72,9 @@ if mode ~= 'seed' and mode ~= 'replace' and mode ~= 'set' then
 end
 -- A budget name with control or format characters (escape sequences; C1; zero-width and bidirectional
 -- controls) is never configured: it could rewrite the terminal of whoever lists budgets.
-local budget_key = KEYS[1]
-if budget_key:find('%c') or budget_key:find('\194[\128-\159]') or budget_key:find('\226\128[\139-\143\168-\174]')
-    or budget_key:find('\226\129[\160-\175]') then
+local ledger_name = KEYS[1]
+if ledger_name:find('%c') or ledger_name:find('\194[\128-\159]') or ledger_name:find('\226\128[\139-\143\168-\174]')
+    or ledger_name:find('\226\129[\160-\175]') then
   return { 'invalid', 'budget', 'must not contain control or format characters' }
 end
 local given = {}        -- setting -> number, or false to remove
@@ -172,7 +175,7 @@ elseif old.win ~= config.win or old.n ~= config.n or old.dwin ~= config.dwin or 
     if string.match(name, '^[wd]%d+$') or string.match(name, '^a:[^:]+:%d+$') then push(removals, name) end
   end
 end
-if config.infl == 0 and old.infl and old.infl > 0 then redis.call('DEL', budget_key(':inflight')) end
+if config.infl == 0 and old.infl and old.infl > 0 then redis.call('DEL', KEYS[2]) end
 if old.b_win ~= config.b_win or old.b_n ~= config.b_n then
   push(removals, 'bst')    -- the breaker's outcome window starts afresh (state and deadline stay in `st`)
 end

@@ -2,9 +2,9 @@
 -- Not run alone: the Swift side sends `ledger_lib.lua` (+ `ledger_lib_extra.lua` for every script but the
 -- admission) followed by one operation script, as a single script (one SHA per operation). By hand:
 --   cat lua/ledger_lib.lua lua/ledger_reserve.lua > /tmp/reserve.lua
---   redis-cli --eval /tmp/reserve.lua 'qk:{m}:ledger' , app interactive 1 100
--- Every script takes KEYS[1] = `<prefix>{<budget>}:ledger` and derives its sibling keys (same hash tag, so the
--- same cluster slot) from it. Redis `TIME` is the only clock. Layout of the ledger hash: docs/ledger.md.
+--   redis-cli --eval /tmp/reserve.lua 'qk:{m}:ledger' 'qk:{m}:res:id-1' 'qk:{m}:inflight' 'qk:{m}:probes' , app interactive 1 100
+-- Every script takes KEYS[1] = `<prefix>{<budget>}:ledger` and every other key it touches in KEYS (same hash
+-- tag, so the same cluster slot; `sibling_keys` checks them). Redis `TIME` is the only clock. Layout of the ledger hash: docs/ledger.md.
 
 local floor = math.floor
 local spack, sunpack = struct.pack, struct.unpack

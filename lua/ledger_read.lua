@@ -1,9 +1,11 @@
 -- ledger_read.lua (after ledger_lib.lua): one budget's configuration, usage and breaker, as JSON. Read-only:
 -- the rings are moved forward to now in memory only.
--- KEYS[1]  <prefix>{<budget>}:ledger
+-- KEYS     <base>:ledger, <base>:inflight, <base>:probes, <base>:failers   (<base> = <prefix>{<budget>})
 -- Reply    a JSON object (docs/ledger.md: "Reading a budget"), or {'no_budget'}
 -- Redis cost: TIME + HMGET + HKEYS + one HMGET per ring (its slots) + ZCOUNT x3; for operators, not hot paths.
 
+local keys_error = sibling_keys(':inflight', ':probes', ':failers')
+if keys_error then return keys_error end
 local v = redis.call('HMGET', LEDGER_KEY, 'cfg', 'st', 'bst')
 if not v[1] or #v[1] ~= CONFIG_SIZE then return { 'no_budget' } end
 local now = now_ms()
@@ -54,12 +56,12 @@ config.hk = tonumber(redis.call('HGET', LEDGER_KEY, 'hk')) or HISTORY_DEFAULT_AP
 return cjson.encode({
   now_ms = now, epoch = values[12], reservations = seq, config = config, caps = caps, apps = apps,
   window = describe(window, { 'requests', 'tokens' }, config.win), day = day_usage,
-  in_flight = redis.call('ZCOUNT', budget_key(':inflight'), now, '+inf'),
+  in_flight = redis.call('ZCOUNT', KEYS[2], now, '+inf'),
   breaker = {
     state = breaker_state_name(breaker_effective_state(code, deadline, now)), stored_state = breaker_state_name(code),
     until_ms = deadline, openings = breaker[1], consecutive_failures = breaker[2], probe_successes = breaker[3],
     closed_at_ms = breaker[4], calls = outcome_usage.calls, failures = outcome_usage.failures,
-    active_probes = redis.call('ZCOUNT', budget_key(':probes'), now, '+inf'),
-    failing_instances = redis.call('ZCOUNT', budget_key(':failers'), now - config.b_win, '+inf'),
+    active_probes = redis.call('ZCOUNT', KEYS[3], now, '+inf'),
+    failing_instances = redis.call('ZCOUNT', KEYS[4], now - config.b_win, '+inf'),
   },
 })

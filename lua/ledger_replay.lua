@@ -1,20 +1,21 @@
 -- ledger_replay.lua (after ledger_lib.lua and ledger_lib_extra.lua): charges usage that an instance admitted on
 -- its own while Redis was unreachable (call path policy failOpen), exactly once.
--- KEYS[1]  <prefix>{<budget>}:ledger
--- KEYS[2]  <prefix>{<budget>}:hist:<minute>, the current history minute (the last key: `history_target` in
---          ledger_lib_extra.lua)
+-- KEYS     <base>:ledger, <base>:replayed:<replay_id>, <base>:hist:<minute> (the current history minute, the
+--          last key: `history_target` in ledger_lib_extra.lua)   (<base> = <prefix>{<budget>})
 -- ARGV     replay_id (1-64 characters of A-Z a-z 0-9 . _ -: the same id on every retry of one entry),
 --          app, requests (1..10^6), tokens (0..10^12: what Bedrock charged), dedupe_ms (how long the id is
 --          remembered, 1000..one year), input and output (0..10^12: input + cache write and output as Bedrock
 --          reported them, for the history)
 -- The usage is added to the newest bucket of the window, day and capped-app rings (it happened before now, so
 -- it leaves the window later than it really would: counting more, never less) and to this minute's history.
--- The id is remembered in `<base>:replayed:<id>` (SET NX PX), so a retry after a lost reply counts nothing twice.
+-- The id is remembered in `<base>:replayed:<id>` (KEYS[2], SET NX PX), so a retry after a lost reply counts nothing twice.
 -- Replies  {'replayed', tokens} | {'duplicate'} | {'no_budget'} | {'invalid', argument, reason}
 -- Redis cost: SET NX + TIME + HMGET + HSET (+ HMGET when a ring moves on) + the history's HMGET + HSET.
 
 local replay_id, app = ARGV[1], ARGV[2]
 if not valid_name(replay_id) then return { 'invalid', 'replay_id', NAME_RULE } end
+local keys_error = sibling_keys(':replayed:' .. replay_id)
+if keys_error then return keys_error end
 if not valid_name(app) then return { 'invalid', 'app', NAME_RULE } end
 local requests = int_arg(ARGV[3], 1, 1000000)
 if not requests then return { 'invalid', 'requests', 'must be an integer from 1 to 10^6' } end
@@ -31,7 +32,7 @@ if not v[1] or #v[1] ~= CONFIG_SIZE then return { 'no_budget' } end   -- absent,
 local now = now_ms()
 local history_key, history_minute = history_target(now, true)
 if not history_key then return history_minute end
-if not redis.call('SET', budget_key(':replayed:' .. replay_id), '1', 'NX', 'PX', dedupe_ms) then
+if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', dedupe_ms) then
   return { 'duplicate' }
 end
 

@@ -41,8 +41,16 @@ struct LedgerBenchmark: AsyncParsableCommand {
         }
         print("reserve+settle, single caller: p50 \(String(format: "%.1f", latency.percentile(0.5))) us, p99 \(String(format: "%.1f", latency.percentile(0.99))) us")
 
-        // 2. Throughput vs redis-benchmark running the same reserve script with the same arguments.
-        let reserveCommand = ["EVALSHA", QuotaLedger.reserveScript.sha1, "1", ledger.ledgerKey(unlimited), "bench", "interactive", "1", "1500"]
+        // 2. Throughput vs redis-benchmark running the same reserve script with the same arguments; each call names
+        // a new reservation record (redis-benchmark replaces __rand_int__ with a random 12-digit number), as each
+        // of the ledger's reservations does. Records expire after the lease (120 s): about 150 bytes each.
+        let base = String(ledger.ledgerKey(unlimited).dropLast(":ledger".count))
+        let random = ["-r", "1000000000000"]
+        let reserveArguments = ["bench", "interactive", "1", "1500"]
+        func keys(_ ledgerKey: String, record: String) -> [String] {
+            ["4", ledgerKey, base + ":res:" + record + "__rand_int__", base + ":inflight", base + ":probes"]
+        }
+        let reserveCommand = random + ["EVALSHA", QuotaLedger.reserveScript.sha1] + keys(ledger.ledgerKey(unlimited), record: "b") + reserveArguments
         print("  callers   reserve+settle pairs/s   reserve-only ops/s   redis-benchmark reserve ops/s   ratio (reserve-only)")
         for callers in options.callerCounts {
             let pairs = try await measureThroughput(total: options.requests / 2, callers: callers) {
@@ -65,11 +73,10 @@ struct LedgerBenchmark: AsyncParsableCommand {
         let floor = RedisScript(name: "bench_admission_floor", source: EmbeddedLuaScripts.benchAdmissionFloor)
         for script in [noop, floor] { try await redis.loadScript(script) }
         // The references get the reserve command's key count and arguments, so all three pay alike for them.
-        let reserveArguments = Array(reserveCommand.dropFirst(4))
         let probes: [(name: String, command: [String])] = [
             ("reserve (breaker + RPM + TPM + daily, one EVALSHA)", reserveCommand),
-            ("Redis work alone (TIME + HMGET + HSET, no Lua)", ["EVALSHA", floor.sha1, "1", floorKey] + reserveArguments),
-            ("empty script (return 1)", ["EVALSHA", noop.sha1, "1", floorKey] + reserveArguments),
+            ("Redis work alone (TIME + HMGET + GET + HSET + SET, no Lua)", random + ["EVALSHA", floor.sha1] + keys(floorKey, record: "f") + reserveArguments),
+            ("empty script (return 1)", random + ["EVALSHA", noop.sha1] + keys(floorKey, record: "n") + reserveArguments),
         ]
         var serverTimes = Array(repeating: [Double](), count: probes.count)
         for _ in 0..<serverTimeRounds {

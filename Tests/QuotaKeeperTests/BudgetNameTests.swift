@@ -28,7 +28,8 @@ struct BudgetNameTests {
             }
             await #expect(throws: LedgerError.self) { try await ledger.seed(configuration) }
             if (try? budget.validate()) != nil {  // addressable: the script itself must refuse it too
-                let reply = try await ledger.evaluate(LedgerScripts.configure, budget, ["seed", "win", "2000", "n", "20", "rpm", "5"])
+                let reply = try await ledger.evaluate(
+                    LedgerScripts.configure, budget, ["seed", "win", "2000", "n", "20", "rpm", "5"], keys: ledger.keys(budget).configure)
                 #expect(reply.tag == "invalid" && reply.array?[1].string == "budget", "\(reply)")
                 #expect(try await redis.send(["EXISTS", ledger.ledgerKey(budget)]) == .integer(0))
             }

@@ -127,6 +127,67 @@ struct LedgerTests {
         }
     }
 
+    @Test("removing the in-flight limit drops its leases; a hop margin change keeps what the window counts")
+    func configurationChangesKeepTheirKeys() async throws {
+        var configuration = testConfiguration(uniqueBudget("reconfigure"), rpm: 10)
+        configuration.inFlight = .init(limit: 2)
+        try await withLedger(configuration) { ledger, budget in
+            let held = try await ledger.reserve(budget, app: "app", tokens: 1)
+            #expect(try await ledger.status(of: budget).inFlight == 1)
+            configuration.inFlight = nil
+            try await ledger.updateBudget(configuration)
+            #expect(try await ledger.status(of: budget).inFlight == 0)
+            configuration.hopMargin = .seconds(1)   // 20 + 1 + 10 buckets counted now: a geometry change
+            try await ledger.updateBudget(configuration)
+            let status = try await ledger.status(of: budget)
+            #expect(status.window.requests == 1 && status.settings["hop"] == 1000)
+            // A new epoch: the old reservation's settle gives nothing back (its hold moved with the fold).
+            try await held.release()
+            #expect(try await ledger.status(of: budget).window.requests == 1)
+        }
+    }
+
+    @Test("a reserve and a settle whose replies are lost (server paused past the timeout) are retried and count once")
+    func unknownOutcomesAreRetriedOnce() async throws {
+        let server = try await RedisServerProcess()
+        var redisConfiguration = try RedisConfiguration(url: server.url())
+        redisConfiguration.timeouts.command = .milliseconds(300)
+        let redis = RedisClient(configuration: redisConfiguration)
+        let configuration = testConfiguration(uniqueBudget("unknown"), rpm: 10, tpm: 10_000)
+        let ledger = try QuotaLedger(redis: redis, keyPrefix: testKeyPrefix, budgets: [configuration])
+        let budget = configuration.id
+        try await ledger.seedBudgets()
+        try await ledger.loadScripts()
+        // Paused for 450 ms: the first attempt times out at 300 ms (its command already written), the retry
+        // with the same id is answered when the server resumes.
+        func whilePaused<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
+            server.pause()
+            let task = Task { try await body() }
+            try await Task.sleep(for: .milliseconds(450))
+            server.resume()
+            return try await task.value
+        }
+        let sequence = try await whilePaused {
+            try await ledger.reserve(budget, app: "app", tokens: 1000, id: "lost-reply").sequence
+        }
+        var status = try await ledger.status(of: budget)
+        #expect(status.window.requests == 1 && status.window.tokens == 1000, "held once")
+        let again = try await ledger.reserve(budget, app: "app", tokens: 1000, id: "lost-reply")
+        #expect(again.sequence == sequence)
+        let record = ReservationRecord(again)
+        _ = consume again
+        let settled = try await whilePaused {
+            try await ledger.finish(
+                record, mode: .settle, usage: TokenUsage(inputTokens: 100, outputTokens: 100), outcome: .success,
+                latency: .zero)
+        }
+        #expect(settled.chargedTokens == 200 && settled.returnedTokens == 800)   // the first attempt's answer
+        status = try await ledger.status(of: budget)
+        #expect(status.window.requests == 1 && status.window.tokens == 200, "settled once")
+        await redis.shutdown()
+        await server.stop()
+    }
+
     @Test("concurrent ceiling adjustments compose atomically; the bounds hold")
     func ceilingAdjustmentsAreAtomic() async throws {
         try await withLedger(testConfiguration(uniqueBudget("ceiling"), rpm: 100)) { ledger, budget in
@@ -324,17 +385,28 @@ struct LedgerTests {
                 ["app", "batch", "1", "1e12", "0"], ["app", "batch", "1.5", "5", "0"], ["app", "batch", "1", "5", "-1"],
                 ["app", "batch", "1", "5", "soon"], ["app", "interactive", "1"],
             ] {
-                let reply = try await ledger.evaluate(LedgerScripts.reserve, budget, arguments)
+                let keys = LedgerWire.ReserveArguments(
+                    reservationID: "r1", app: "app", priority: .batch, requests: 1, tokens: 1).keys(ledger.keys(budget))
+                let reply = try await ledger.evaluate(LedgerScripts.reserve, budget, arguments, keys: keys)
                 #expect(reply.tag == "invalid", "\(arguments) -> \(reply)")
             }
-            let settle = try await ledger.evaluate(
-                LedgerScripts.settle, budget,
-                ["settle", "1", "1", "app", "1", "1", "1", "10", "-1", "0", "0", "1", "success", "0", "i", "0"])
-            #expect(settle.tag == "invalid")
-            let zero = try await ledger.evaluate(LedgerScripts.configure, budget, ["set", "rpm", "0"])
-            #expect(zero.tag == "invalid")
-            let geometry = try await ledger.evaluate(LedgerScripts.configure, budget, ["set", "win", "1999"])
-            #expect(geometry.tag == "invalid")
+            let admitted = try await ledger.reserve(budget, app: "app", tokens: 10, id: "s1")
+            let settleKeys = LedgerWire.SettleArguments(
+                reservationID: "s1", mode: .settle, usage: TokenUsage(inputTokens: 0, outputTokens: 0), burndown: 1,
+                outcome: .success, latency: .zero, instance: "i").keys(ledger.keys(budget))
+            for arguments in [
+                ["settle", "-1", "0", "0", "1", "success", "0", "i"], ["done", "1", "0", "0", "1", "success", "0", "i"],
+                ["settle", "1", "0", "0", "nan", "success", "0", "i"], ["settle", "1", "0", "0", "1", "fine", "0", "i"],
+                ["settle", "1", "0", "0", "1", "success", "0", "bad instance"], ["settle", "1", "0", "0", "101", "none", "0", "i"],
+            ] {
+                let reply = try await ledger.evaluate(LedgerScripts.settle, budget, arguments, keys: settleKeys)
+                #expect(reply.tag == "invalid", "\(arguments) -> \(reply)")
+            }
+            try await admitted.release()   // none of the refused settles consumed it
+            for arguments in [["set", "rpm", "0"], ["set", "win", "1999"], ["set", "hop", "-1"], ["adjust_ceiling", "lower", "2", "0.5"]] {
+                let reply = try await ledger.evaluate(LedgerScripts.configure, budget, arguments, keys: ledger.keys(budget).configure)
+                #expect(reply.tag == "invalid", "\(arguments) -> \(reply)")
+            }
         }
         var zeroLimit = testConfiguration(uniqueBudget("invalid"), rpm: 0)
         #expect(throws: LedgerError.self) { try zeroLimit.validate() }
@@ -437,9 +509,10 @@ struct LedgerTests {
                     arguments: ["capped", "interactive", "1", "100", "0", String(count)])
                 #expect(reply.integer == Int64(count))
             }
-            // 10^3 spread over more than one window, so every bucket of the ring has been written.
-            for _ in 0..<25 {
-                try await reserve(40)
+            // 10^3 spread over two windows (the rings count 20 + 1 + 3 buckets), so that every slot of every ring
+            // has been written even when a slow host skips a bucket now and then.
+            for _ in 0..<50 {
+                try await reserve(20)
                 try await Task.sleep(for: .milliseconds(100))
             }
             let small = try #require(try await ledger.redis.send(["MEMORY", "USAGE", key, "SAMPLES", "0"]).integer)

@@ -45,7 +45,7 @@ extension QuotaLedger {
     }
 
     private func breakerCommand(_ budget: BudgetID, _ arguments: [String]) async throws {
-        let reply = try await run(LedgerScripts.breakerAdmin, budget, arguments)
+        let reply = try await run(LedgerScripts.breakerAdmin, budget, arguments, keys: keys(budget).breakerAdmin)
         guard reply.tag == "ok" else { throw Self.unexpected(reply, LedgerScripts.breakerAdmin) }
         logger.debug("breaker command", metadata: ["quotakeeper.budget": "\(budget)", "quotakeeper.command": "\(arguments[0])"])
     }

@@ -220,8 +220,7 @@ struct AdmissionTicket: ~Copyable, Sendable {
             let settlement = try await ledger.finish(record, mode: .settle, usage: usage, outcome: outcome, latency: latency)
             return (settlement.chargedTokens, settlement.breakerState)
         case .local(let hold, let app):
-            let charged = usage.inputTokens + usage.cacheWriteInputTokens
-                + Int((Double(usage.outputTokens) * ledger.burndown.rate(for: hold.budget.model)).rounded(.up))
+            let charged = ledger.burndown.charge(usage, model: hold.budget.model)
             localShare.finish(hold, chargedTokens: charged)
             journal.record(budget: hold.budget, app: app, tokens: charged, usage: usage)
             return (charged, nil)

@@ -35,6 +35,13 @@ public struct BurndownTable: Sendable, Hashable {
         return best?.rate ?? defaultRate
     }
 
+    /// What Bedrock charges for a finished call of `model`: `input + cache-write + ceil(output x burndown)`;
+    /// cache reads are held at admission but not charged. The one charge formula on the Swift side
+    /// (`lua/ledger_settle.lua` applies the same one in Redis).
+    public func charge(_ usage: TokenUsage, model: String) -> Int {
+        usage.inputTokens + usage.cacheWriteInputTokens + Int((Double(usage.outputTokens) * rate(for: model)).rounded(.up))
+    }
+
     /// A copy with `rate` for models containing `pattern`.
     public func overriding(_ pattern: String, with rate: Double) -> BurndownTable {
         var copy = self

@@ -14,6 +14,14 @@ enum LedgerWire {
         var inFlight: String { base + ":inflight" }
         var probes: String { base + ":probes" }
         var failers: String { base + ":failers" }
+        func replayed(_ replayID: String) -> String { base + ":replayed:" + replayID }
+
+        /// KEYS of `ledger_configure`.
+        var configure: [String] { [ledger, inFlight] }
+        /// KEYS of `ledger_read` and `ledger_delete`.
+        var readOrDelete: [String] { [ledger, inFlight, probes, failers] }
+        /// KEYS of `breaker_admin`.
+        var breakerAdmin: [String] { [ledger, probes, failers] }
         /// One minute's history (minute = Redis ms / 60000; QuotaLedger+History.swift).
         func history(minute: Int64) -> String { base + ":hist:" + String(minute) }
         /// The waiting line: tickets by tag (zset), ticket expiries (zset), ticket index and app tags (hash).

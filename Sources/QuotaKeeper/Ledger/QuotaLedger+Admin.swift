@@ -93,7 +93,7 @@ extension QuotaLedger {
     /// - Returns: keys removed (0 if the budget did not exist).
     @discardableResult
     public func deleteBudget(_ budget: BudgetID) async throws -> Int {
-        let reply = try await evaluate(LedgerScripts.delete, budget, ["delete"])
+        let reply = try await evaluate(LedgerScripts.delete, budget, ["delete"], keys: keys(budget).readOrDelete)
         let removed = Int(reply.integers.count == 2 ? reply.integers[1] : 0)
         return removed + (try await deleteHistory(of: budget))
     }
@@ -103,14 +103,14 @@ extension QuotaLedger {
     ///
     /// Redis cost: one `EVALSHA` (`ledger_delete` reset_usage): TIME + HMGET + HKEYS + HDEL + HSET + DEL.
     public func resetUsage(of budget: BudgetID) async throws {
-        _ = try await run(LedgerScripts.delete, budget, ["reset_usage"])
+        _ = try await run(LedgerScripts.delete, budget, ["reset_usage"], keys: keys(budget).readOrDelete)
     }
 
     /// The budget's configuration, usage per window and bucket, capped apps, leases and breaker, as stored now.
     ///
     /// Redis cost: one `EVALSHA` (`ledger_read`): HMGET + HKEYS + one HMGET per ring + 3 ZCOUNT; for operators.
     public func status(of budget: BudgetID) async throws -> BudgetStatus {
-        let reply = try await run(LedgerScripts.read, budget, [])
+        let reply = try await run(LedgerScripts.read, budget, [], keys: keys(budget).readOrDelete)
         guard case .bulkString = reply, let json = reply.string else { throw Self.unexpected(reply, LedgerScripts.read) }
         do {
             return try BudgetStatus.decode(json)
@@ -127,6 +127,6 @@ extension QuotaLedger {
     }
 
     private func configure(_ budget: BudgetID, mode: String, _ settings: [String]) async throws -> RedisReply {
-        try await run(LedgerScripts.configure, budget, [mode] + settings)
+        try await run(LedgerScripts.configure, budget, [mode] + settings, keys: keys(budget).configure)
     }
 }

@@ -42,7 +42,10 @@ extension QuotaLedger {
             String(replay.inputTokens), String(replay.outputTokens),
         ]
         let minute = try await redisMilliseconds() / 60_000
-        let reply = try await run(LedgerScripts.replay, replay.budget, arguments, keys: [ledgerKey(replay.budget), historyKey(replay.budget, minute: minute)])
+        let keys = keys(replay.budget)
+        let reply = try await run(
+            LedgerScripts.replay, replay.budget, arguments,
+            keys: [keys.ledger, keys.replayed(replay.id), historyKey(replay.budget, minute: minute)])
         switch reply.tag {
         case "replayed": return true
         case "duplicate": return false

@@ -267,8 +267,9 @@ public struct QuotaLedger: Sendable {
         return settlement
     }
 
-    /// Attempts in all for an idempotent script call (reserve, settle) whose outcome was unknown: a timeout or
-    /// a connection closed after the command was written. Each attempt is bounded by the command timeout.
+    /// Attempts in all for an idempotent script call (reserve, settle) whose outcome was unknown
+    /// (`RedisError.outcomeUnknown`: a timeout, or a connection lost after the command was written). Each
+    /// attempt is bounded by the command timeout.
     static let unknownOutcomeAttempts = 3
 
     /// Runs `body`, again with the same arguments while Redis's answer is lost and attempts remain.
