@@ -1,5 +1,4 @@
 import Logging
-import Metrics
 import Synchronization
 
 /// Lowers a budget's effective ceiling fleet-wide when Bedrock throttles calls the ledger admitted (the real
@@ -16,12 +15,14 @@ final class AdaptiveCeilingController: Sendable {
     let ledger: QuotaLedger
     let configuration: CallPathConfiguration.AdaptiveCeiling
     let logger: Logger
+    let metrics: CallPathMetrics
     private let adjusted = Mutex<[BudgetID: Adjustment]>([:])
 
-    init(ledger: QuotaLedger, configuration: CallPathConfiguration.AdaptiveCeiling, logger: Logger) {
+    init(ledger: QuotaLedger, configuration: CallPathConfiguration.AdaptiveCeiling, logger: Logger, metrics: CallPathMetrics) {
         self.ledger = ledger
         self.configuration = configuration
         self.logger = logger
+        self.metrics = metrics
     }
 
     /// Bedrock throttled a call the ledger admitted: multiply the ceiling by the decrease factor.
@@ -70,6 +71,6 @@ final class AdaptiveCeilingController: Sendable {
 
     private func record(_ ceiling: Double, for budget: BudgetID) {
         adjusted.withLock { $0[budget] = Adjustment(ceiling: ceiling, changedAt: .now) }
-        Gauge(label: "quotakeeper_effective_ceiling", dimensions: [("budget", budget.description)]).record(ceiling)
+        metrics.effectiveCeiling(of: budget, ceiling)
     }
 }

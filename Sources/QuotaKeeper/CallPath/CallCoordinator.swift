@@ -1,7 +1,6 @@
 import BedrockErrors
 import Foundation
 import Logging
-import Metrics
 
 /// The resilient call path: one call that admits against the fleet ledger and breaker, calls Bedrock through
 /// the caller's own closure, classifies the outcome, retries with full jitter, waits for budget, falls over
@@ -29,15 +28,28 @@ public struct CallCoordinator: Sendable {
     let localShare = LocalShareLimiter()
     let journal: ReplayJournal
     let logger: Logger
+    let policy: CallPathPolicy
+    let metrics = CallPathMetrics()
+    /// The random source of the retries' full jitter: uniform in 0...1.
+    let randomFraction: @Sendable () -> Double
 
     /// Creates the call path over a ledger.
+    /// - Parameter logger: for what is not one call's (ceiling changes, fail-open replays), and for calls
+    ///   made without a logger of their own.
     public init(ledger: QuotaLedger, configuration: CallPathConfiguration = .init(), logger: Logger = Logger(label: "quotakeeper.call", factory: { _ in SwiftLogNoOpLogHandler() })) {
+        self.init(ledger: ledger, configuration: configuration, logger: logger, randomFraction: { Double.random(in: 0...1) })
+    }
+
+    /// Creates the call path with its jitter drawn from `randomFraction` (tests make it exact).
+    init(ledger: QuotaLedger, configuration: CallPathConfiguration, logger: Logger, randomFraction: @escaping @Sendable () -> Double) {
         self.ledger = ledger
         self.configuration = configuration
         self.retryBudget = RetryBudget(ledger: ledger, configuration: configuration.retryBudget)
-        self.ceiling = AdaptiveCeilingController(ledger: ledger, configuration: configuration.adaptiveCeiling, logger: logger)
+        self.ceiling = AdaptiveCeilingController(ledger: ledger, configuration: configuration.adaptiveCeiling, logger: logger, metrics: metrics)
         self.journal = ReplayJournal(instanceID: ledger.instanceID)
         self.logger = logger
+        self.policy = CallPathPolicy(retry: configuration.retry, storeFailurePolicy: configuration.storeFailurePolicy)
+        self.randomFraction = randomFraction
     }
 
     /// Replays usage admitted on the local share while Redis was away (policy `failOpen`) into the ledger now.
@@ -59,24 +71,26 @@ public struct CallCoordinator: Sendable {
     ///   - route: targets in order of preference (e.g. in-Region model, geo profile, a smaller model).
     ///   - estimate: input and max output tokens: what Bedrock holds at the start.
     ///   - options: app, priority, deadline and waiting policy.
+    ///   - logger: the caller's logger for this call (its metadata is kept); nil: the coordinator's.
     ///   - operation: the Bedrock call for a target; returns the value and the usage Bedrock reported.
     /// - Throws: `CallPathError` saying for every target why it was not used, or `CancellationError`.
     public func call<Value: Sendable>(
-        route: [BudgetID], estimate: CallEstimate, options: CallOptions,
+        route: [BudgetID], estimate: CallEstimate, options: CallOptions, logger: Logger? = nil,
         _ operation: @escaping @Sendable (BudgetID) async throws -> CallCompletion<Value>
     ) async throws -> CallResult<Value> {
-        try await admitAndCall(route: route, estimate: estimate, options: options, settlesOnSuccess: true, operation).result
+        try await admitAndCall(route: route, estimate: estimate, options: options, logger: logger ?? self.logger, settlesOnSuccess: true, operation).result
     }
 
-    /// The call path shared by ``call(route:estimate:options:_:)`` and the streaming form: admission,
-    /// retries, waits and fallback around `operation`. With `settlesOnSuccess` false, a successful call's
-    /// reservation is not settled but handed back (the stream settles it when it ends).
+    /// The driver shared by ``call(route:estimate:options:logger:_:)`` and the streaming form: it performs
+    /// what ``CallPathPolicy`` decides (admission, retries, waits, fallback) around `operation`. With
+    /// `settlesOnSuccess` false, a successful call's reservation is not settled but handed back (the stream
+    /// settles it when it ends).
     func admitAndCall<Value: Sendable>(
-        route: [BudgetID], estimate: CallEstimate, options: CallOptions, settlesOnSuccess: Bool,
+        route: [BudgetID], estimate: CallEstimate, options: CallOptions, logger callLogger: Logger, settlesOnSuccess: Bool,
         _ operation: @escaping @Sendable (BudgetID) async throws -> CallCompletion<Value>
     ) async throws -> (result: CallResult<Value>, reservation: HeldReservation?) {
         try validate(route: route, estimate: estimate, options: options)
-        var logger = logger
+        var logger = callLogger
         logger[metadataKey: "quotakeeper.request_id"] = "\(options.requestID)"
         logger[metadataKey: "quotakeeper.app"] = "\(options.app)"
         let clock = ContinuousClock()
@@ -85,148 +99,157 @@ public struct CallCoordinator: Sendable {
         var failures: [TargetFailure] = []
         var attempts = 0
         var waited = Duration.zero
+        var position = CallPathPolicy.Position(index: 0, count: route.count, attempts: 0)
+        logger[metadataKey: "quotakeeper.budget"] = "\(route[0])"
 
-        for (index, target) in route.enumerated() {
-            logger[metadataKey: "quotakeeper.budget"] = "\(target)"
-            let isLastTarget = index == route.count - 1
-            var targetAttempts = 0
-            targetLoop: while true {
-                let remaining = deadline - clock.now
-                guard remaining > .zero else {
-                    failures += route[index...].map { TargetFailure(target: $0, reason: .deadlineExceeded) }
-                    throw finalError(.deadlineExceeded, "the deadline of \(options.deadline) passed", failures, logger)
+        /// Performs a decision that ends the attempts on the current target; returns normally on a fall-over.
+        func moveOn(_ decision: CallPathPolicy.Decision, underlying: BedrockError? = nil) throws(CallPathError) {
+            let target = route[position.index]
+            switch decision {
+            case .fallOver(let next, let reason):
+                failures.append(TargetFailure(target: target, reason: reason))
+                metrics.fellOver(from: target, to: route[next])
+                logger.debug("falling over to the next target", metadata: ["quotakeeper.next_budget": "\(route[next])"])
+                position = CallPathPolicy.Position(index: next, count: route.count, attempts: 0)
+                logger[metadataKey: "quotakeeper.budget"] = "\(route[next])"
+            case .fail(let code, let reason):
+                if let reason { failures.append(TargetFailure(target: target, reason: reason)) }
+                let message = switch code {
+                case .nonRetryable: "Bedrock refused the request (\(underlying?.kind.rawValue ?? "unknown")): not retried"
+                default: "no target of the route served the call"
                 }
-                let maximumWait = min(remaining, options.maximumWaitPerTarget ?? (isLastTarget ? remaining : .zero))
-
-                // 1. Admission: breaker and every limit in one round trip, waiting for budget within maximumWait.
-                let ticket: AdmissionTicket
-                let admissionStarted = clock.now
-                do {
-                    let reservation = try await ledger.acquire(
-                        target, app: options.app, priority: options.priority, tokens: estimate.heldTokens, maxWait: maximumWait)
-                    ticket = AdmissionTicket(reservation, ledger: ledger, localShare: localShare, journal: journal)
-                    if !journal.isEmpty {
-                        let (journal, ledger, logger) = (journal, ledger, logger)
-                        Task { await journal.flush(into: ledger, logger: logger) }
-                    }
-                } catch let error as LedgerError {
-                    waited += clock.now - admissionStarted
-                    switch error.code {
-                    case .budgetExhausted, .waitBeyondDeadline:   // falls over at once, never waits out the deadline
-                        let denial = error.denial
-                        let reason: TargetFailure.Reason = denial.map {
-                            $0.reason == .breakerOpen ? .breakerOpen(retryAfter: $0.retryAfter) : .budgetExhausted($0)
-                        } ?? .breakerOpen(retryAfter: nil)
-                        failures.append(TargetFailure(target: target, reason: reason))
-                        Counter(label: "quotakeeper_call_denials_total", dimensions: [("budget", target.description), ("limit", denial?.reason.rawValue ?? "unknown")]).increment()
-                        logger.debug("target skipped", metadata: ["quotakeeper.reason": "\(failures.last!)"])
-                        break targetLoop
-                    case .storeUnavailable:
-                        guard case .failOpen(let instances) = configuration.storeFailurePolicy else {
-                            throw finalError(.storeUnavailable, "the quota ledger is unreachable (policy failClosed): \(error.message)", failures, logger, underlying: error)
-                        }
-                        guard let budget = ledger.configurations[target] else {
-                            failures.append(TargetFailure(target: target, reason: .storeUnavailable(error.message)))
-                            break targetLoop
-                        }
-                        guard let hold = localShare.admit(budget, tokens: estimate.heldTokens, expectedInstances: instances) else {
-                            failures.append(TargetFailure(target: target, reason: .localShareExhausted))
-                            Counter(label: "quotakeeper_call_denials_total", dimensions: [("budget", target.description), ("limit", "local_share")]).increment()
-                            break targetLoop
-                        }
-                        ticket = AdmissionTicket(local: hold, app: options.app, ledger: ledger, localShare: localShare, journal: journal)
-                        Counter(label: "quotakeeper_fail_open_admissions_total", dimensions: [("budget", target.description)]).increment()
-                        logger.info("Redis unreachable: admitted on this instance's local share", metadata: ["quotakeeper.error": "\(error.message)"])
-                    default:
-                        throw CallPathError(code: .invalidRequest, message: error.message, failures: failures, underlying: error)
-                    }
-                }
-                let admissionWait = clock.now - admissionStarted
-                waited += admissionWait
-                Timer(label: "quotakeeper_admission_wait_seconds", dimensions: [("budget", target.description)]).recordDuration(admissionWait)
-
-                // 2. The caller's Bedrock call, bounded by the deadline.
-                attempts += 1
-                targetAttempts += 1
-                if targetAttempts == 1 { retryBudget.recordCall(on: target) }
-                let callStarted = clock.now
-                let outcome = await Self.run(until: deadline) { try await operation(target) }
-                let latency = clock.now - callStarted
-
-                switch outcome {
-                case .success(let completion) where !settlesOnSuccess:
-                    // quotakeeper_calls_total and the call duration are recorded when the stream ends.
-                    let result = CallResult(
-                        value: completion.value, target: target, isFallback: index > 0, attempts: attempts, waited: waited,
-                        skipped: failures, chargedTokens: nil)
-                    return (result, HeldReservation(ticket))
-
-                case .success(let completion):
-                    var charged: Int?
-                    do {
-                        // The breaker's own slow-call threshold judges the latency.
-                        let wasProbe = ticket.isProbe
-                        let settled = try await ticket.settle(usage: completion.usage, outcome: .success, latency: latency)
-                        charged = settled.chargedTokens
-                        logBreakerTransition(settled.breaker, afterProbe: wasProbe, logger: logger)
-                    } catch {
-                        logger.debug("settlement failed; the held tokens stay counted until they leave the window", metadata: ["quotakeeper.error": "\(error)"])
-                    }
-                    Counter(label: "quotakeeper_calls_total", dimensions: [("budget", target.description), ("outcome", index == 0 ? "served" : "served_by_fallback")]).increment()
-                    Timer(label: "quotakeeper_call_duration_seconds", dimensions: [("budget", target.description)]).recordDuration(clock.now - started)
-                    await ceiling.success(on: target)
-                    let result = CallResult(
-                        value: completion.value, target: target, isFallback: index > 0, attempts: attempts, waited: waited,
-                        skipped: failures, chargedTokens: charged)
-                    return (result, nil)
-
-                case .failure(let error) where error is CancellationError || Task.isCancelled:
-                    // In flight when cancelled: Bedrock may have charged; count the worst case.
-                    ticket.settleDetached(usage: estimate.worstCaseUsage, outcome: .notCounted, latency: latency, logger: logger)
-                    throw CancellationError()
-
-                case .failure(let error):
-                    let failure = error is DeadlinePassed
-                        ? BedrockError(kind: .timeout, message: "the call's deadline passed while Bedrock was answering", source: .client)
-                        : configuration.classifier.classify(error)
-                    let kind = failure.kind
-                    Counter(label: "quotakeeper_bedrock_errors_total", dimensions: [("budget", target.description), ("kind", kind.rawValue)]).increment()
-                    logger.debug("Bedrock call failed", metadata: ["quotakeeper.kind": "\(kind.rawValue)", "quotakeeper.attempt": "\(targetAttempts)"])
-                    await finishFailed(ticket, kind: kind, estimate: estimate, latency: latency, logger: logger)
-                    if kind == .tooManyConnections {
-                        Counter(label: "quotakeeper_too_many_connections_total", dimensions: [("budget", target.description)]).increment()
-                    }
-                    if kind.isQuotaThrottle { await ceiling.unexpectedThrottle(on: target) }
-
-                    if kind.isClientFault || kind == .modelError || kind == .unknown {
-                        failures.append(TargetFailure(target: target, reason: .failed(failure, attempts: targetAttempts)))
-                        throw finalError(.nonRetryable, "Bedrock refused the request (\(kind.rawValue)): not retried", failures, logger, underlying: failure)
-                    }
-                    guard kind.isRetryable, !kind.shouldFallBack, targetAttempts < configuration.retry.maximumAttemptsPerTarget else {
-                        failures.append(TargetFailure(target: target, reason: .failed(failure, attempts: targetAttempts)))
-                        break targetLoop
-                    }
-                    guard await retryBudget.permitRetry(on: target) else {
-                        Counter(label: "quotakeeper_retries_denied_total", dimensions: [("budget", target.description)]).increment()
-                        failures.append(TargetFailure(target: target, reason: .retryBudgetExhausted(failure)))
-                        break targetLoop
-                    }
-                    let delay = fullJitterDelay(afterAttempt: targetAttempts)
-                    guard clock.now + delay < deadline else {
-                        failures.append(TargetFailure(target: target, reason: .failed(failure, attempts: targetAttempts)))
-                        break targetLoop
-                    }
-                    Counter(label: "quotakeeper_retries_total", dimensions: [("budget", target.description), ("kind", kind.rawValue)]).increment()
-                    try await Task.sleep(for: delay)
-                    waited += delay
-                }
-            }
-            if !isLastTarget {
-                Counter(label: "quotakeeper_fallbacks_total", dimensions: [("from", target.description), ("to", route[index + 1].description)]).increment()
-                logger.debug("falling over to the next target", metadata: ["quotakeeper.next_budget": "\(route[index + 1])"])
+                throw finalError(code, message, failures, logger, underlying: code == .nonRetryable ? underlying : nil)
+            case .deadlinePassed:
+                failures += route[position.index...].map { TargetFailure(target: $0, reason: .deadlineExceeded) }
+                throw finalError(.deadlineExceeded, "the deadline of \(options.deadline) passed", failures, logger)
+            case .admit, .admitOnLocalShare, .askFleetForRetry, .retry:
+                preconditionFailure("\(decision) does not end a target's attempts")
             }
         }
-        throw finalError(.allTargetsFailed, "no target of the route served the call", failures, logger)
+
+        while true {
+            let target = route[position.index]
+            let admit = policy.beforeAttempt(at: position, now: clock.now, deadline: deadline, maximumWaitPerTarget: options.maximumWaitPerTarget)
+            guard case .admit(let maximumWait) = admit else {
+                try moveOn(admit)
+                continue
+            }
+
+            // 1. Admission: breaker and every limit in one round trip, waiting for budget within maximumWait.
+            let ticket: AdmissionTicket
+            let admissionStarted = clock.now
+            do {
+                let reservation = try await ledger.acquire(
+                    target, app: options.app, priority: options.priority, tokens: estimate.heldTokens, maxWait: maximumWait)
+                ticket = AdmissionTicket(reservation, ledger: ledger, localShare: localShare, journal: journal)
+                if !journal.isEmpty {
+                    let (journal, ledger, logger) = (journal, ledger, logger)
+                    Task { await journal.flush(into: ledger, logger: logger) }
+                }
+            } catch let error as LedgerError {
+                waited += clock.now - admissionStarted
+                switch error.code {
+                case .budgetExhausted, .waitBeyondDeadline:   // falls over at once, never waits out the deadline
+                    let denial = error.denial
+                    let reason: TargetFailure.Reason = denial.map {
+                        $0.reason == .breakerOpen ? .breakerOpen(retryAfter: $0.retryAfter) : .budgetExhausted($0)
+                    } ?? .breakerOpen(retryAfter: nil)
+                    metrics.denied(on: target, limit: denial?.reason.rawValue ?? "unknown")
+                    logger.debug("target skipped", metadata: ["quotakeeper.reason": "\(TargetFailure(target: target, reason: reason))"])
+                    try moveOn(policy.after(.notAdmitted(reason), at: position, now: clock.now, deadline: deadline, randomFraction: 0))
+                    continue
+                case .storeUnavailable:
+                    guard case .admitOnLocalShare(let instances) = policy.after(.storeUnavailable, at: position, now: clock.now, deadline: deadline, randomFraction: 0) else {
+                        throw finalError(.storeUnavailable, "the quota ledger is unreachable (policy failClosed): \(error.message)", failures, logger, underlying: error)
+                    }
+                    guard let budget = ledger.configurations[target] else {
+                        try moveOn(policy.after(.notAdmitted(.storeUnavailable(error.message)), at: position, now: clock.now, deadline: deadline, randomFraction: 0))
+                        continue
+                    }
+                    guard let hold = localShare.admit(budget, tokens: estimate.heldTokens, expectedInstances: instances) else {
+                        metrics.denied(on: target, limit: "local_share")
+                        try moveOn(policy.after(.notAdmitted(.localShareExhausted), at: position, now: clock.now, deadline: deadline, randomFraction: 0))
+                        continue
+                    }
+                    ticket = AdmissionTicket(local: hold, app: options.app, ledger: ledger, localShare: localShare, journal: journal)
+                    metrics.failOpenAdmission(on: target)
+                    logger.info("Redis unreachable: admitted on this instance's local share", metadata: ["quotakeeper.error": "\(error.message)"])
+                default:
+                    throw CallPathError(code: .invalidRequest, message: error.message, failures: failures, underlying: error)
+                }
+            }
+            let admissionWait = clock.now - admissionStarted
+            waited += admissionWait
+            metrics.admissionWait(on: target, admissionWait)
+
+            // 2. The caller's Bedrock call, bounded by the deadline.
+            attempts += 1
+            position.attempts += 1
+            if position.attempts == 1 { retryBudget.recordCall(on: target) }
+            let callStarted = clock.now
+            let outcome = await Self.run(until: deadline) { try await operation(target) }
+            let latency = clock.now - callStarted
+            let isFallback = position.index > 0
+
+            switch outcome {
+            case .success(let completion) where !settlesOnSuccess:
+                // quotakeeper_calls_total and the call duration are recorded when the stream ends.
+                let result = CallResult(
+                    value: completion.value, target: target, isFallback: isFallback, attempts: attempts, waited: waited,
+                    skipped: failures, chargedTokens: nil)
+                return (result, HeldReservation(ticket))
+
+            case .success(let completion):
+                var charged: Int?
+                do {
+                    // The breaker's own slow-call threshold judges the latency.
+                    let wasProbe = ticket.isProbe
+                    let settled = try await ticket.settle(usage: completion.usage, outcome: .success, latency: latency)
+                    charged = settled.chargedTokens
+                    logBreakerTransition(settled.breaker, afterProbe: wasProbe, logger: logger)
+                } catch {
+                    logger.debug("settlement failed; the held tokens stay counted until they leave the window", metadata: ["quotakeeper.error": "\(error)"])
+                }
+                metrics.callFinished(budget: target.description, outcome: isFallback ? "served_by_fallback" : "served")
+                metrics.callDuration(on: target, clock.now - started)
+                await ceiling.success(on: target)
+                let result = CallResult(
+                    value: completion.value, target: target, isFallback: isFallback, attempts: attempts, waited: waited,
+                    skipped: failures, chargedTokens: charged)
+                return (result, nil)
+
+            case .failure(let error) where error is CancellationError || Task.isCancelled:
+                // In flight when cancelled: Bedrock may have charged; count the worst case.
+                ticket.settleDetached(usage: estimate.worstCaseUsage, outcome: .notCounted, latency: latency, logger: logger)
+                throw CancellationError()
+
+            case .failure(let error):
+                let failure = error is DeadlinePassed
+                    ? BedrockError(kind: .timeout, message: "the call's deadline passed while Bedrock was answering", source: .client)
+                    : configuration.classifier.classify(error)
+                let kind = failure.kind
+                metrics.bedrockError(on: target, kind: kind)
+                logger.debug("Bedrock call failed", metadata: ["quotakeeper.kind": "\(kind.rawValue)", "quotakeeper.attempt": "\(position.attempts)"])
+                await finishFailed(ticket, kind: kind, estimate: estimate, latency: latency, logger: logger)
+                if kind.isQuotaThrottle { await ceiling.unexpectedThrottle(on: target) }
+
+                var decision = policy.after(.failed(failure), at: position, now: clock.now, deadline: deadline, randomFraction: randomFraction())
+                if case .askFleetForRetry = decision {
+                    let permitted = await retryBudget.permitRetry(on: target)
+                    if !permitted { metrics.retryDenied(on: target) }
+                    decision = policy.after(
+                        .fleetRetryAnswer(permitted: permitted, after: failure), at: position, now: clock.now, deadline: deadline,
+                        randomFraction: randomFraction())
+                }
+                guard case .retry(let delay) = decision else {
+                    try moveOn(decision, underlying: failure)
+                    continue
+                }
+                metrics.retried(on: target, kind: kind)
+                try await Task.sleep(for: delay)
+                waited += delay
+            }
+        }
     }
 
     // MARK: Pieces
@@ -251,15 +274,13 @@ public struct CallCoordinator: Sendable {
         }
     }
 
-    /// Gives back or charges a failed call's reservation and reports the outcome to the breaker.
-    ///
-    /// Bedrock does not charge throttled or failed requests, so their tokens are released; a timeout or
-    /// model error may have been charged, so the worst case is settled (counting more, never less).
+    /// Gives back or charges a failed call's reservation and reports the outcome to the breaker, as
+    /// ``CallPathPolicy/finishing(_:)`` says.
     private func finishFailed(_ ticket: consuming AdmissionTicket, kind: BedrockErrorKind, estimate: CallEstimate, latency: Duration, logger: Logger) async {
-        let outcome: CallOutcome = kind.countsAsBreakerFailure ? .failure : .notCounted
+        let (settlesWorstCase, outcome) = CallPathPolicy.finishing(kind)
         let wasProbe = ticket.isProbe
         do {
-            let breaker = if kind == .timeout || kind == .modelError {
+            let breaker = if settlesWorstCase {
                 try await ticket.settle(usage: estimate.worstCaseUsage, outcome: outcome, latency: latency).breaker
             } else {
                 try await ticket.release(outcome: outcome, latency: latency)
@@ -285,14 +306,6 @@ public struct CallCoordinator: Sendable {
         }
     }
 
-    /// Full jitter: uniform in [0, min(maximumDelay, baseDelay x 2^(attempt-1))].
-    private func fullJitterDelay(afterAttempt attempt: Int) -> Duration {
-        let base = Double(configuration.retry.baseDelay.millisecondsRoundedUp)
-        let cap = Double(configuration.retry.maximumDelay.millisecondsRoundedUp)
-        let ceiling = min(cap, base * pow(2, Double(max(0, attempt - 1))))
-        return .milliseconds(Int64(Double.random(in: 0...ceiling)))
-    }
-
     private func finalError(
         _ code: CallPathError.Code, _ message: String, _ failures: [TargetFailure], _ logger: Logger,
         underlying: (any Error & Sendable)? = nil
@@ -305,7 +318,7 @@ public struct CallCoordinator: Sendable {
         if pool {
             message += " (\"Too many connections\" usually means the client's own HTTP connection pool is too small for its concurrency: raise it and share one client)"
         }
-        Counter(label: "quotakeeper_calls_total", dimensions: [("budget", failures.first?.target.description ?? "none"), ("outcome", "failed_\(code)")]).increment()
+        metrics.callFinished(budget: failures.first?.target.description ?? "none", outcome: "failed_\(code)")
         logger.debug("call failed", metadata: ["quotakeeper.error_code": "\(code)", "quotakeeper.targets": "\(failures.map(\.description))"])
         return CallPathError(code: code, message: message, failures: failures, underlying: underlying)
     }
@@ -343,13 +356,5 @@ extension CallEstimate {
         TokenUsage(
             inputTokens: inputTokens, outputTokens: maxOutputTokens, cacheReadInputTokens: cacheReadTokens,
             cacheWriteInputTokens: cacheWriteTokens)
-    }
-}
-
-extension Timer {
-    /// Records a `Duration` (nanosecond resolution).
-    func recordDuration(_ duration: Duration) {
-        let (seconds, attoseconds) = duration.components
-        recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
     }
 }

@@ -1,11 +1,10 @@
 import BedrockErrors
 import Foundation
 import Logging
-import Metrics
 import Synchronization
 
 /// What the call path needs to know about one event of a streamed Bedrock answer (see
-/// ``CallCoordinator/callStreaming(route:estimate:options:meter:_:)``).
+/// ``CallCoordinator/callStreaming(route:estimate:options:logger:meter:_:)``).
 public struct StreamEventReading: Sendable, Hashable {
     /// Whether the event carries generated content for the caller (a text or tool-input delta, a block
     /// start). The first such event commits the call to its target: no retry or fallback after it.
@@ -70,16 +69,18 @@ extension CallCoordinator {
     /// - Returns: The stream (already started) and the target serving it.
     /// - Throws: ``CallPathError`` saying for every target why it was not used, or `CancellationError`.
     public func callStreaming<Event: Sendable>(
-        route: [BudgetID], estimate: CallEstimate, options: CallOptions,
+        route: [BudgetID], estimate: CallEstimate, options: CallOptions, logger: Logger? = nil,
         meter: @escaping @Sendable (Event) -> StreamEventReading,
         _ open: @escaping @Sendable (BudgetID) async throws -> AsyncThrowingStream<Event, any Error>
     ) async throws -> CallResult<CallStream<Event>> {
         let started = ContinuousClock.now
         let coordinator = self
+        let logger = logger ?? self.logger
         let (result, reservation) = try await admitAndCall(
-            route: route, estimate: estimate, options: options, settlesOnSuccess: false
+            route: route, estimate: estimate, options: options, logger: logger, settlesOnSuccess: false
         ) { target in
-            let relay = StreamRelay<Event>(target: target, estimate: estimate, callStarted: started, meter: meter, coordinator: coordinator)
+            let relay = StreamRelay<Event>(
+                target: target, estimate: estimate, callStarted: started, meter: meter, coordinator: coordinator, logger: logger)
             relay.start(try await open(target))
             try await relay.waitForFirstContent()
             return CallCompletion(value: relay, usage: TokenUsage(inputTokens: 0, outputTokens: 0))
@@ -148,15 +149,17 @@ final class StreamRelay<Event: Sendable>: Sendable {
     private let callStarted: ContinuousClock.Instant
     private let meter: @Sendable (Event) -> StreamEventReading
     private let coordinator: CallCoordinator
+    private let logger: Logger
 
     init(target: BudgetID, estimate: CallEstimate, callStarted: ContinuousClock.Instant,
-         meter: @escaping @Sendable (Event) -> StreamEventReading, coordinator: CallCoordinator) {
+         meter: @escaping @Sendable (Event) -> StreamEventReading, coordinator: CallCoordinator, logger: Logger) {
         (events, output) = AsyncThrowingStream<Event, any Error>.makeStream()
         self.target = target
         self.estimate = estimate
         self.callStarted = callStarted
         self.meter = meter
         self.coordinator = coordinator
+        self.logger = logger
         output.onTermination = { [weak self] termination in
             if case .cancelled = termination { self?.cancel() }
         }
@@ -243,8 +246,7 @@ final class StreamRelay<Event: Sendable>: Sendable {
         }
         output.yield(event)
         if let firstContent {
-            Timer(label: "quotakeeper_call_time_to_first_token_seconds", dimensions: [("budget", target.description)])
-                .recordDuration(timeToFirstToken ?? .zero)
+            coordinator.metrics.timeToFirstToken(on: target, timeToFirstToken ?? .zero)
             firstContent?.resume()
         }
     }
@@ -295,7 +297,7 @@ final class StreamRelay<Event: Sendable>: Sendable {
             cacheReadInputTokens: estimate.cacheReadTokens, cacheWriteInputTokens: estimate.cacheWriteTokens)
         let coordinator = self.coordinator
         let target = self.target
-        var logger = coordinator.logger
+        var logger = self.logger
         logger[metadataKey: "quotakeeper.budget"] = "\(target)"
 
         let usage: TokenUsage
@@ -314,8 +316,8 @@ final class StreamRelay<Event: Sendable>: Sendable {
             kind = classified.kind
             usage = seenSoFar
             outcome = classified.kind.countsAsBreakerFailure ? .failure : .notCounted
-            Counter(label: "quotakeeper_bedrock_errors_total", dimensions: [("budget", target.description), ("kind", classified.kind.rawValue)]).increment()
-            Counter(label: "quotakeeper_stream_interruptions_total", dimensions: [("budget", target.description), ("kind", classified.kind.rawValue)]).increment()
+            coordinator.metrics.bedrockError(on: target, kind: classified.kind)
+            coordinator.metrics.streamInterrupted(on: target, kind: classified.kind)
             failure = CallPathError(
                 code: .streamInterrupted,
                 message: "the stream from \(target) failed after its first content (\(classified.kind.rawValue)): not retried",
@@ -333,15 +335,14 @@ final class StreamRelay<Event: Sendable>: Sendable {
         }
         if let kind, kind.isQuotaThrottle { await coordinator.ceiling.unexpectedThrottle(on: target) }
         if case .finished = end { await coordinator.ceiling.success(on: target) }
-        Timer(label: "quotakeeper_call_duration_seconds", dimensions: [("budget", target.description)])
-            .recordDuration(ContinuousClock.now - callStarted)
+        coordinator.metrics.callDuration(on: target, ContinuousClock.now - callStarted)
         let outcomeLabel: String? = switch end {
         case .finished: isFallback ? "served_by_fallback" : "served"
         case .failed: "failed_\(CallPathError.Code.streamInterrupted)"
         case .cancelled: nil  // as for a whole call whose task was cancelled
         }
         if let outcomeLabel {
-            Counter(label: "quotakeeper_calls_total", dimensions: [("budget", target.description), ("outcome", outcomeLabel)]).increment()
+            coordinator.metrics.callFinished(budget: target.description, outcome: outcomeLabel)
         }
         if let failure {
             output.finish(throwing: failure)
