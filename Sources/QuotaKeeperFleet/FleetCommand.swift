@@ -25,7 +25,7 @@ extension FleetCommand {
     struct Run: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "run", abstract: "Run a scenario (the default).")
 
-        @Option(help: "Preset: spike, tokens or outage.")
+        @Option(help: "Preset: spike, tokens, outage or overload.")
         var scenario: String = "spike"
         @Option(help: "Number of apps (each one OS process); demand and token shapes repeat the preset's last app.")
         var apps: Int?
@@ -72,7 +72,7 @@ extension FleetCommand {
 
         func validate() throws {
             guard Scenario(rawValue: scenario) != nil else {
-                throw ValidationError("unknown scenario '\(scenario)': use spike, tokens or outage")
+                throw ValidationError("unknown scenario '\(scenario)': use spike, tokens, outage or overload")
             }
             _ = try settings()
             _ = try parsedModes()

@@ -128,8 +128,10 @@ public struct QuotaLedger: Sendable {
         var ticket: WaitingTicket?
         while true {
             let remaining = deadline - clock.now
-            let waiting = remaining >= .milliseconds(1)
-                ? LedgerWire.Waiting(maxWait: remaining, line: line, weight: line.appWeights[app] ?? 1) : nil
+            // While it holds a ticket a caller always says it waits (at least 1 ms), so that the call that
+            // finds its turn too late also takes it out of the line.
+            let waiting = remaining >= .milliseconds(1) || ticket != nil
+                ? LedgerWire.Waiting(maxWait: max(remaining, .milliseconds(1)), line: line, weight: line.appWeights[app] ?? 1) : nil
             var wait: Duration
             let denial: Denial
             switch try await attempt(budget, request, waiting: waiting) {
@@ -138,8 +140,11 @@ public struct QuotaLedger: Sendable {
                 return reservation
             case .queued(let issued, let due):
                 if ticket == nil { ticket = issued }
-                denial = due
-                wait = due.retryAfter ?? .zero   // precisely when the ticket is due: no jitter, no earlier poll
+                // Precisely when the ticket is due (no jitter, no earlier poll), or at the deadline: the ledger
+                // granted it against what was left of maxWait when it answered, so it never throws here
+                // holding a ticket (the next attempt is admitted or leaves the line).
+                try await Task.sleep(for: min(due.retryAfter ?? .zero, max(deadline - clock.now, .zero)))
+                continue
             case .denied(let refused):
                 denial = refused
                 guard var retry = refused.retryAfter else {
