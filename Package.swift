@@ -52,6 +52,7 @@ let package = Package(
             dependencies: [
                 "QuotaKeeperRedis",
                 "BedrockErrors",
+                "TimeLimit",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],
@@ -98,8 +99,10 @@ let package = Package(
         // MARK: AWS credentials and SigV4, below both Bedrock Runtime and the Redis layer (IAM auth)
         .target(
             name: "AWSAuth",
-            dependencies: [.product(name: "Crypto", package: "swift-crypto")]
+            dependencies: ["TimeLimit", .product(name: "Crypto", package: "swift-crypto")]
         ),
+        // The one deadline race (withTimeLimit), below every module that bounds an async call.
+        .target(name: "TimeLimit"),
         // Loopback servers stand in for STS, the container endpoint and IMDS.
         .testTarget(
             name: "AWSAuthTests",
@@ -117,6 +120,7 @@ let package = Package(
                 "AWSAuth",
                 "AWSEventStream",
                 "BedrockErrors",
+                "TimeLimit",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -174,7 +178,7 @@ let package = Package(
         ),
         .testTarget(
             name: "QuotaKeeperCallPathTests",
-            dependencies: ["QuotaKeeper", "BedrockErrors", "BedrockRuntime", "BedrockSimulator", "QuotaKeeperTestSupport"]
+            dependencies: ["QuotaKeeper", "BedrockErrors", "BedrockRuntime", "BedrockSimulator", "QuotaKeeperTestSupport", "TimeLimit"]
         ),
         .testTarget(
             name: "QuotaKeeperRedisTests",

@@ -1,4 +1,5 @@
 import Foundation
+import TimeLimit
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
@@ -23,19 +24,12 @@ struct CredentialsHTTP: Sendable {
         defer { session.finishTasksAndInvalidate() }
         let limit = timeout
         do {
-            return try await withThrowingTaskGroup(of: Response?.self) { group in
-                group.addTask {
-                    let (data, response) = try await session.data(for: prepared)
-                    return Response(status: (response as? HTTPURLResponse)?.statusCode ?? 0, body: data)
-                }
-                group.addTask {
-                    try await Task.sleep(for: limit)
-                    return nil
-                }
-                defer { group.cancelAll() }
-                guard let first = try await group.next(), let response = first else { throw URLError(.timedOut) }
-                return response
+            let answer = try await withTimeLimit(limit) {
+                let (data, response) = try await session.data(for: prepared)
+                return Response(status: (response as? HTTPURLResponse)?.statusCode ?? 0, body: data)
             }
+            guard let answer else { throw URLError(.timedOut) }
+            return answer
         } catch is CancellationError {
             throw CancellationError()
         } catch {

@@ -1,5 +1,6 @@
 import BedrockErrors
 import Foundation
+import TimeLimit
 import Logging
 #if canImport(FoundationNetworking)
 import FoundationNetworking
@@ -167,18 +168,10 @@ public final class BedrockRuntimeClient: Sendable {
     private func send(_ request: URLRequest) async throws -> (Data, URLResponse) {
         let session = self.session
         let total = configuration.timeouts.total
-        return try await withThrowingTaskGroup(of: (Data, URLResponse)?.self) { group in
-            group.addTask { try await session.data(for: request) }
-            group.addTask {
-                try await Task.sleep(for: total)
-                return nil
-            }
-            defer { group.cancelAll() }
-            guard let first = try await group.next(), let answer = first else {
-                throw URLError(.timedOut)
-            }
-            return answer
+        guard let answer = try await withTimeLimit(total, { try await session.data(for: request) }) else {
+            throw URLError(.timedOut)
         }
+        return answer
     }
 
     func signedRequest(

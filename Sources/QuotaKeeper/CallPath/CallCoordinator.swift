@@ -1,6 +1,7 @@
 import BedrockErrors
 import Foundation
 import Logging
+import TimeLimit
 
 /// The resilient call path: one call that admits against the fleet ledger and breaker, calls Bedrock through
 /// the caller's own closure, classifies the outcome, retries with full jitter, waits for budget, falls over
@@ -323,25 +324,15 @@ public struct CallCoordinator: Sendable {
         return CallPathError(code: code, message: message, failures: failures, underlying: underlying)
     }
 
-    /// Runs `body`, answering `DeadlinePassed` at `deadline` (the body is cancelled then).
+    /// Runs `body` under the call's deadline (``withTimeLimit(until:_:)``): `DeadlinePassed` when it passes.
     static func run<T: Sendable>(
         until deadline: ContinuousClock.Instant, _ body: @escaping @Sendable () async throws -> T
     ) async -> Result<T, any Error> {
-        await withTaskGroup(of: Result<T, any Error>?.self) { group in
-            group.addTask {
-                do { return .success(try await body()) } catch { return .failure(error) }
-            }
-            group.addTask {
-                do { try await Task.sleep(until: deadline, clock: .continuous) } catch { return nil }
-                return .failure(DeadlinePassed())
-            }
-            while let next = await group.next() {
-                if let result = next {
-                    group.cancelAll()
-                    return result
-                }
-            }
-            return .failure(CancellationError())
+        do {
+            guard let value = try await withTimeLimit(until: deadline, body) else { return .failure(DeadlinePassed()) }
+            return .success(value)
+        } catch {
+            return .failure(error)
         }
     }
 }
