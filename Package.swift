@@ -41,6 +41,7 @@ let package = Package(
                 "CHiredis",
                 "COpenSSL",
                 "AWSAuth",  // ElastiCache IAM authentication tokens
+                "TimeLimit",
                 .product(name: "Crypto", package: "swift-crypto"),  // SHA-1 script names (Insecure.SHA1)
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -149,6 +150,7 @@ let package = Package(
                 "BedrockErrors",
                 "BedrockRuntime",
                 "BedrockSimulator",  // only its /stats types, to read the referee
+                "TimeLimit",
                 "QuotaKeeperEMF",  // --emf
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

@@ -4,6 +4,7 @@ import Foundation
 import Logging
 #if canImport(FoundationNetworking)
 import FoundationNetworking
+import TimeLimit
 #endif
 
 extension BedrockRuntimeClient {
@@ -105,7 +106,7 @@ extension BedrockRuntimeClient {
             logger.debug("bedrock call refused", metadata: metadata)
             throw failure
         }
-        metadata["quotakeeper.first_byte_ms"] = "\((ContinuousClock.now - started).milliseconds)"
+        metadata["quotakeeper.first_byte_ms"] = "\((ContinuousClock.now - started).millisecondsRoundedDown)"
         logger.debug("bedrock stream opened", metadata: metadata)
 
         let (events, continuation) = AsyncThrowingStream<Event, any Error>.makeStream()

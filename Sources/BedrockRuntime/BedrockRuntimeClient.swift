@@ -132,7 +132,7 @@ public final class BedrockRuntimeClient: Sendable {
         }
         var metadata: Logger.Metadata = [
             "quotakeeper.model": "\(modelId)", "quotakeeper.operation": "\(operation)",
-            "quotakeeper.status": "\(http.statusCode)", "quotakeeper.latency_ms": "\(elapsed.milliseconds)",
+            "quotakeeper.status": "\(http.statusCode)", "quotakeeper.latency_ms": "\(elapsed.millisecondsRoundedDown)",
         ]
         guard (200..<300).contains(http.statusCode) else {
             let failure = errorAnswer(http, body: data)
@@ -237,9 +237,5 @@ public final class BedrockRuntimeClient: Sendable {
 extension Duration {
     var wholeSecondsRoundedUp: TimeInterval {
         max(1, (Double(components.seconds) + Double(components.attoseconds) / 1e18).rounded(.up))
-    }
-
-    var milliseconds: Int64 {
-        components.seconds * 1_000 + components.attoseconds / 1_000_000_000_000_000
     }
 }

@@ -1,4 +1,5 @@
 import QuotaKeeperRedis
+import TimeLimit
 
 /// Operator commands for a budget's fleet-wide circuit breaker. Outcomes are reported through
 /// `Reservation.settle(usage:outcome:latency:)` and `release(outcome:latency:)`; the breaker check is part of

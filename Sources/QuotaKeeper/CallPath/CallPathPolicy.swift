@@ -1,4 +1,5 @@
 import BedrockErrors
+import TimeLimit
 
 /// The call path's policy as pure functions: what to do next, given what happened to an attempt, where the
 /// call is on its route, how often the target was tried, the deadline, a reading of the clock and a random

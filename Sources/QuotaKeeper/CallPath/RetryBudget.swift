@@ -1,4 +1,5 @@
 import Synchronization
+import TimeLimit
 
 /// The fleet-wide retry budget: retries per target may not exceed a fraction of its calls over a window.
 ///

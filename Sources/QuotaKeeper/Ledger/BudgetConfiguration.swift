@@ -1,3 +1,5 @@
+import TimeLimit
+
 /// One Bedrock quota scope: a model or inference-profile id in a Region (in-Region, geo and global
 /// profiles are separate budgets). It is also the target of one shared circuit breaker.
 public struct BudgetID: Hashable, Sendable, CustomStringConvertible {

@@ -1,4 +1,5 @@
 import QuotaKeeperRedis
+import TimeLimit
 
 /// The ledger's scripts: `lua/ledger_lib.lua` (+ `lua/ledger_lib_extra.lua` for all but the admission) followed
 /// by one operation script from `lua/`, embedded at build time, so the binaries run exactly what `lua/` holds.
@@ -18,20 +19,6 @@ enum LedgerScripts {
         RedisScript(
             name: name,
             source: EmbeddedLuaScripts.ledgerLib + "\n" + EmbeddedLuaScripts.ledgerLibExtra + "\n" + body)
-    }
-}
-
-extension Duration {
-    /// Whole milliseconds, rounded up (a wait or lease is never shortened).
-    var millisecondsRoundedUp: Int64 {
-        let (seconds, attoseconds) = components
-        return seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000
-    }
-
-    /// Whole milliseconds, rounded down (a caller's remaining wait is never lengthened).
-    var millisecondsRoundedDown: Int64 {
-        let (seconds, attoseconds) = components
-        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
     }
 }
 

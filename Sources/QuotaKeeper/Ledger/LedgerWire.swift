@@ -1,4 +1,5 @@
 import QuotaKeeperRedis
+import TimeLimit
 
 /// The typed wire contract of the admission and settlement scripts (`lua/ledger_reserve.lua`,
 /// `lua/ledger_settle.lua`): their KEYS, arguments and replies, encoded and decoded here and nowhere else.

@@ -1,3 +1,5 @@
+import TimeLimit
+
 /// Usage an instance admitted on its own while Redis was unreachable, to be charged to the ledger later.
 public struct UsageReplay: Sendable, Hashable {
     /// Identifies this entry on every retry, so a lost reply never charges it twice.

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import Metrics
 import QuotaKeeperRedis
+import TimeLimit
 
 /// The fleet-wide quota ledger: every instance reserves budget here before it calls Bedrock and settles what
 /// Bedrock charged afterwards, so RPM, TPM and tokens-per-day limits hold across the whole fleet.

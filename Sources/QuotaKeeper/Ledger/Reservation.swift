@@ -1,3 +1,5 @@
+import TimeLimit
+
 /// Tokens Bedrock reported for a finished call (Converse `usage`, or InvokeModel's token-count headers).
 public struct TokenUsage: Sendable, Hashable {
     public var inputTokens: Int

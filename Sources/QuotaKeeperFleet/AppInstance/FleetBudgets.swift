@@ -1,5 +1,6 @@
 import Foundation
 import QuotaKeeper
+import TimeLimit
 
 /// QuotaKeeper's configuration for the fleet: one budget per model, time-scaled like the simulator.
 enum FleetBudgets {
@@ -37,7 +38,7 @@ enum FleetBudgets {
 
     /// `window` rounded up to whole milliseconds per bucket (the ledger's rule).
     static func wholeBuckets(_ window: Duration, _ buckets: Int) -> Duration {
-        let milliseconds = max(Int64(buckets), window.components.seconds * 1000 + window.components.attoseconds / 1_000_000_000_000_000)
+        let milliseconds = max(Int64(buckets), window.millisecondsRoundedDown)
         return .milliseconds((milliseconds + Int64(buckets) - 1) / Int64(buckets) * Int64(buckets))
     }
 

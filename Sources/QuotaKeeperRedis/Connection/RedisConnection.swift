@@ -1,5 +1,6 @@
 import CHiredis
 import Glibc
+import TimeLimit
 
 /// One blocking connection to Redis, plaintext or TLS: the layer's own `Socket` (and `TLSSession`), with
 /// hiredis as the RESP codec only (`redisFormatCommandArgv` to encode, a `redisReader` to decode).
@@ -229,8 +230,8 @@ final class RedisConnection {
         return String(decoding: UnsafeRawBufferPointer(start: bytes, count: reply.len), as: UTF8.self)
     }
 
+    /// Whole milliseconds, rounded down, at least 1 (a timeout of 0 would not wait at all).
     static func milliseconds(_ duration: Duration) -> Int64 {
-        let (seconds, attoseconds) = duration.components
-        return max(1, seconds * 1000 + attoseconds / 1_000_000_000_000_000)
+        max(1, duration.millisecondsRoundedDown)
     }
 }
