@@ -3,11 +3,14 @@ import Metrics
 import Synchronization
 
 /// The call path's metric objects (swift-metrics), each created once per label and dimensions and kept for
-/// the coordinator's life instead of once per call. Labels and dimensions are listed in docs/call-path.md.
+/// the coordinator's life instead of once per call. Labels and dimensions are listed in docs/call-path.md;
+/// each is spelled out where its object is made (`Counter(label: ..., dimensions: [...])`), which is what
+/// OperationsAssetsTests reads to check the dashboards and docs against the library.
 final class CallPathMetrics: Sendable {
-    fileprivate struct Key: Hashable {
-        var label: String
-        var dimensions: [String]
+    private struct Key: Hashable {
+        /// The recording method: one metric label each.
+        var metric: String
+        var values: [String]
     }
 
     private let counters = Mutex<[Key: Counter]>([:])
@@ -18,75 +21,83 @@ final class CallPathMetrics: Sendable {
 
     /// `budget`: the serving target, or the route's first failed one ("none" when none was tried).
     func callFinished(budget: String, outcome: String) {
-        counter("quotakeeper_calls_total", [("budget", budget), ("outcome", outcome)]).increment()
+        counter([budget, outcome]) { Counter(label: "quotakeeper_calls_total", dimensions: [("budget", budget), ("outcome", outcome)]) }.increment()
     }
 
     func callDuration(on target: BudgetID, _ duration: Duration) {
-        timer("quotakeeper_call_duration_seconds", [("budget", target.description)]).recordDuration(duration)
+        let budget = target.description
+        timer([budget]) { Timer(label: "quotakeeper_call_duration_seconds", dimensions: [("budget", budget)]) }.recordDuration(duration)
     }
 
     func timeToFirstToken(on target: BudgetID, _ duration: Duration) {
-        timer("quotakeeper_call_time_to_first_token_seconds", [("budget", target.description)]).recordDuration(duration)
+        let budget = target.description
+        timer([budget]) { Timer(label: "quotakeeper_call_time_to_first_token_seconds", dimensions: [("budget", budget)]) }.recordDuration(duration)
     }
 
     func streamInterrupted(on target: BudgetID, kind: BedrockErrorKind) {
-        counter("quotakeeper_stream_interruptions_total", [("budget", target.description), ("kind", kind.rawValue)]).increment()
+        let (budget, kind) = (target.description, kind.rawValue)
+        counter([budget, kind]) { Counter(label: "quotakeeper_stream_interruptions_total", dimensions: [("budget", budget), ("kind", kind)]) }.increment()
     }
 
     func admissionWait(on target: BudgetID, _ duration: Duration) {
-        timer("quotakeeper_admission_wait_seconds", [("budget", target.description)]).recordDuration(duration)
+        let budget = target.description
+        timer([budget]) { Timer(label: "quotakeeper_admission_wait_seconds", dimensions: [("budget", budget)]) }.recordDuration(duration)
     }
 
     /// `limit`: a denial's reason (`rpm`, `breaker_open`, ...) or `local_share`.
     func denied(on target: BudgetID, limit: String) {
-        counter("quotakeeper_call_denials_total", [("budget", target.description), ("limit", limit)]).increment()
+        let budget = target.description
+        counter([budget, limit]) { Counter(label: "quotakeeper_call_denials_total", dimensions: [("budget", budget), ("limit", limit)]) }.increment()
     }
 
     func failOpenAdmission(on target: BudgetID) {
-        counter("quotakeeper_fail_open_admissions_total", [("budget", target.description)]).increment()
+        let budget = target.description
+        counter([budget]) { Counter(label: "quotakeeper_fail_open_admissions_total", dimensions: [("budget", budget)]) }.increment()
     }
 
     func bedrockError(on target: BudgetID, kind: BedrockErrorKind) {
-        counter("quotakeeper_bedrock_errors_total", [("budget", target.description), ("kind", kind.rawValue)]).increment()
-        if kind == .tooManyConnections {
-            counter("quotakeeper_too_many_connections_total", [("budget", target.description)]).increment()
-        }
+        let (budget, kindName) = (target.description, kind.rawValue)
+        counter([budget, kindName]) { Counter(label: "quotakeeper_bedrock_errors_total", dimensions: [("budget", budget), ("kind", kindName)]) }.increment()
+        if kind == .tooManyConnections { tooManyConnections(on: target) }
+    }
+
+    private func tooManyConnections(on target: BudgetID) {
+        let budget = target.description
+        counter([budget]) { Counter(label: "quotakeeper_too_many_connections_total", dimensions: [("budget", budget)]) }.increment()
     }
 
     func retried(on target: BudgetID, kind: BedrockErrorKind) {
-        counter("quotakeeper_retries_total", [("budget", target.description), ("kind", kind.rawValue)]).increment()
+        let (budget, kind) = (target.description, kind.rawValue)
+        counter([budget, kind]) { Counter(label: "quotakeeper_retries_total", dimensions: [("budget", budget), ("kind", kind)]) }.increment()
     }
 
     func retryDenied(on target: BudgetID) {
-        counter("quotakeeper_retries_denied_total", [("budget", target.description)]).increment()
+        let budget = target.description
+        counter([budget]) { Counter(label: "quotakeeper_retries_denied_total", dimensions: [("budget", budget)]) }.increment()
     }
 
     func fellOver(from target: BudgetID, to next: BudgetID) {
-        counter("quotakeeper_fallbacks_total", [("from", target.description), ("to", next.description)]).increment()
+        let (from, to) = (target.description, next.description)
+        counter([from, to]) { Counter(label: "quotakeeper_fallbacks_total", dimensions: [("from", from), ("to", to)]) }.increment()
     }
 
     func effectiveCeiling(of target: BudgetID, _ ceiling: Double) {
-        gauge("quotakeeper_effective_ceiling", [("budget", target.description)]).record(ceiling)
+        let budget = target.description
+        gauge([budget]) { Gauge(label: "quotakeeper_effective_ceiling", dimensions: [("budget", budget)]) }.record(ceiling)
     }
 
-    // MARK: The objects, created on first use
+    // MARK: The objects, created on first use; keyed by the recording method and the dimension values
 
-    private func counter(_ label: String, _ dimensions: [(String, String)]) -> Counter {
-        counters.withLock { $0.cached(Key(label, dimensions)) { Counter(label: label, dimensions: dimensions) } }
+    private func counter(_ values: [String], metric: String = #function, _ make: () -> Counter) -> Counter {
+        counters.withLock { $0.cached(Key(metric: metric, values: values), make) }
     }
 
-    private func timer(_ label: String, _ dimensions: [(String, String)]) -> Timer {
-        timers.withLock { $0.cached(Key(label, dimensions)) { Timer(label: label, dimensions: dimensions) } }
+    private func timer(_ values: [String], metric: String = #function, _ make: () -> Timer) -> Timer {
+        timers.withLock { $0.cached(Key(metric: metric, values: values), make) }
     }
 
-    private func gauge(_ label: String, _ dimensions: [(String, String)]) -> Gauge {
-        gauges.withLock { $0.cached(Key(label, dimensions)) { Gauge(label: label, dimensions: dimensions) } }
-    }
-}
-
-extension CallPathMetrics.Key {
-    fileprivate init(_ label: String, _ dimensions: [(String, String)]) {
-        self.init(label: label, dimensions: dimensions.flatMap { [$0.0, $0.1] })
+    private func gauge(_ values: [String], metric: String = #function, _ make: () -> Gauge) -> Gauge {
+        gauges.withLock { $0.cached(Key(metric: metric, values: values), make) }
     }
 }
 
