@@ -25,7 +25,7 @@ struct CredentialsHTTP: Sendable {
         let limit = timeout
         do {
             let answer = try await withTimeLimit(limit) {
-                let (data, response) = try await session.data(for: prepared)
+                let (data, response) = try await session.dataCancellingAsynchronously(for: prepared)
                 return Response(status: (response as? HTTPURLResponse)?.statusCode ?? 0, body: data)
             }
             guard let answer else { throw URLError(.timedOut) }

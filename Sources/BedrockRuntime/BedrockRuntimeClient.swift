@@ -168,7 +168,7 @@ public final class BedrockRuntimeClient: Sendable {
     private func send(_ request: URLRequest) async throws -> (Data, URLResponse) {
         let session = self.session
         let total = configuration.timeouts.total
-        guard let answer = try await withTimeLimit(total, { try await session.data(for: request) }) else {
+        guard let answer = try await withTimeLimit(total, { try await session.dataCancellingAsynchronously(for: request) }) else {
             throw URLError(.timedOut)
         }
         return answer

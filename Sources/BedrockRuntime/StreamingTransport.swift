@@ -31,7 +31,7 @@ final class StreamingTransport: Sendable {
     func open(_ request: URLRequest) async throws -> (HTTPURLResponse, Body) {
         let task = session.dataTask(with: request)
         let (body, continuation) = Body.makeStream()
-        continuation.onTermination = { _ in task.cancel() }
+        continuation.onTermination = { _ in task.cancelAsynchronously() }
         let delegate = self.delegate
         let head = try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (head: CheckedContinuation<URLResponse, any Error>) in
@@ -39,7 +39,7 @@ final class StreamingTransport: Sendable {
                 task.resume()
             }
         } onCancel: {
-            task.cancel()
+            task.cancelAsynchronously()
         }
         try Task.checkCancellation()
         guard let http = head as? HTTPURLResponse else {
