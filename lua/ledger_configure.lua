@@ -9,7 +9,9 @@
 --                          0.01..1): read and written in one call, so concurrent adjustments compose
 -- ARGV[2..] setting, value pairs (docs/ledger.md lists them); an empty value removes an optional setting;
 --          `cap:<app>` sets an app's share of the window limits; `hk` how many apps of a minute get their own
---          history row (kept in its own field `hk`, default 50).
+--          history row (kept in its own field `hk`, default 50); the waiting line's `lcap` (tickets, 1..1000),
+--          `lprom` (batch promotion ms) and `lgrace` (ticket grace ms) in the field `line` (3 packed doubles,
+--          absent = 256, 30000, 1000), and `w:<app>` an app's weight in its class (0.01..100, at most 1000 apps).
 -- Replies  {'seeded' | 'exists' | 'replaced' | 'set', epoch} | {'ceiling', old, new} (decimal strings)
 --          | {'no_budget'} ('set' or 'adjust_ceiling' on a budget without
 --          configuration) | {'invalid', setting, reason}
@@ -41,8 +43,11 @@ local SETTINGS = {
   b_open = int_setting(1, MAX_MS), b_mult = num_setting(1, 100), b_max = int_setting(1, MAX_MS),
   b_probes = int_setting(1, 1000), b_close = int_setting(1, 1000), b_lease = int_setting(1, MAX_MS),
   b_slow = int_setting(1, MAX_MS, true), b_win = int_setting(1, MAX_MS), b_n = int_setting(1, 600),
+  lcap = int_setting(1, 1000, true), lprom = int_setting(0, MAX_MS, true), lgrace = int_setting(1, MAX_MS, true),
 }
 local CAP_SETTING = num_setting(0.001, 1, true)
+local WEIGHT_SETTING, MAX_WEIGHTS = num_setting(0.01, 100, true), 1000
+local LINE_SETTINGS, LINE_DEFAULTS = { 'lcap', 'lprom', 'lgrace' }, { 256, 30000, 1000 }
 
 local keys_error = sibling_keys(':inflight')
 if keys_error then return keys_error end
@@ -82,6 +87,7 @@ for i = 2, #ARGV, 2 do
   local name, value = ARGV[i], ARGV[i + 1]
   local spec = SETTINGS[name]
   if not spec and string.sub(name, 1, 4) == 'cap:' and valid_name(string.sub(name, 5)) then spec = CAP_SETTING end
+  if not spec and string.sub(name, 1, 2) == 'w:' and valid_name(string.sub(name, 3)) then spec = WEIGHT_SETTING end
   if not spec then return { 'invalid', name, 'is not a budget setting' } end
   if value == nil then return { 'invalid', name, 'has no value' } end
   if value == '' then
@@ -140,6 +146,31 @@ if given.hk then
   push(writes, 'hk', given.hk)
 elseif given.hk == false or (mode == 'replace' and given.hk == nil) then
   push(removals, 'hk')   -- back to the default (ledger_lib_extra.lua: HISTORY_DEFAULT_APPS)
+end
+-- The waiting line's settings (field `line`) and app weights (`w:<app>`), read by waiting admissions.
+local weights, weighted = {}, 0
+for _, name in ipairs(names) do
+  if string.sub(name, 1, 2) == 'w:' then
+    if mode == 'replace' and given[name] == nil then push(removals, name) else weights[name] = true end
+  end
+end
+for name, value in pairs(given) do
+  if string.sub(name, 1, 2) == 'w:' then
+    if value then push(writes, name, value) else push(removals, name) end
+    weights[name] = value and true or nil
+  end
+end
+for _ in pairs(weights) do weighted = weighted + 1 end
+if weighted > MAX_WEIGHTS then return { 'invalid', 'w:<app>', 'at most ' .. MAX_WEIGHTS .. ' apps may have a weight' } end
+if mode ~= 'set' or given.lcap ~= nil or given.lprom ~= nil or given.lgrace ~= nil then
+  local line = LINE_DEFAULTS
+  local stored_line = mode == 'set' and redis.call('HGET', LEDGER_KEY, 'line')
+  if stored_line and #stored_line == 24 then line = { sunpack('<ddd', stored_line) } end
+  local values = {}
+  for i, name in ipairs(LINE_SETTINGS) do
+    if given[name] == nil then values[i] = line[i] else values[i] = given[name] or LINE_DEFAULTS[i] end
+  end
+  push(writes, 'line', spack('<ddd', unpack(values)))
 end
 for _, name in ipairs(names) do   -- the rings of apps that no longer have a cap
   local app = string.match(name, '^a:([^:]+)')

@@ -34,8 +34,10 @@ local function describe(ring, names, window_ms)
     [names[2]] = ring.total2, buckets = buckets }
 end
 
-local caps, apps = {}, {}
+local caps, apps, weights = {}, {}, {}
 for _, name in ipairs(redis.call('HKEYS', LEDGER_KEY)) do
+  local weighted = string.match(name, '^w:(.+)$')
+  if weighted then weights[weighted] = tonumber(redis.call('HGET', LEDGER_KEY, name)) end
   local app = string.match(name, '^cap:(.+)$')
   if app then
     caps[app] = tonumber(redis.call('HGET', LEDGER_KEY, name))
@@ -53,8 +55,12 @@ day_usage.unused = nil
 for _, bucket in ipairs(day_usage.buckets) do bucket.unused = nil end
 config.ep, config.caps = nil, nil
 config.hk = tonumber(redis.call('HGET', LEDGER_KEY, 'hk')) or HISTORY_DEFAULT_APPS   -- history rows per minute
+local line = redis.call('HGET', LEDGER_KEY, 'line')   -- the waiting line's settings (ledger_configure)
+config.lcap, config.lprom, config.lgrace = 256, 30000, 1000
+if line and #line == 24 then config.lcap, config.lprom, config.lgrace = sunpack('<ddd', line) end
 return cjson.encode({
   now_ms = now, epoch = values[12], reservations = seq, config = config, caps = caps, apps = apps,
+  line_weights = weights,
   window = describe(window, { 'requests', 'tokens' }, config.win), day = day_usage,
   in_flight = redis.call('ZCOUNT', KEYS[2], now, '+inf'),
   breaker = {

@@ -6,18 +6,19 @@
 -- ARGV     app, priority ('interactive' | 'batch'), requests (1..1000), tokens (0..1e8: input estimate +
 --          cache reads + cache writes + max output), [lease_ms] (in-flight lease; absent or 0 = the budget's default)
 --          and for a caller that waits (the reservation id names its ticket; repeat it on every attempt):
---          wait_ms (how long it will still wait), line_cap (tickets per budget, 1..1000), promotion_ms (a batch
---          ticket is ordered as if it arrived that much later), grace_ms (a ticket whose holder is not back this
---          long after its due time expires), weight (the app's share weight in its class, 0.01..100)
+--          wait_ms (how long it will still wait). The line's settings are the budget's (ledger_configure: field
+--          `line` = capacity, promotion ms, grace ms; field `w:<app>` = the app's weight; defaults 256, 30000,
+--          1000, 1); arguments after wait_ms are ignored (older clients sent the settings).
 -- Replies  {'ok', sequence, epoch, bucket, day_bucket, probe (0|1), admitted_at_ms, repeated (0|1)}
 --            repeated = 1: the id was admitted before (a retry): the first admission's answer, nothing held again
 --          {'denied', reason, usage, limit, retry_after_ms (-1 = never at this priority), dimension}
 --            reason: rpm | tpm | tpd | batch_ceiling | app_cap | in_flight | breaker_open | waiters
 --            dimension: requests | tokens | day_tokens | in_flight | breaker | line
 --            (`waiters`: callers waiting in line come first; a waiting caller gets a ticket instead)
---          {'queued', due_ms, position, tag, reason, usage, limit, dimension}: a waiting caller's ticket (new or
---            kept): come back in due_ms with the same reservation id; position = tickets ahead + 1 (at most
---            LINE_SCAN + 1); tag = the ticket's place in the line (text)
+--          {'queued', due_ms, position, tag, reason, usage, limit, dimension, next_ms}: a waiting caller's ticket
+--            (new or kept): come back in due_ms with the same reservation id; position = tickets ahead + 1 (at
+--            most LINE_SCAN + 1); tag = the ticket's place in the line (text); next_ms = when the app's next
+--            caller of the class would have its turn, by the line's pace (-1: not known)
 --          {'no_budget'}   (no configuration: seed it and retry)
 --          {'invalid', argument, reason}
 -- An admission writes the record `<base>:res:<id>` (RECORD_FORMAT + app), which expires when the hold has left
@@ -46,15 +47,10 @@ if ARGV[5] then
   lease_ms = int_arg(ARGV[5], 0, MAX_MS)
   if not lease_ms then return { 'invalid', 'lease_ms', 'must be an integer from 0 to ' .. MAX_MS } end
 end
-local wait_ms, line_cap, promotion, grace, weight   -- only for a caller that waits (docs/ledger.md "Waiting line")
+local wait_ms                              -- only for a caller that waits (docs/ledger.md "Waiting line")
 if ARGV[6] then
-  wait_ms, line_cap = int_arg(ARGV[6], 1, MAX_MS), int_arg(ARGV[7], 1, 1000)
-  promotion, grace, weight = int_arg(ARGV[8], 0, MAX_MS), int_arg(ARGV[9], 1, MAX_MS), tonumber(ARGV[10])
+  wait_ms = int_arg(ARGV[6], 1, MAX_MS)
   if not wait_ms then return { 'invalid', 'wait_ms', 'must be an integer from 1 to ' .. MAX_MS } end
-  if not line_cap then return { 'invalid', 'line_cap', 'must be an integer from 1 to 1000' } end
-  if not promotion then return { 'invalid', 'promotion_ms', 'must be an integer from 0 to ' .. MAX_MS } end
-  if not grace then return { 'invalid', 'grace_ms', 'must be an integer from 1 to ' .. MAX_MS } end
-  if not weight or weight < 0.01 or weight > 100 then return { 'invalid', 'weight', 'must be from 0.01 to 100' } end
   if KEYS[5] ~= BASE .. ':line' or KEYS[6] ~= BASE .. ':line:exp' or KEYS[7] ~= BASE .. ':line:tickets' then
     return redis.error_reply('ERR quotakeeper: KEYS[5..7] must be <prefix>{<budget>}:line, :line:exp, :line:tickets')
   end
@@ -62,7 +58,8 @@ end
 
 local record_key = KEYS[2]
 
-local v = redis.call('HMGET', LEDGER_KEY, 'cfg', 'st')
+local v = wait_ms and redis.call('HMGET', LEDGER_KEY, 'cfg', 'st', 'line', 'w:' .. app)
+  or redis.call('HMGET', LEDGER_KEY, 'cfg', 'st')
 if not v[1] or #v[1] ~= CONFIG_SIZE then return { 'no_budget' } end
 local first = redis.call('GET', record_key)
 if first then   -- a retry of an admitted reservation: its first answer, nothing held twice
@@ -154,8 +151,11 @@ unit = math.max(unit, 0.001)
 local ahead_requests, ahead_tokens, ahead, blocked = 0, 0, 0, false
 local line_blocks_from, line_until = 0, 0
 if window.line then line_blocks_from, line_until = sunpack('<dd', window.line) end
-local ticket, tag, app_tag_field, virtual
+local ticket, tag, app_tag_field, app_finish, virtual, pace, paced_since, predicted
+local line_cap, promotion, grace, weight = 256, 30000, 1000, 1   -- the line's settings (ledger_configure)
 if wait_ms then
+  if v[3] and #v[3] == 24 then line_cap, promotion, grace = sunpack('<ddd', v[3]) end
+  weight = tonumber(v[4]) or 1
   local expired = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', now, 'LIMIT', 0, 32)
   if #expired > 0 then   -- their holders did not come back: they stop blocking (at most 32 leave per call)
     local members, gone = redis.call('HMGET', KEYS[7], unpack(expired)), {}
@@ -167,12 +167,16 @@ if wait_ms then
   ticket = redis.call('HGET', KEYS[7], reservation_id())
   if ticket then tag = tonumber(redis.call('ZSCORE', KEYS[5], ticket)) end
   app_tag_field = '@' .. class .. ':' .. app
-  local tags = redis.call('HMGET', KEYS[7], '@v', app_tag_field)
-  virtual = tonumber(tags[1]) or 0
+  local tags = redis.call('HMGET', KEYS[7], '@v', app_tag_field, '@r', '@vt')
+  virtual, pace, paced_since, app_finish = tonumber(tags[1]) or 0, tonumber(tags[3]), tonumber(tags[4]), tonumber(tags[2])
   if not tag then
     ticket = nil
     tag = math.max(virtual + (class == 'b' and promotion or 0), tonumber(tags[2]) or 0)
   end
+  -- The line's pace `@r` (real ms per virtual ms, measured as interactive tickets are admitted in turn: about
+  -- the weight of the apps that keep tickets waiting) predicts when an interactive ticket's turn comes however
+  -- many tickets of other apps are still to arrive ahead of it; a caller that cannot wait that long leaves now.
+  if pace and class == 'i' then predicted = (tag - virtual) * pace end
   local list = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', '(' .. tag, 'LIMIT', 0, LINE_SCAN)
   for i = 1, #list do
     local r, t = string.match(list[i], '^%a|(%d+)|(%d+)|')
@@ -261,13 +265,18 @@ local function line_prune_tags(key, most)
 end
 if wait_ms then
   local reason = denial and denial[1]
+  if denial and predicted and predicted > denial[4] and denial[4] ~= -1 and (reason == 'rpm' or reason == 'tpm'
+      or reason == 'tpd' or reason == 'waiters') and predicted > wait_ms then
+    denial[4] = floor(predicted)   -- its turn, as the line's pace predicts it, is beyond its wait
+  end
   if denial and denial[4] ~= -1 and denial[4] <= wait_ms and (reason == 'rpm' or reason == 'tpm' or reason == 'tpd'
       or reason == 'batch_ceiling' or reason == 'waiters') then
     if not ticket and redis.call('ZCARD', KEYS[5]) < line_cap
         and (redis.call('HLEN', KEYS[7]) < 3 * line_cap or line_prune_tags(KEYS[7], 3 * line_cap)) then
       ticket = class .. '|' .. requests .. '|' .. tokens .. '|' .. now .. '|' .. reservation_id()
       redis.call('ZADD', KEYS[5], tag, ticket)
-      redis.call('HSET', KEYS[7], reservation_id(), ticket, app_tag_field, string.format('%.17g', tag + unit / weight))
+      app_finish = tag + unit / weight
+      redis.call('HSET', KEYS[7], reservation_id(), ticket, app_tag_field, string.format('%.17g', app_finish))
     end
     if ticket then   -- (a full line: a plain denial, and the caller waits without a ticket)
       due = denial[4]
@@ -281,7 +290,14 @@ if wait_ms then
     end
     if not denial and (ticket or line_until > 0) then   -- admitted in its turn: the line's clocks move on
       local fields = { '@v', string.format('%.17g', math.max(tag, virtual)) }
-      if not ticket then fields[3], fields[4] = app_tag_field, string.format('%.17g', tag + unit / weight) end
+      if not ticket then fields[#fields + 1], fields[#fields + 2] = app_tag_field, string.format('%.17g', tag + unit / weight) end
+      if tag > virtual then   -- the pace: a moving average of real ms per virtual ms over interactive turns
+        if paced_since and ticket and class == 'i' then
+          local sample = math.min(math.max((now - paced_since) / (tag - virtual), 0.01), 10000)
+          fields[#fields + 1], fields[#fields + 2] = '@r', string.format('%.17g', pace and 0.75 * pace + 0.25 * sample or sample)
+        end
+        fields[#fields + 1], fields[#fields + 2] = '@vt', now
+      end
       redis.call('HSET', KEYS[7], unpack(fields))
     end
   end
@@ -328,7 +344,9 @@ if not denial or moved or line_changed then
   redis.call('HSET', LEDGER_KEY, unpack(fields))
 end
 if due then
-  return { 'queued', due, ahead + 1, string.format('%.17g', tag), denial[1], denial[2], denial[3], denial[5] }
+  local next_turn = -1
+  if pace and class == 'i' and app_finish then next_turn = floor(math.max(app_finish - virtual, 0) * pace) end
+  return { 'queued', due, ahead + 1, string.format('%.17g', tag), denial[1], denial[2], denial[3], denial[5], next_turn }
 end
 if denial then return { 'denied', denial[1], denial[2], denial[3], denial[4], denial[5] } end
 return { 'ok', id, epoch, bucket, day_bucket, probe, now, 0 }

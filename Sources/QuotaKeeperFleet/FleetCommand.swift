@@ -53,6 +53,8 @@ extension FleetCommand {
         var fallbackModel: String?
         @Option(help: "Bedrock operation the apps call: converse, converse-stream, invoke or invoke-stream.")
         var api: String = "converse"
+        @Option(name: .customLong("hop-margin-ms"), help: "The ledger's hop margin in wall milliseconds, 0 to 60000 (default 120: the loopback hop; not time-scaled).")
+        var hopMarginMs: Int?
         @Option(help: "Modes to run, comma-separated: uncoordinated, coordinated.")
         var modes: String = "uncoordinated,coordinated"
         @Option(help: "Use this endpoint instead of starting a bedrock-sim per mode: a running bedrock-sim (its /stats referees the run) or any Bedrock Runtime endpoint (requests signed with the AWS credential chain; the report uses what the app instances saw). Fault flags then do not apply.")
@@ -129,6 +131,10 @@ extension FleetCommand {
             }
             if let fallbackModel { settings.fallbackModel = fallbackModel == "none" ? nil : fallbackModel }
             if let seed { settings.seed = seed }
+            if let hopMarginMs {
+                guard (0...60_000).contains(hopMarginMs) else { throw ValidationError("--hop-margin-ms must be from 0 to 60000, not \(hopMarginMs)") }
+                settings.hopMarginMilliseconds = hopMarginMs
+            }
             guard let api = FleetAPI(rawValue: api) else {
                 throw ValidationError("unknown --api '\(api)': use \(FleetAPI.allCases.map(\.rawValue).joined(separator: ", "))")
             }

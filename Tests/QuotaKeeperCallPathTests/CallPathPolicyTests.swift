@@ -38,6 +38,7 @@ struct CallPathPolicyTests {
         case .failed(let error, let attempts): "failed \(error.kind.rawValue) x\(attempts)"
         case .retryBudgetExhausted(let error): "retry budget spent after \(error.kind.rawValue)"
         case .deadlineExceeded: "deadline"
+        case .notEnoughTimeLeft(let remaining, let expected): "\(remaining) left < \(expected)"
         case .storeUnavailable: "store unavailable"
         case .localShareExhausted: "local share spent"
         }
@@ -76,11 +77,40 @@ struct CallPathPolicyTests {
     @Test("what a failed call's reservation and the breaker are told, per kind")
     func finishing() {
         for kind in BedrockErrorKind.allCases {
-            let (worstCase, breaker) = CallPathPolicy.finishing(kind)
+            let (worstCase, breaker) = CallPathPolicy.finishing(kind, byCallerDeadline: false)
             #expect(worstCase == (kind == .timeout || kind == .modelError), "\(kind)")
             let counts: Set<BedrockErrorKind> = [.serviceUnavailable, .internalServer, .modelOverloaded, .timeout, .modelNotReady]
             #expect(breaker == (counts.contains(kind) ? .failure : .notCounted), "\(kind)")
         }
+    }
+
+    @Test("a call cut short by the caller's own deadline settles the worst case and is not a breaker failure")
+    func callerDeadlineIsNotATargetFailure() {
+        let (worstCase, breaker) = CallPathPolicy.finishing(.timeout, byCallerDeadline: true)
+        #expect(worstCase, "Bedrock may have charged it: counting more, never less")
+        #expect(breaker == .notCounted)
+        #expect(CallPathPolicy.finishing(.timeout, byCallerDeadline: false).breaker == .failure, "Bedrock's own 408 still counts")
+    }
+
+    @Test("less time left than a call takes: no budget taken; the next target, or deadlineExceeded on the last")
+    func minimumRemainingDeadline() {
+        func admit(_ position: CallPathPolicy.Position, left: Duration, expected: Duration, maximum: Duration? = nil) -> String {
+            show(policy.beforeAttempt(at: position, now: deadline - left, deadline: deadline, maximumWaitPerTarget: maximum, expectedCallTime: expected))
+        }
+        #expect(admit(first, left: .seconds(2), expected: .seconds(3)) == "fall over to 1: 2.0 seconds left < 3.0 seconds")
+        #expect(admit(last, left: .seconds(2), expected: .seconds(2)) == "fail deadlineExceeded: 2.0 seconds left < 2.0 seconds")
+        // The wait for budget leaves the expected call time: a ticket due later than that is refused at once.
+        #expect(admit(last, left: .seconds(20), expected: .seconds(3)) == "admit waiting 17.0 seconds")
+        #expect(admit(last, left: .seconds(20), expected: .seconds(3), maximum: .seconds(30)) == "admit waiting 17.0 seconds")
+        #expect(admit(first, left: .seconds(20), expected: .seconds(3)) == "admit waiting 0.0 seconds")
+        #expect(admit(last, left: .seconds(4), expected: .zero) == "admit waiting 4.0 seconds", "nothing known: the whole rest")
+    }
+
+    @Test("the expected call time: a decaying maximum of successful calls' latencies")
+    func expectedCallTime() {
+        #expect(CallPathPolicy.expectedCallTime(after: nil, observed: .milliseconds(300)) == .milliseconds(300))
+        #expect(CallPathPolicy.expectedCallTime(after: .milliseconds(300), observed: .seconds(2)) == .seconds(2), "a slower call raises it at once")
+        #expect(CallPathPolicy.expectedCallTime(after: .seconds(2), observed: .seconds(1)) == .milliseconds(1_900), "a tenth of the gap per faster call")
     }
 
     @Test("breaker open or a limit denies: the next target; on the last target the call fails")

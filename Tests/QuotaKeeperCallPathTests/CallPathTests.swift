@@ -2,6 +2,7 @@ import BedrockErrors
 import Foundation
 import QuotaKeeper
 import QuotaKeeperTestSupport
+import Synchronization
 import Testing
 
 @Suite("Resilient call path against the real redis-server")
@@ -234,6 +235,62 @@ struct CallPathTests {
         }
         #expect(clock.now - started < .seconds(2))
         #expect([.deadlineExceeded, .allTargetsFailed].contains(error.code))
+        try await harness.cleanUp()
+    }
+
+    @Test("a call cut short by its own deadline settles the worst case and is not a breaker failure")
+    func callerDeadlineIsNotABreakerFailure() async throws {
+        var breaker = BreakerConfiguration()
+        breaker.consecutiveFailureThreshold = 1   // one failure would open it
+        let harness = try CallPathHarness(breaker: breaker)
+        let bedrock = BedrockDouble([harness.primary: [.hang]])
+        let error = try await #require(throws: CallPathError.self) {
+            try await harness.coordinator().call(
+                route: [harness.primary], estimate: CallEstimate(inputTokens: 10, maxOutputTokens: 90),
+                options: CallOptions(app: "a", deadline: .milliseconds(300))) { try await bedrock.call($0, prompt: prompt) }
+        }
+        #expect(error.code == .allTargetsFailed || error.code == .deadlineExceeded)
+        let status = try await harness.ledger.status(of: harness.primary)
+        #expect(status.breaker.state == .closed)
+        #expect(status.breaker.failures == 0 && status.breaker.consecutiveFailures == 0, "the caller's deadline is not the target's fault")
+        #expect(status.window.tokens == 10 + 90 * 5, "Bedrock may have charged it: the worst case")
+        try await harness.cleanUp()
+    }
+
+    @Test("a caller with less time left than a call takes leaves at once, without taking budget")
+    func minimumRemainingDeadlineAtAdmission() async throws {
+        let harness = try CallPathHarness()
+        let coordinator = harness.coordinator()
+        let estimate = CallEstimate(inputTokens: 10, maxOutputTokens: 10)
+        let calls = Mutex(0)
+        let slowCall: @Sendable (BudgetID) async throws -> CallCompletion<String> = { _ in
+            calls.withLock { $0 += 1 }
+            try await Task.sleep(for: .milliseconds(300))
+            return CallCompletion(value: "", usage: TokenUsage(inputTokens: 10, outputTokens: 1))
+        }
+        // Said by the caller: a 5 s call does not fit a 4 s deadline on either target.
+        let said = try await #require(throws: CallPathError.self) {
+            try await coordinator.call(route: harness.route, estimate: estimate, options: CallOptions(app: "a", deadline: .seconds(4), expectedCallTime: .seconds(5)), slowCall)
+        }
+        #expect(said.code == .deadlineExceeded)
+        #expect(said.failures.count == 2)
+        #expect(calls.withLock { $0 } == 0)
+        // Learned: after a 300 ms call on the primary, a 250 ms deadline cannot be met there.
+        _ = try await coordinator.call(route: [harness.primary], estimate: estimate, options: CallOptions(app: "a"), slowCall)
+        let clock = ContinuousClock()
+        let started = clock.now
+        let learned = try await #require(throws: CallPathError.self) {
+            try await coordinator.call(route: [harness.primary], estimate: estimate, options: CallOptions(app: "a", deadline: .milliseconds(250)), slowCall)
+        }
+        #expect(clock.now - started < .milliseconds(200), "at once, not at the deadline")
+        #expect(learned.code == .deadlineExceeded)
+        guard case .notEnoughTimeLeft? = learned.failures.first?.reason else {
+            Issue.record("expected notEnoughTimeLeft, got \(learned.failures)")
+            return
+        }
+        #expect(calls.withLock { $0 } == 1)
+        let status = try await harness.ledger.status(of: harness.primary)
+        #expect(status.window.requests == 1, "only the served call holds budget")
         try await harness.cleanUp()
     }
 

@@ -17,7 +17,7 @@ import Synchronization
 //            after <run-ms>; prints {"reported": n, "sawOpen": m}
 //   wait     each task acquires (QuotaLedger.acquire, waiting in the budget's line) once, or again and again
 //            until <run-ms> with QK_WAIT_REPEAT=1; QK_WAIT_APPS (comma-separated; task i uses app i % count),
-//            QK_WAIT_PRIORITY, QK_WAIT_MAXWAIT_MS, QK_WAIT_PROMOTION_MS, QK_WAIT_GRACE_MS, QK_WAIT_DELAY_MS (start
+//            QK_WAIT_PRIORITY, QK_WAIT_MAXWAIT_MS, QK_WAIT_DELAY_MS (start
 //            later); prints {"admitted": n, "left": m, "times": [...], "tickets": [[tag (-1: none), admitted ms, sequence,
 //            class, app index, waited ms], ...]}
 //   abandon  each task starts to acquire (taking a ticket), then the process exits after 300 ms without
@@ -69,11 +69,9 @@ do {
     let waitApps = (environment["QK_WAIT_APPS"] ?? "worker").split(separator: ",").map(String.init)
     let waitPriority = Priority(rawValue: environment["QK_WAIT_PRIORITY"] ?? "interactive") ?? .interactive
     let maxWait = Duration.milliseconds(Int64(environment["QK_WAIT_MAXWAIT_MS"] ?? "") ?? 10_000)
-    var lineSettings = BudgetConfiguration(id: budget, limits: .init(requestsPerWindow: 1))
-    lineSettings.waitingLine.batchPromotion = .milliseconds(Int64(environment["QK_WAIT_PROMOTION_MS"] ?? "") ?? 30_000)
-    lineSettings.waitingLine.ticketGrace = .milliseconds(Int64(environment["QK_WAIT_GRACE_MS"] ?? "") ?? 1000)
+    // The test seeds the budget (and its waiting line's settings) before the workers start.
     let ledger = try QuotaLedger(
-        redis: redis, keyPrefix: arguments[2], budgets: [lineSettings],
+        redis: redis, keyPrefix: arguments[2], budgets: [BudgetConfiguration(id: budget, limits: .init(requestsPerWindow: 1))],
         instanceID: "worker-\(ProcessInfo.processInfo.processIdentifier)")
     _ = try await ledger.status(of: budget)   // connected and the budget exists before the start signal
     try await sleep(untilWallMilliseconds: startMilliseconds)

@@ -98,10 +98,11 @@ struct WaitingLineTests {
     func batchIsPromoted() async throws {
         var configuration = testConfiguration(uniqueBudget("batch"), rpm: 20, window: .seconds(1))
         configuration.batchCeiling = 0.8
+        let promotion = 1000
+        configuration.waitingLine.batchPromotion = .milliseconds(promotion)   // the budget's, in Redis
         try await withLedger(configuration) { ledger, budget in
             // Interactive: 20 waiters that come back at once after each admission for 5 s (demand far above
             // the quota). Batch: 2 waiters arriving 0.5 s later, promoted after 1 s.
-            let promotion = 1000
             let reports = try await withThrowingTaskGroup(of: [WorkerReport].self) { group in
                 group.addTask {
                     try await runWorkers(
@@ -115,7 +116,7 @@ struct WaitingLineTests {
                         run: .milliseconds(100),
                         environment: [
                             "QK_WAIT_APPS": "nightly", "QK_WAIT_PRIORITY": "batch", "QK_WAIT_MAXWAIT_MS": "8000",
-                            "QK_WAIT_DELAY_MS": "1500", "QK_WAIT_PROMOTION_MS": String(promotion),
+                            "QK_WAIT_DELAY_MS": "1500",
                         ])
                 }
                 return try await group.reduce(into: []) { $0 += $1 }
@@ -143,7 +144,7 @@ struct WaitingLineTests {
             // A process takes 5 tickets (a whole window's worth) and dies.
             _ = try await runWorkers(
                 processes: 1, budget: budget, mode: "abandon", tasks: 5, startDelay: .milliseconds(200),
-                run: .milliseconds(100), environment: ["QK_WAIT_GRACE_MS": "300"])
+                run: .milliseconds(100))
             var now = try await redisMilliseconds(ledger)
             #expect(try await ledger.waitingLine(of: budget, now: now).interactive.waiters == 5)
             // A live waiter of the same app, behind them, is admitted once their tickets expired (due ~1 s
@@ -193,6 +194,57 @@ struct WaitingLineTests {
             #expect(refused.reason == .requestsPerWindow || refused.reason == .waiters)
             let ticket = try await waiter.value
             #expect(ticket != nil)
+        }
+    }
+
+    @Test("a waiter cancelled while it sleeps gives its ticket back at once, not at its due time + grace")
+    func cancelledWaiterLeaves() async throws {
+        let configuration = testConfiguration(uniqueBudget("cancel"), rpm: 2, window: .seconds(1))
+        try await withLedger(configuration) { ledger, budget in
+            try await saturate(ledger, budget, 2)
+            let clock = ContinuousClock(), saturated = clock.now
+            let waiter = Task { try await ledger.acquire(budget, app: "impatient", tokens: 1, maxWait: .seconds(5)) }
+            #expect(try await eventually { try await ledger.waitingLine(of: budget, now: redisMilliseconds(ledger)).interactive.waiters == 1 })
+            waiter.cancel()
+            await #expect(throws: CancellationError.self) { _ = try await waiter.value }
+            #expect(try await eventually(within: .milliseconds(500)) {
+                try await ledger.waitingLine(of: budget, now: redisMilliseconds(ledger)).interactive.waiters == 0
+            })
+            // The line's marker left with the last ticket: once the window has room, a caller that does not wait
+            // is admitted (the ticket would have blocked it until about 1 s + 1 s grace after it was taken).
+            try await Task.sleep(until: saturated + .milliseconds(1_400))
+            let reservation = try await ledger.reserve(budget, app: "hasty", tokens: 1)
+            _ = consume reservation
+            // Leaving twice changes nothing.
+            let again = try await ledger.evaluate(
+                LedgerScripts.leaveLine, budget, ["no-such-ticket"], keys: ledger.keys(budget).leaveLine)
+            #expect(again.array?.first?.string == "not_waiting")
+        }
+    }
+
+    @Test("the line's capacity and weights are the budget's in Redis, whatever a caller's own configuration says")
+    func settingsFromRedis() async throws {
+        var configuration = testConfiguration(uniqueBudget("settings"), rpm: 2, window: .seconds(2))
+        configuration.waitingLine.capacity = 2
+        configuration.waitingLine.appWeights = ["gold": 3]
+        try await withLedger(configuration) { ledger, budget in
+            let status = try await ledger.status(of: budget)
+            #expect(status.settings["lcap"] == 2 && status.settings["lprom"] == 30_000 && status.settings["lgrace"] == 1_000)
+            #expect(status.lineWeights == ["gold": 3])
+            try await saturate(ledger, budget, 2)
+            // Another instance that would allow 1000 tickets: the line still holds 2.
+            var generous = configuration
+            generous.waitingLine.capacity = 1000
+            let other = try QuotaLedger(redis: ledger.redis, keyPrefix: testKeyPrefix, budgets: [generous], instanceID: "other")
+            let waiters = (0..<3).map { _ in Task { try await other.acquire(budget, app: "many", tokens: 1, maxWait: .seconds(6)) } }
+            #expect(try await eventually { try await ledger.waitingLine(of: budget, now: redisMilliseconds(ledger)).interactive.waiters == 2 })
+            try await Task.sleep(for: .milliseconds(200))
+            #expect(try await ledger.waitingLine(of: budget, now: redisMilliseconds(ledger)).interactive.waiters == 2)
+            for waiter in waiters { waiter.cancel() }
+            // Settings are checked by the script: a weight out of range names the setting.
+            let refused = try await ledger.evaluate(
+                LedgerScripts.configure, budget, ["set", "w:gold", "1000"], keys: ledger.keys(budget).configure)
+            #expect(refused.array?.map(\.string) == ["invalid", "w:gold", "must be a number from 0.01 to 100"])
         }
     }
 }

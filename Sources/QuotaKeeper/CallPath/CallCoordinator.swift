@@ -31,6 +31,8 @@ public struct CallCoordinator: Sendable {
     let logger: Logger
     let policy: CallPathPolicy
     let metrics = CallPathMetrics()
+    /// What a call on each target takes (the admission leaves that much of the deadline).
+    let callTimes = CallTimeEstimates()
     /// The random source of the retries' full jitter: uniform in 0...1.
     let randomFraction: @Sendable () -> Double
 
@@ -117,6 +119,7 @@ public struct CallCoordinator: Sendable {
                 if let reason { failures.append(TargetFailure(target: target, reason: reason)) }
                 let message = switch code {
                 case .nonRetryable: "Bedrock refused the request (\(underlying?.kind.rawValue ?? "unknown")): not retried"
+                case .deadlineExceeded: "too little of the deadline of \(options.deadline) was left for a call"
                 default: "no target of the route served the call"
                 }
                 throw finalError(code, message, failures, logger, underlying: code == .nonRetryable ? underlying : nil)
@@ -130,7 +133,9 @@ public struct CallCoordinator: Sendable {
 
         while true {
             let target = route[position.index]
-            let admit = policy.beforeAttempt(at: position, now: clock.now, deadline: deadline, maximumWaitPerTarget: options.maximumWaitPerTarget)
+            let admit = policy.beforeAttempt(
+                at: position, now: clock.now, deadline: deadline, maximumWaitPerTarget: options.maximumWaitPerTarget,
+                expectedCallTime: options.expectedCallTime ?? callTimes.expected(on: target))
             guard case .admit(let maximumWait) = admit else {
                 try moveOn(admit)
                 continue
@@ -191,6 +196,7 @@ public struct CallCoordinator: Sendable {
             let outcome = await Self.run(until: deadline) { try await operation(target) }
             let latency = clock.now - callStarted
             let isFallback = position.index > 0
+            if case .success = outcome { callTimes.record(latency, on: target) }
 
             switch outcome {
             case .success(let completion) where !settlesOnSuccess:
@@ -225,13 +231,14 @@ public struct CallCoordinator: Sendable {
                 throw CancellationError()
 
             case .failure(let error):
-                let failure = error is DeadlinePassed
+                let byCallerDeadline = error is DeadlinePassed
+                let failure = byCallerDeadline
                     ? BedrockError(kind: .timeout, message: "the call's deadline passed while Bedrock was answering", source: .client)
                     : configuration.classifier.classify(error)
                 let kind = failure.kind
                 metrics.bedrockError(on: target, kind: kind)
                 logger.debug("Bedrock call failed", metadata: ["quotakeeper.kind": "\(kind.rawValue)", "quotakeeper.attempt": "\(position.attempts)"])
-                await finishFailed(ticket, kind: kind, estimate: estimate, latency: latency, logger: logger)
+                await finishFailed(ticket, kind: kind, byCallerDeadline: byCallerDeadline, estimate: estimate, latency: latency, logger: logger)
                 if kind.isQuotaThrottle { await ceiling.unexpectedThrottle(on: target) }
 
                 var decision = policy.after(.failed(failure), at: position, now: clock.now, deadline: deadline, randomFraction: randomFraction())
@@ -276,9 +283,11 @@ public struct CallCoordinator: Sendable {
     }
 
     /// Gives back or charges a failed call's reservation and reports the outcome to the breaker, as
-    /// ``CallPathPolicy/finishing(_:)`` says.
-    private func finishFailed(_ ticket: consuming AdmissionTicket, kind: BedrockErrorKind, estimate: CallEstimate, latency: Duration, logger: Logger) async {
-        let (settlesWorstCase, outcome) = CallPathPolicy.finishing(kind)
+    /// ``CallPathPolicy/finishing(_:byCallerDeadline:)`` says.
+    private func finishFailed(
+        _ ticket: consuming AdmissionTicket, kind: BedrockErrorKind, byCallerDeadline: Bool, estimate: CallEstimate, latency: Duration, logger: Logger
+    ) async {
+        let (settlesWorstCase, outcome) = CallPathPolicy.finishing(kind, byCallerDeadline: byCallerDeadline)
         let wasProbe = ticket.isProbe
         do {
             let breaker = if settlesWorstCase {

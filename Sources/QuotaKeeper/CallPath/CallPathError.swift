@@ -13,6 +13,8 @@ public struct TargetFailure: Sendable, CustomStringConvertible {
         case retryBudgetExhausted(BedrockError)
         /// The deadline passed before this target could be tried.
         case deadlineExceeded
+        /// Less of the deadline was left than a call on this target is expected to take, so no budget was taken.
+        case notEnoughTimeLeft(remaining: Duration, expectedCallTime: Duration)
         /// Redis was unreachable and this target has no configuration to take a local share of (failOpen).
         case storeUnavailable(String)
         /// Redis was unreachable and this instance's local share of the target's limits is spent (failOpen).
@@ -39,6 +41,8 @@ public struct TargetFailure: Sendable, CustomStringConvertible {
             return "\(target): fleet retry budget spent after \(error.kind.rawValue)"
         case .deadlineExceeded:
             return "\(target): deadline passed before it could be tried"
+        case .notEnoughTimeLeft(let remaining, let expected):
+            return "\(target): \(remaining) of the deadline left, less than a call is expected to take (\(expected)); no budget taken"
         case .storeUnavailable(let message):
             return "\(target): the ledger is unreachable and this instance has no configuration for it (\(message))"
         case .localShareExhausted:
@@ -56,7 +60,7 @@ public struct CallPathError: Error, Sendable, CustomStringConvertible {
         public static let allTargetsFailed = Code("allTargetsFailed")
         /// Bedrock refused the request itself (validation, hard quota, model error, unknown): not retried.
         public static let nonRetryable = Code("nonRetryable")
-        /// The deadline passed.
+        /// The deadline passed, or what was left of it is shorter than a call on the last target takes.
         public static let deadlineExceeded = Code("deadlineExceeded")
         /// Redis is unreachable and the policy is `failClosed` (or the local share is spent).
         public static let storeUnavailable = Code("storeUnavailable")

@@ -50,12 +50,31 @@ struct CallPathPolicy: Sendable {
         case deadlinePassed
     }
 
-    /// Before an attempt on the current target: admit while the deadline leaves time, waiting for budget up
-    /// to `maximumWaitPerTarget` (nil: the rest of the deadline on the last target, no wait on the others).
-    func beforeAttempt(at position: Position, now: ContinuousClock.Instant, deadline: ContinuousClock.Instant, maximumWaitPerTarget: Duration?) -> Decision {
+    /// Before an attempt on the current target: admit while the deadline leaves time for the call itself,
+    /// waiting for budget up to `maximumWaitPerTarget` (nil: on the last target whatever the deadline leaves
+    /// after the call, no wait on the others). A caller whose remaining time is less than `expectedCallTime`
+    /// takes no budget: its call would end at the deadline inside Bedrock, charged and counted for nothing.
+    /// It moves on (a faster target may fit), and on the last target fails `deadlineExceeded`.
+    func beforeAttempt(
+        at position: Position, now: ContinuousClock.Instant, deadline: ContinuousClock.Instant, maximumWaitPerTarget: Duration?,
+        expectedCallTime: Duration = .zero
+    ) -> Decision {
         let remaining = deadline - now
         guard remaining > .zero else { return .deadlinePassed }
-        return .admit(maximumWait: min(remaining, maximumWaitPerTarget ?? (position.isLastTarget ? remaining : .zero)))
+        let usable = remaining - max(expectedCallTime, .zero)
+        guard usable > .zero else {
+            let reason = TargetFailure.Reason.notEnoughTimeLeft(remaining: remaining, expectedCallTime: expectedCallTime)
+            return position.isLastTarget ? .fail(.deadlineExceeded, because: reason) : .fallOver(to: position.index + 1, because: reason)
+        }
+        return .admit(maximumWait: min(usable, maximumWaitPerTarget ?? (position.isLastTarget ? usable : .zero)))
+    }
+
+    /// The expected time of a call on a target after one more successful call took `observed`: a decaying
+    /// maximum (a slower call raises it at once, faster ones lower it by a tenth of the gap each), so one
+    /// fast answer does not make the call path take admissions it cannot use.
+    static func expectedCallTime(after previous: Duration?, observed: Duration) -> Duration {
+        guard let previous, previous > observed else { return observed }
+        return previous - (previous - observed) / 10
     }
 
     /// After an attempt on the current target did not serve the call.
@@ -89,9 +108,10 @@ struct CallPathPolicy: Sendable {
 
     /// How a failed call's reservation is finished, and what the breaker is told. Bedrock does not charge
     /// throttled or failed requests, so their tokens are released; a timeout or model error may have been
-    /// charged, so the worst case is settled (counting more, never less).
-    static func finishing(_ kind: BedrockErrorKind) -> (settlesWorstCase: Bool, breaker: CallOutcome) {
-        (kind == .timeout || kind == .modelError, kind.countsAsBreakerFailure ? .failure : .notCounted)
+    /// charged, so the worst case is settled (counting more, never less). A call the caller's own deadline
+    /// cut short (`byCallerDeadline`) says nothing about the target's health: the breaker is not told.
+    static func finishing(_ kind: BedrockErrorKind, byCallerDeadline: Bool) -> (settlesWorstCase: Bool, breaker: CallOutcome) {
+        (kind == .timeout || kind == .modelError, kind.countsAsBreakerFailure && !byCallerDeadline ? .failure : .notCounted)
     }
 
     /// Full jitter: `randomFraction` x min(maximumDelay, baseDelay x 2^(attempt-1)), in whole milliseconds.

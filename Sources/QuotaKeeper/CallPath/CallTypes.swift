@@ -33,17 +33,22 @@ public struct CallOptions: Sendable {
     /// The longest wait for budget on one target before falling over to the next (nil: up to the deadline
     /// on the last target, and none on the others, where falling over is faster than waiting).
     public var maximumWaitPerTarget: Duration?
+    /// How long the Bedrock call itself takes; admission leaves this much of the deadline for it, so a caller
+    /// never takes budget it cannot use (nil: learned per target from the coordinator's successful calls, see
+    /// `CallPathPolicy.expectedCallTime(after:observed:)`; zero until a call on the target succeeded).
+    public var expectedCallTime: Duration?
     /// Correlates log lines of one call; never contains request content.
     public var requestID: String
 
     public init(
         app: String, priority: Priority = .interactive, deadline: Duration = .seconds(30),
-        maximumWaitPerTarget: Duration? = nil, requestID: String = UUID().uuidString
+        maximumWaitPerTarget: Duration? = nil, expectedCallTime: Duration? = nil, requestID: String = UUID().uuidString
     ) {
         self.app = app
         self.priority = priority
         self.deadline = deadline
         self.maximumWaitPerTarget = maximumWaitPerTarget
+        self.expectedCallTime = expectedCallTime
         self.requestID = requestID
     }
 }

@@ -117,7 +117,8 @@ public struct BudgetConfiguration: Sendable, Hashable {
     /// `window` as Bedrock sees it holds more than a limit even when calls arrive late; it costs the hop's
     /// share of the limits' rate. 0...60 s; default 250 ms.
     public var hopMargin: Duration = .milliseconds(250)
-    /// The waiting line's settings (sent with each waiting caller's admission, not stored in Redis).
+    /// The waiting line's settings, stored with the budget in Redis like every other setting (the fleet's
+    /// waiting callers all read the same ones).
     public var waitingLine = WaitingLine()
 
     public init(id: BudgetID, limits: Limits) {

@@ -16,6 +16,9 @@ public struct BudgetStatus: Sendable, Hashable, Decodable {
     public var day: WindowUsage
     /// Capped apps: cap and usage in the window.
     public var apps: [String: AppUsage]
+    /// The waiting line's app weights (`w:<app>`; apps not named weigh 1). Its capacity, promotion and grace
+    /// are `settings` `lcap`, `lprom` and `lgrace`.
+    public var lineWeights: [String: Double]
     /// Leases of calls in flight.
     public var inFlight: Int
     public var breaker: BreakerStatus
@@ -50,7 +53,7 @@ public struct BudgetStatus: Sendable, Hashable, Decodable {
 
     enum CodingKeys: String, CodingKey {
         case settings = "config", nowMilliseconds = "now_ms", epoch, reservations, window, day, apps,
-            inFlight = "in_flight", breaker
+            lineWeights = "line_weights", inFlight = "in_flight", breaker
     }
 
     /// Decodes `ledger_read`'s reply (cjson writes an empty object for an empty map).

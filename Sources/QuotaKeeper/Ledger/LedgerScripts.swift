@@ -6,6 +6,8 @@ import TimeLimit
 enum LedgerScripts {
     static let reserve = RedisScript(
         name: "ledger_reserve", source: EmbeddedLuaScripts.ledgerLib + "\n" + EmbeddedLuaScripts.ledgerReserve)
+    static let leaveLine = RedisScript(
+        name: "ledger_reserve_leave", source: EmbeddedLuaScripts.ledgerLib + "\n" + EmbeddedLuaScripts.ledgerReserveLeave)
     static let settle = script("ledger_settle", EmbeddedLuaScripts.ledgerSettle)
     static let configure = script("ledger_configure", EmbeddedLuaScripts.ledgerConfigure)
     static let read = script("ledger_read", EmbeddedLuaScripts.ledgerRead)
@@ -13,7 +15,7 @@ enum LedgerScripts {
     static let breakerAdmin = script("breaker_admin", EmbeddedLuaScripts.breakerAdmin)
     static let replay = script("ledger_replay", EmbeddedLuaScripts.ledgerReplay)
 
-    static let all = [reserve, settle, configure, read, delete, breakerAdmin, replay]
+    static let all = [reserve, leaveLine, settle, configure, read, delete, breakerAdmin, replay]
 
     private static func script(_ name: String, _ body: String) -> RedisScript {
         RedisScript(
@@ -38,6 +40,11 @@ extension BudgetConfiguration {
         ]
         settings += breaker.scriptSettings
         for (app, cap) in appCaps.sorted(by: { $0.key < $1.key }) { settings += ["cap:\(app)", String(cap)] }
+        settings += [
+            "lcap", String(waitingLine.capacity), "lprom", String(waitingLine.batchPromotion.millisecondsRoundedUp),
+            "lgrace", String(waitingLine.ticketGrace.millisecondsRoundedUp),
+        ]
+        for (app, weight) in waitingLine.appWeights.sorted(by: { $0.key < $1.key }) { settings += ["w:\(app)", String(weight)] }
         return settings
     }
 
@@ -79,6 +86,7 @@ extension BudgetConfiguration {
         if waitingLine.ticketGrace < .milliseconds(1) || waitingLine.ticketGrace > .seconds(31_622_400) {
             throw invalid("waitingLine.ticketGrace must be from 1 ms to one year")
         }
+        if waitingLine.appWeights.count > 1000 { throw invalid("waitingLine.appWeights may name at most 1000 apps") }
         for (app, weight) in waitingLine.appWeights {
             guard QuotaLedger.isValidName(app) else { throw invalid("waiting line weight name \"\(app)\" is not a valid app name") }
             if !weight.isFinite || !(0.01...100).contains(weight) { throw invalid("waiting line weight of app \(app) must be from 0.01 to 100") }

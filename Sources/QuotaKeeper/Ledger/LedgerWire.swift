@@ -29,13 +29,14 @@ enum LedgerWire {
         var line: String { base + ":line" }
         var lineExpiry: String { base + ":line:exp" }
         var lineTickets: String { base + ":line:tickets" }
+        /// KEYS of `ledger_reserve_leave`.
+        var leaveLine: [String] { [ledger, line, lineExpiry, lineTickets] }
     }
 
-    /// What a caller that waits adds to `ledger_reserve`: how long it will still wait and the line's settings.
+    /// What a caller that waits adds to `ledger_reserve`: how long it will still wait (the line's settings
+    /// are the budget's, in Redis).
     struct Waiting {
         var maxWait: Duration
-        var line: BudgetConfiguration.WaitingLine
-        var weight: Double
     }
 
     /// `ledger_reserve`'s KEYS and ARGV.
@@ -59,11 +60,7 @@ enum LedgerWire {
         var arguments: [String] {
             let base = [app, priority.rawValue, String(requests), String(tokens)]
             guard let waiting else { return base + (lease.map { [String($0.millisecondsRoundedUp)] } ?? []) }
-            return base + [
-                String(lease?.millisecondsRoundedUp ?? 0), String(max(waiting.maxWait.millisecondsRoundedDown, 1)),
-                String(waiting.line.capacity), String(waiting.line.batchPromotion.millisecondsRoundedUp),
-                String(waiting.line.ticketGrace.millisecondsRoundedUp), String(waiting.weight),
-            ]
+            return base + [String(lease?.millisecondsRoundedUp ?? 0), String(max(waiting.maxWait.millisecondsRoundedDown, 1))]
         }
     }
 
@@ -92,12 +89,12 @@ enum LedgerWire {
                     budget: budget, reason: reason, dimension: fields[5].string ?? "", usage: Int(usage), limit: Int(limit),
                     retryAfter: retry < 0 ? nil : .milliseconds(retry)))
             case "queued":
-                guard fields.count == 8, let due = fields[1].integer, let position = fields[2].integer,
+                guard fields.count == 9, let due = fields[1].integer, let position = fields[2].integer,
                       let tag = fields[3].string.flatMap(Double.init), let reason = fields[4].string.flatMap(Denial.Reason.init(rawValue:)),
-                      let usage = fields[5].integer, let limit = fields[6].integer
+                      let usage = fields[5].integer, let limit = fields[6].integer, let next = fields[8].integer
                 else { throw QuotaLedger.unexpected(reply, LedgerScripts.reserve) }
                 self = .queued(
-                    WaitingTicket(tag: tag, position: Int(position)),
+                    WaitingTicket(tag: tag, position: Int(position), nextCallerTurn: next < 0 ? nil : .milliseconds(next)),
                     Denial(
                         budget: budget, reason: reason, dimension: fields[7].string ?? "", usage: Int(usage), limit: Int(limit),
                         retryAfter: .milliseconds(max(due, 0))))

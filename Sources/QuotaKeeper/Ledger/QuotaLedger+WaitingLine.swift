@@ -1,3 +1,4 @@
+import Synchronization
 import QuotaKeeperRedis
 
 /// Who waits in a budget's waiting line right now (docs/ledger.md "Waiting line").
@@ -49,5 +50,55 @@ extension QuotaLedger {
             lines[priority]!.oldestWait = max(lines[priority]!.oldestWait ?? .zero, waited)
         }
         return WaitingLineStatus(interactive: lines[.interactive]!, batch: lines[.batch]!)
+    }
+}
+
+/// What this process last heard of when an app's next caller of a class would get its turn in a budget's
+/// line: a waiting caller the ledger refused because its turn comes after its wait (or that the limits will
+/// have room only then) learns that time, and until a later answer says otherwise (a ticket taken, an
+/// admission) the app's next callers of the class whose wait ends before it are refused here, without a round
+/// trip: their tag in the line would be the same or later, so their turn is no earlier. A turn in the last tenth
+/// of a caller's wait counts as beyond it too: the turn is the line pace's estimate, which varies by about that
+/// much from answer to answer, and the app's place is not lost (its next caller takes the same place in the
+/// line). In a lasting overload most callers are refused this way, so Redis sees about the admitted calls only.
+/// The turn errs late only when tickets ahead leave the line early (a cancelled or dead waiter), and then only
+/// until it passes.
+final class LineTurns: Sendable {
+    struct Key: Hashable, Sendable {
+        var budget: BudgetID
+        var app: String
+        var priority: Priority
+    }
+
+    /// The denial that taught it and the turn it names (this process's clock).
+    private let turns = Mutex<[Key: (denial: Denial, turn: ContinuousClock.Instant)]>([:])
+
+    /// The denial to refuse a caller whose wait ends at `deadline` with (its `retryAfter` counted from `now`),
+    /// or nil when it may ask the ledger: the known turn comes after the first nine tenths of its wait.
+    func refusal(_ key: Key, deadline: ContinuousClock.Instant, now: ContinuousClock.Instant) -> Denial? {
+        turns.withLock { turns in
+            guard let known = turns[key] else { return nil }
+            guard known.turn > now else {
+                turns[key] = nil
+                return nil
+            }
+            guard known.turn > deadline - (deadline - now) / 10 else { return nil }
+            var denial = known.denial
+            denial.retryAfter = known.turn - now
+            return denial
+        }
+    }
+
+    /// Remembers that the ledger refused a waiting caller of `key` whose turn comes at `turn`.
+    func learn(_ key: Key, _ denial: Denial, turn: ContinuousClock.Instant) {
+        turns.withLock { turns in
+            if turns.count >= 10_000 { turns.removeAll() }   // bounded: one entry per budget, app and class in use
+            turns[key] = (denial, turn)
+        }
+    }
+
+    /// A waiting caller of `key` got a ticket or was admitted: its turn came within a wait.
+    func forget(_ key: Key) {
+        turns.withLock { turns in _ = turns.removeValue(forKey: key) }
     }
 }

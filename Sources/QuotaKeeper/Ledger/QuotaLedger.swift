@@ -23,6 +23,8 @@ public struct QuotaLedger: Sendable {
     /// The configurations this instance seeds (and re-seeds after Redis lost them).
     public let configurations: [BudgetID: BudgetConfiguration]
     let logger: Logger
+    /// What this process last heard of each app's turn in a waiting line (``acquire``).
+    let lineTurns = LineTurns()
 
     /// Creates a ledger; nothing is sent to Redis until the first call (`seedBudgets()` seeds eagerly).
     /// - Parameters:
@@ -110,9 +112,12 @@ public struct QuotaLedger: Sendable {
     /// between apps (`BudgetConfiguration.WaitingLine`); each later attempt comes back exactly when the ledger
     /// says the ticket is due, and is admitted then unless budget was spent otherwise (e.g. an operator
     /// lowered a limit). Without a ticket (a full line, an in-flight or app-cap limit) each wait is the
-    /// denial's retry-after plus jitter. A caller whose turn comes after `maxWait` leaves the line at once.
+    /// denial's retry-after plus jitter. A caller whose turn comes after `maxWait` leaves the line at once, and
+    /// until that turn this process refuses the app's next callers of the class that cannot wait so long
+    /// without asking Redis (``LineTurns``). A caller cancelled while it waits gives its ticket back.
     ///
-    /// Redis cost: one `reserve` per attempt: one when the budget has room, usually two when the caller waits.
+    /// Redis cost: one `reserve` per attempt: one when the budget has room, usually two when the caller waits,
+    /// none when this process already knows its turn is beyond `maxWait`; one more when cancelled holding a ticket.
     /// - Throws: `LedgerError` `.waitBeyondDeadline` (with the denial: when it would have been due) when its
     ///   turn comes after `maxWait` or never will, `.budgetExhausted` for a breaker that is open beyond it,
     ///   `CancellationError` when the task is cancelled while waiting, and any error of `reserve`.
@@ -122,35 +127,48 @@ public struct QuotaLedger: Sendable {
     ) async throws -> Reservation {
         let clock = ContinuousClock()
         let deadline = clock.now + maxWait
-        let configuration = configurations[budget]
-        let jitterCap = min(max((configuration?.granularity ?? .seconds(1)) / 4, .milliseconds(5)), .milliseconds(250))
-        let line = configuration?.waitingLine ?? BudgetConfiguration.WaitingLine()
+        let jitterCap = min(max((configurations[budget]?.granularity ?? .seconds(1)) / 4, .milliseconds(5)), .milliseconds(250))
         let request = ReserveRequest(app: app, priority: priority, tokens: tokens, requests: requests, lease: lease, id: UUID().uuidString)
+        let turnKey = LineTurns.Key(budget: budget, app: app, priority: priority)
+        if let known = lineTurns.refusal(turnKey, deadline: deadline, now: clock.now) {
+            throw LedgerError(code: .waitBeyondDeadline, message: "\(known.description); that is beyond maxWait \(maxWait)", denial: known)
+        }
         var ticket: WaitingTicket?
         while true {
             let remaining = deadline - clock.now
             // While it holds a ticket a caller always says it waits (at least 1 ms), so that the call that
             // finds its turn too late also takes it out of the line.
-            let waiting = remaining >= .milliseconds(1) || ticket != nil
-                ? LedgerWire.Waiting(maxWait: max(remaining, .milliseconds(1)), line: line, weight: line.appWeights[app] ?? 1) : nil
+            let waiting = remaining >= .milliseconds(1) || ticket != nil ? LedgerWire.Waiting(maxWait: max(remaining, .milliseconds(1))) : nil
+            let sent = clock.now
             var wait: Duration
             let denial: Denial
             switch try await attempt(budget, request, waiting: waiting) {
             case .admitted(var reservation):
+                lineTurns.forget(turnKey)
                 reservation.waitingTicket = ticket
                 return reservation
             case .queued(let issued, let due):
+                // The app's next caller of the class would be due no earlier than the line's pace says.
+                if let next = issued.nextCallerTurn { lineTurns.learn(turnKey, due, turn: sent + next) } else { lineTurns.forget(turnKey) }
                 if ticket == nil { ticket = issued }
                 // Precisely when the ticket is due (no jitter, no earlier poll), or at the deadline: the ledger
                 // granted it against what was left of maxWait when it answered, so it never throws here
                 // holding a ticket (the next attempt is admitted or leaves the line).
-                try await Task.sleep(for: min(due.retryAfter ?? .zero, max(deadline - clock.now, .zero)))
+                do {
+                    try await Task.sleep(for: min(due.retryAfter ?? .zero, max(deadline - clock.now, .zero)))
+                } catch {
+                    leaveLineDetached(budget, ticketID: request.id)
+                    throw error
+                }
                 continue
             case .denied(let refused):
                 denial = refused
                 guard var retry = refused.retryAfter else {
                     throw LedgerError(code: refused.reason == .breakerOpen ? .budgetExhausted : .waitBeyondDeadline,
                                       message: "\(refused.description); not within maxWait \(maxWait)", denial: refused)
+                }
+                if waiting != nil, [.requestsPerWindow, .tokensPerWindow, .tokensPerDay, .batchCeiling, .waiters].contains(refused.reason) {
+                    lineTurns.learn(turnKey, refused, turn: sent + retry)   // the line's answer: this class's turn
                 }
                 if refused.reason == .inFlight { retry = min(retry, .milliseconds(100)) }  // a settle may free it sooner
                 wait = retry + .microseconds(Int64.random(in: 0...jitterCap.millisecondsRoundedUp * 1000))
@@ -161,6 +179,19 @@ public struct QuotaLedger: Sendable {
                     message: "\(denial.description); that is beyond maxWait \(maxWait)", denial: denial)
             }
             try await Task.sleep(for: wait)
+        }
+    }
+
+    /// Takes a cancelled waiter's ticket out of the budget's line (`ledger_reserve_leave`), in a task of its own
+    /// (the waiter's task is cancelled); a failure leaves the ticket to expire at its due time + grace.
+    func leaveLineDetached(_ budget: BudgetID, ticketID: String) {
+        let ledger = self
+        Task {
+            do {
+                _ = try await ledger.evaluate(LedgerScripts.leaveLine, budget, [ticketID], keys: ledger.keys(budget).leaveLine)
+            } catch {
+                ledger.logger.debug("a cancelled waiter's ticket stays until it expires", metadata: ["quotakeeper.error": "\(error)"])
+            }
         }
     }
 

@@ -136,4 +136,7 @@ public struct WaitingTicket: Sendable, Hashable {
     public var tag: Double
     /// Tickets ahead of it when it was issued, plus one (counted up to 129).
     public var position: Int
+    /// When, as the line's pace predicts it, the app's next caller of the class would have its turn (from
+    /// the reply; nil when the line has no pace yet).
+    var nextCallerTurn: Duration? = nil
 }

@@ -7,10 +7,13 @@ struct BudgetSettings: Sendable {
     let values: [String: Double]
     /// Capped apps and their share of the window limits.
     let appCaps: [String: Double]
+    /// The waiting line's app weights.
+    let lineWeights: [String: Double]
 
     init(_ status: BudgetStatus) {
         values = status.settings
         appCaps = status.apps.mapValues(\.cap)
+        lineWeights = status.lineWeights
     }
 
     func number(_ name: String) -> Double { values[name] ?? 0 }
@@ -43,6 +46,9 @@ struct BudgetSettings: Sendable {
         configuration.historyRetention = .milliseconds(Int64(number("hist")))
         configuration.historyApps = optional("hk") ?? configuration.historyApps
         configuration.hopMargin = .milliseconds(Int64(number("hop")))
+        configuration.waitingLine = .init(
+            capacity: integer("lcap"), batchPromotion: .milliseconds(Int64(number("lprom"))),
+            ticketGrace: .milliseconds(Int64(number("lgrace"))), appWeights: lineWeights)
         var breaker = BreakerConfiguration()
         breaker.window = .milliseconds(Int64(number("b_win")))
         breaker.bucketCount = integer("b_n")
@@ -71,6 +77,11 @@ struct BudgetSettings: Sendable {
             ("in_flight_limit", .optional(inFlightLimit)), ("in_flight_lease_ms", .int(integer("lease"))),
             ("history_retention_ms", .int(integer("hist"))), ("history_apps_per_minute", .optional(optional("hk"))),
             ("app_caps", .object(appCaps.sorted { $0.key < $1.key }.map { ($0.key, .double($0.value)) })),
+            ("waiting_line", .object([
+                ("capacity", .int(integer("lcap"))), ("batch_promotion_ms", .int(integer("lprom"))),
+                ("ticket_grace_ms", .int(integer("lgrace"))),
+                ("app_weights", .object(lineWeights.sorted { $0.key < $1.key }.map { ($0.key, .double($0.value)) })),
+            ])),
             ("breaker", .object([
                 ("window_ms", .int(integer("b_win"))), ("buckets", .int(integer("b_n"))),
                 ("failure_rate_threshold", .double(number("b_rate"))), ("minimum_calls", .int(integer("b_min"))),
@@ -101,6 +112,10 @@ struct BudgetSettings: Sendable {
             ["history rows", optional("hk").map { "\(Format.count($0)) apps a minute + other" } ?? "-"],
         ]
         for (app, cap) in appCaps.sorted(by: { $0.key < $1.key }) { rows.append(["app cap \(TerminalText.escaped(app))", Format.percent(cap)]) }
+        rows.append(["waiting line", "\(Format.count(integer("lcap"))) tickets, batch promoted after \(ms("lprom")), grace \(ms("lgrace"))"])
+        for (app, weight) in lineWeights.sorted(by: { $0.key < $1.key }) {
+            rows.append(["line weight \(TerminalText.escaped(app))", Format.decimal(weight, digits: 2)])
+        }
         rows += [
             ["breaker window", "\(ms("b_win")) in \(integer("b_n")) buckets"],
             ["breaker opens at", "\(Format.percent(number("b_rate"))) failures of at least \(integer("b_min")) calls"

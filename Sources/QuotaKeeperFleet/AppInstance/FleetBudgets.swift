@@ -4,9 +4,9 @@ import TimeLimit
 
 /// QuotaKeeper's configuration for the fleet: one budget per model, time-scaled like the simulator.
 enum FleetBudgets {
-    /// The ledger's window is Bedrock's (time-scaled), with 100 buckets. The library's defaults make it exact
-    /// against Bedrock's continuously sliding window and its hop margin covers the time between an admission and
-    /// Bedrock's own: no margin of the demo's own.
+    /// The ledger's window is Bedrock's (time-scaled), with 100 buckets. The library makes it exact against
+    /// Bedrock's continuously sliding window; the hop margin (`FleetSettings.hopMarginMilliseconds`) covers the
+    /// time between an admission and Bedrock's own: no margin of the demo's own.
     static func ledgerWindow(_ settings: FleetSettings) -> Duration {
         wholeBuckets(settings.wall(60), bucketCount)
     }
@@ -26,6 +26,7 @@ enum FleetBudgets {
             budget.window = ledgerWindow(settings)
             budget.bucketCount = bucketCount
             budget.batchCeiling = settings.batchCeiling
+            budget.hopMargin = .milliseconds(settings.hopMarginMilliseconds)
             var breaker = BreakerConfiguration()
             breaker.window = wholeBuckets(settings.wall(60), breaker.bucketCount)
             breaker.openDuration = settings.wall(15)
