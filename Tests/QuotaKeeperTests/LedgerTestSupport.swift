@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import QuotaKeeper
+import QuotaKeeperRedis
 import QuotaKeeperTestSupport
 
 /// The key prefix of every ledger test; each test also has its own budget (a unique hash tag).

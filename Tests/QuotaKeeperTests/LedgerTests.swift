@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import QuotaKeeper
+import QuotaKeeperRedis
 import QuotaKeeperTestSupport
 
 /// Issue 3's properties, against the real redis-server at `QUOTAKEEPER_TEST_REDIS_URL`.

@@ -2,6 +2,7 @@ import BedrockSimulator
 import Foundation
 import Logging
 import QuotaKeeper
+import QuotaKeeperRedis
 import Synchronization
 
 /// Runs a scenario in each mode: a simulator (unless one was given), one OS process per app, the referee's
@@ -228,14 +229,7 @@ struct Orchestrator {
     }
 
     static func deleteKeys(prefix: String, _ redis: RedisClient) async throws {
-        var cursor = "0"
-        repeat {
-            let reply = try await redis.send(["SCAN", cursor, "MATCH", prefix + "*", "COUNT", "1000"])
-            guard let parts = reply.array, parts.count == 2, let next = parts[0].string, let keys = parts[1].array else { return }
-            cursor = next
-            let names = keys.compactMap(\.string)
-            if !names.isEmpty { _ = try await redis.send(["UNLINK"] + names) }
-        } while cursor != "0"
+        try await redis.unlinkKeys(matching: prefix + "*")
     }
 }
 
