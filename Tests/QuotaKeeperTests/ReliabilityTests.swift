@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import QuotaKeeper
+import QuotaKeeperRedis
 import QuotaKeeperTestSupport
 
 /// The faults users meet, each under multi-process load: 3 QuotaKeeperTestWorker processes x 8 tasks reserve

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import Logging
 import QuotaKeeper
+import QuotaKeeperRedis
 import Synchronization
 
 /// The redis-server a fleet run with `--redis-fault` starts for itself (faults are never applied to a Redis the
