@@ -84,7 +84,7 @@ enum Referee {
 
 /// A failure of the demo itself (not of a Bedrock call): a missing binary, a simulator or app instance that
 /// failed, a configuration that cannot run.
-struct FleetError: Error, CustomStringConvertible {
+struct FleetError: Error, Sendable, CustomStringConvertible {
     struct Code: Hashable, Sendable, CustomStringConvertible {
         private let name: String
         private init(_ name: String) { self.name = name }
