@@ -148,7 +148,7 @@ let package = Package(
             name: "QuotaKeeperFleet",
             dependencies: [
                 "QuotaKeeper",
-                "QuotaKeeperRedis",  // deleting a run's keys (unlinkKeys)
+                "QuotaKeeperRedis",  // deleting a run's keys (unlinkKeys); the own redis-server's faults (--redis-fault)
                 "BedrockErrors",
                 "BedrockRuntime",
                 "BedrockSimulator",  // only its /stats types, to read the referee
