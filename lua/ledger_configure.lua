@@ -130,37 +130,33 @@ if config.b_max < config.b_open then return { 'invalid', 'b_max', 'must be at le
 
 local now = now_ms()
 local names = stored[1] and redis.call('HKEYS', LEDGER_KEY) or {}
-local writes, removals, caps = {}, {}, {}
-for _, name in ipairs(names) do
-  if string.sub(name, 1, 4) == 'cap:' then
-    if mode == 'replace' and given[name] == nil then push(removals, name) else caps[name] = true end
+local writes, removals = {}, {}
+-- Per-app settings stored as fields `<prefix><app>` (caps, line weights): writes and removals for the ones
+-- given ('replace' removes those not named); returns the fields that remain set and their number.
+local function per_app_settings(prefix)
+  local kept, count = {}, 0
+  for _, name in ipairs(names) do
+    if string.sub(name, 1, #prefix) == prefix then
+      if mode == 'replace' and given[name] == nil then push(removals, name) else kept[name] = true end
+    end
   end
-end
-for name, value in pairs(given) do
-  if string.sub(name, 1, 4) == 'cap:' then
-    if value then push(writes, name, value) else push(removals, name) end
-    caps[name] = value and true or nil
+  for name, value in pairs(given) do
+    if string.sub(name, 1, #prefix) == prefix then
+      if value then push(writes, name, value) else push(removals, name) end
+      kept[name] = value and true or nil
+    end
   end
+  for _ in pairs(kept) do count = count + 1 end
+  return kept, count
 end
+local caps, capped = per_app_settings('cap:')
 if given.hk then
   push(writes, 'hk', given.hk)
 elseif given.hk == false or (mode == 'replace' and given.hk == nil) then
   push(removals, 'hk')   -- back to the default (ledger_lib_extra.lua: HISTORY_DEFAULT_APPS)
 end
 -- The waiting line's settings (field `line`) and app weights (`w:<app>`), read by waiting admissions.
-local weights, weighted = {}, 0
-for _, name in ipairs(names) do
-  if string.sub(name, 1, 2) == 'w:' then
-    if mode == 'replace' and given[name] == nil then push(removals, name) else weights[name] = true end
-  end
-end
-for name, value in pairs(given) do
-  if string.sub(name, 1, 2) == 'w:' then
-    if value then push(writes, name, value) else push(removals, name) end
-    weights[name] = value and true or nil
-  end
-end
-for _ in pairs(weights) do weighted = weighted + 1 end
+local _, weighted = per_app_settings('w:')
 if weighted > MAX_WEIGHTS then return { 'invalid', 'w:<app>', 'at most ' .. MAX_WEIGHTS .. ' apps may have a weight' } end
 if mode ~= 'set' or given.lcap ~= nil or given.lprom ~= nil or given.lgrace ~= nil then
   local line = LINE_DEFAULTS
@@ -176,8 +172,7 @@ for _, name in ipairs(names) do   -- the rings of apps that no longer have a cap
   local app = string.match(name, '^a:([^:]+)')
   if app and not caps['cap:' .. app] then push(removals, name) end
 end
-config.caps = 0
-for _ in pairs(caps) do config.caps = config.caps + 1 end
+config.caps = capped
 
 if not stored[1] then
   config.ep = now

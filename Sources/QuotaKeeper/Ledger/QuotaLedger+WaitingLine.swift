@@ -57,12 +57,9 @@ extension QuotaLedger {
 /// line: a waiting caller the ledger refused because its turn comes after its wait (or that the limits will
 /// have room only then) learns that time, and until a later answer says otherwise (a ticket taken, an
 /// admission) the app's next callers of the class whose wait ends before it are refused here, without a round
-/// trip: their tag in the line would be the same or later, so their turn is no earlier. A turn in the last tenth
-/// of a caller's wait counts as beyond it too: the turn is the line pace's estimate, which varies by about that
-/// much from answer to answer, and the app's place is not lost (its next caller takes the same place in the
-/// line). In a lasting overload most callers are refused this way, so Redis sees about the admitted calls only.
-/// The turn errs late only when tickets ahead leave the line early (a cancelled or dead waiter), and then only
-/// until it passes.
+/// trip: their tag in the line would be the same or later, so their turn is no earlier. In a lasting overload
+/// most of the callers the line cannot serve are refused this way. The turn errs late only when tickets ahead
+/// leave the line early (a cancelled or dead waiter), and then only until it passes.
 final class LineTurns: Sendable {
     struct Key: Hashable, Sendable {
         var budget: BudgetID
@@ -74,7 +71,7 @@ final class LineTurns: Sendable {
     private let turns = Mutex<[Key: (denial: Denial, turn: ContinuousClock.Instant)]>([:])
 
     /// The denial to refuse a caller whose wait ends at `deadline` with (its `retryAfter` counted from `now`),
-    /// or nil when it may ask the ledger: the known turn comes after the first nine tenths of its wait.
+    /// or nil when it may ask the ledger (the known turn is not after its wait).
     func refusal(_ key: Key, deadline: ContinuousClock.Instant, now: ContinuousClock.Instant) -> Denial? {
         turns.withLock { turns in
             guard let known = turns[key] else { return nil }
@@ -82,7 +79,7 @@ final class LineTurns: Sendable {
                 turns[key] = nil
                 return nil
             }
-            guard known.turn > deadline - (deadline - now) / 10 else { return nil }
+            guard known.turn > deadline else { return nil }
             var denial = known.denial
             denial.retryAfter = known.turn - now
             return denial
