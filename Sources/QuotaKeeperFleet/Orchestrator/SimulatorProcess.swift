@@ -78,17 +78,27 @@ enum Referee {
 }
 
 /// A failure of the demo itself (not of a Bedrock call): a missing binary, a simulator or app instance that
-/// failed, a configuration that cannot run.
-struct FleetError: Error, CustomStringConvertible {
+/// failed, a configuration that cannot run. Each code has its own exit status (docs/fleet-demo.md).
+struct FleetError: Error, Sendable, CustomStringConvertible {
     struct Code: Hashable, Sendable, CustomStringConvertible {
         private let name: String
-        private init(_ name: String) { self.name = name }
-        /// `bedrock-sim` is missing, did not start, or did not answer `/stats`.
-        static let simulatorUnavailable = Code("simulatorUnavailable")
-        /// An app instance exited with an error or did not finish in time.
-        static let instanceFailed = Code("instanceFailed")
+        /// The process's exit status for this failure.
+        let exitStatus: Int32
+        private init(_ name: String, exitStatus: Int32) {
+            self.name = name
+            self.exitStatus = exitStatus
+        }
         /// The run cannot be set up as asked (e.g. coordinated mode without Redis).
-        static let invalidConfiguration = Code("invalidConfiguration")
+        static let invalidConfiguration = Code("invalidConfiguration", exitStatus: 2)
+        /// `bedrock-sim` is missing, did not start, or did not answer `/stats`.
+        static let simulatorUnavailable = Code("simulatorUnavailable", exitStatus: 3)
+        /// An app instance exited with an error or did not finish in time.
+        static let instanceFailed = Code("instanceFailed", exitStatus: 4)
+        /// `--redis-fault` with a Redis the fleet did not start (`--redis-url`): faults are applied only to the
+        /// redis-server the fleet starts itself.
+        static let redisFaultRefused = Code("redisFaultRefused", exitStatus: 5)
+        /// The redis-server the fleet started could not start, or did not come back after a fault.
+        static let redisUnavailable = Code("redisUnavailable", exitStatus: 6)
         var description: String { name }
     }
 
