@@ -1,7 +1,6 @@
 import BedrockErrors
 import Logging
 @testable import QuotaKeeper
-import QuotaKeeperTestSupport
 import Synchronization
 import Testing
 
@@ -30,32 +29,39 @@ final class ManualClock: CallPathClock {
 
 @Suite("Call path driver on an injected clock and random source (real redis-server)")
 struct CallPathClockTests {
-    /// A coordinator on `clock` whose jitter fractions come from `fractions`, in order.
-    func coordinator(
-        _ harness: CallPathHarness, clock: ManualClock, fractions: [Double], _ configure: (inout CallPathConfiguration) -> Void
-    ) -> CallCoordinator {
+    let harness: CallPathHarness
+    let clock = ManualClock()
+
+    init() throws { harness = try CallPathHarness() }
+
+    /// Calls the harness's route with `deadline` through a coordinator on `clock` whose jitter fractions come
+    /// from `fractions`, in order, and whose backoff is `baseDelay` doubling up to `maximumDelay`; `bedrock`
+    /// answers each attempt after `before` ran.
+    func call(
+        deadline: Duration, fractions: [Double], baseDelay: Duration = .milliseconds(200), maximumDelay: Duration = .seconds(5),
+        _ bedrock: BedrockDouble, before: @escaping @Sendable () -> Void = {}
+    ) async throws -> CallResult<String> {
         var configuration = CallPathConfiguration()
-        configure(&configuration)
+        configuration.retry.baseDelay = baseDelay
+        configuration.retry.maximumDelay = maximumDelay
         let remaining = Mutex(fractions)
-        return CallCoordinator(
+        let coordinator = CallCoordinator(
             ledger: harness.ledger, configuration: configuration, logger: Logger(label: "test"), clock: clock,
             randomFraction: { remaining.withLock { $0.isEmpty ? 0 : $0.removeFirst() } })
+        return try await coordinator.call(
+            route: harness.route, estimate: CallEstimate(inputTokens: 10, maxOutputTokens: 10),
+            options: CallOptions(app: "a", deadline: deadline)
+        ) { target in
+            before()
+            return try await bedrock.call(target, prompt: "p")
+        }
     }
 
     @Test("retries wait exactly the jittered backoff of each draw, on the injected clock (no real sleeping)")
     func exactBackoff() async throws {
-        let harness = try CallPathHarness()
-        let clock = ManualClock()
         let bedrock = BedrockDouble([harness.primary: [.failure(.serviceUnavailable), .failure(.serviceUnavailable), .success(input: 10, output: 1)]])
-        let coordinator = coordinator(harness, clock: clock, fractions: [0.3, 0.75]) {
-            $0.retry.baseDelay = .seconds(10)
-            $0.retry.maximumDelay = .seconds(60)
-        }
         let realStart = ContinuousClock.now
-        let result = try await coordinator.call(
-            route: harness.route, estimate: CallEstimate(inputTokens: 10, maxOutputTokens: 10),
-            options: CallOptions(app: "a", deadline: .seconds(120))
-        ) { try await bedrock.call($0, prompt: "p") }
+        let result = try await call(deadline: .seconds(120), fractions: [0.3, 0.75], baseDelay: .seconds(10), maximumDelay: .seconds(60), bedrock)
         #expect(result.target == harness.primary)
         #expect(result.attempts == 3)
         // One draw per failed attempt: 0.3 x 10 s after the first, 0.75 x min(60 s, 20 s) after the second.
@@ -67,17 +73,8 @@ struct CallPathClockTests {
 
     @Test("a backoff that would end at the deadline falls over at once instead")
     func backoffIntoDeadline() async throws {
-        let harness = try CallPathHarness()
-        let clock = ManualClock()
         let bedrock = BedrockDouble([harness.primary: [.failure(.serviceUnavailable)]])
-        let coordinator = coordinator(harness, clock: clock, fractions: [1]) {
-            $0.retry.baseDelay = .seconds(10)
-            $0.retry.maximumDelay = .seconds(10)
-        }
-        let result = try await coordinator.call(
-            route: harness.route, estimate: CallEstimate(inputTokens: 10, maxOutputTokens: 10),
-            options: CallOptions(app: "a", deadline: .seconds(10))
-        ) { try await bedrock.call($0, prompt: "p") }
+        let result = try await call(deadline: .seconds(10), fractions: [1], baseDelay: .seconds(10), maximumDelay: .seconds(10), bedrock)
         #expect(result.target == harness.secondary, "now + 10 s is not before the deadline: no retry")
         #expect(bedrock.callCount(harness.primary) == 1)
         #expect(clock.slept.isEmpty)
@@ -86,18 +83,11 @@ struct CallPathClockTests {
 
     @Test("the deadline is read from the injected clock: a call that used all of it ends the route")
     func deadlineOnInjectedClock() async throws {
-        let harness = try CallPathHarness()
-        let clock = ManualClock()
         let bedrock = BedrockDouble([harness.primary: [.failure(.serviceUnavailable)]])
-        let coordinator = coordinator(harness, clock: clock, fractions: [0]) { _ in }
+        let clock = clock
         let error = await #expect(throws: CallPathError.self) {
-            try await coordinator.call(
-                route: harness.route, estimate: CallEstimate(inputTokens: 10, maxOutputTokens: 10),
-                options: CallOptions(app: "a", deadline: .seconds(20))
-            ) { target in
-                clock.advance(by: .seconds(20))   // Bedrock took the whole deadline (on the injected clock)
-                return try await bedrock.call(target, prompt: "p")
-            }
+            // Bedrock takes the whole deadline (on the injected clock) before it answers.
+            try await call(deadline: .seconds(20), fractions: [0], bedrock) { clock.advance(by: .seconds(20)) }
         }
         #expect(error?.code == .deadlineExceeded)
         #expect(error?.failures.map(\.target) == [harness.primary, harness.secondary])

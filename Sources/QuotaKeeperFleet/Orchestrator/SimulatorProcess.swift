@@ -75,7 +75,7 @@ enum Referee {
 
 /// A failure of the demo itself (not of a Bedrock call): a missing binary, a simulator or app instance that
 /// failed, a configuration that cannot run. Each code has its own exit status (docs/fleet-demo.md).
-struct FleetError: Error, CustomStringConvertible {
+struct FleetError: Error, Sendable, CustomStringConvertible {
     struct Code: Hashable, Sendable, CustomStringConvertible {
         private let name: String
         /// The process's exit status for this failure.
