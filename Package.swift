@@ -21,6 +21,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.1"),
+        // HTTP to Bedrock and the credential endpoints: connection pool, connect/read timeouts, keep-alive.
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // MARK: Redis layer (the only code that imports CHiredis and COpenSSL)
@@ -92,6 +95,7 @@ let package = Package(
             dependencies: [
                 "QuotaKeeper",
                 "QuotaKeeperRedis",
+                "BedrockRuntime",  // quotakeeper-bench bedrock
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             plugins: ["EmbedLuaScripts"]
@@ -100,7 +104,13 @@ let package = Package(
         // MARK: AWS credentials and SigV4, below both Bedrock Runtime and the Redis layer (IAM auth)
         .target(
             name: "AWSAuth",
-            dependencies: ["TimeLimit", .product(name: "Crypto", package: "swift-crypto")]
+            dependencies: [
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),  // STS, container endpoint, IMDS
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+            ]
         ),
         // The one deadline race (withTimeLimit), below every module that bounds an async call.
         .target(name: "TimeLimit"),
@@ -124,6 +134,10 @@ let package = Package(
                 "TimeLimit",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
             ]
         ),
         .target(
@@ -165,6 +179,7 @@ let package = Package(
             dependencies: [
                 "AWSEventStream", "BedrockRuntime", "BedrockErrors", "BedrockSimulator", "QuotaKeeperTestSupport",
                 .product(name: "FlyingFox", package: "FlyingFox"),  // a server answering damaged event streams
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),  // a shared HTTPClient, its errors
             ]
         ),
 
