@@ -21,6 +21,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.1"),
+        .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
         // HTTP to Bedrock and the credential endpoints: connection pool, connect/read timeouts, keep-alive.
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
@@ -55,6 +57,7 @@ let package = Package(
             name: "QuotaKeeper",
             dependencies: [
                 "QuotaKeeperRedis",
+                "AWSAuth",  // re-exports ElastiCacheIAMToken (RedisConfiguration.auth = .iam)
                 "BedrockErrors",
                 "TimeLimit",
                 .product(name: "Logging", package: "swift-log"),
@@ -95,8 +98,10 @@ let package = Package(
             dependencies: [
                 "QuotaKeeper",
                 "QuotaKeeperRedis",
+                "ChildProcesses",  // redis-benchmark
                 "BedrockRuntime",  // quotakeeper-bench bedrock
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),  // latency percentiles
             ],
             plugins: ["EmbedLuaScripts"]
         ),
@@ -105,6 +110,7 @@ let package = Package(
         .target(
             name: "AWSAuth",
             dependencies: [
+                "ChildProcesses",  // credential_process
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),  // STS, container endpoint, IMDS
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -114,10 +120,17 @@ let package = Package(
         ),
         // The one deadline race (withTimeLimit), below every module that bounds an async call.
         .target(name: "TimeLimit"),
+        // The one way to run a child process (credential_process, the fleet's bedrock-sim and app instances,
+        // redis-benchmark, the tests' servers and workers), on swift-subprocess.
+        .target(
+            name: "ChildProcesses",
+            dependencies: ["TimeLimit", .product(name: "Subprocess", package: "swift-subprocess")]
+        ),
+
         // Loopback servers stand in for STS, the container endpoint and IMDS.
         .testTarget(
             name: "AWSAuthTests",
-            dependencies: ["AWSAuth", .product(name: "FlyingFox", package: "FlyingFox")]
+            dependencies: ["AWSAuth", "ChildProcesses", .product(name: "FlyingFox", package: "FlyingFox")]
         ),
 
         // MARK: Bedrock error taxonomy, runtime client and simulator (issue 7)
@@ -161,11 +174,14 @@ let package = Package(
             name: "QuotaKeeperFleet",
             dependencies: [
                 "QuotaKeeper",
+                "QuotaKeeperRedis",  // deleting a run's keys (unlinkKeys); the own redis-server's faults (--redis-fault)
                 "BedrockErrors",
                 "BedrockRuntime",
                 "BedrockSimulator",  // only its /stats types, to read the referee
                 "TimeLimit",
+                "ChildProcesses",  // bedrock-sim and the app instances
                 "QuotaKeeperEMF",  // --emf
+                .product(name: "Histogram", package: "hdrhistogram-swift"),  // latency percentiles
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -190,12 +206,15 @@ let package = Package(
         // MARK: Tests (all against a real redis-server)
         .target(
             name: "QuotaKeeperTestSupport",
-            dependencies: ["QuotaKeeperRedis", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["QuotaKeeperRedis", "ChildProcesses", .product(name: "Logging", package: "swift-log")],
             path: "Tests/QuotaKeeperTestSupport"
         ),
         .testTarget(
             name: "QuotaKeeperCallPathTests",
-            dependencies: ["QuotaKeeper", "BedrockErrors", "BedrockRuntime", "BedrockSimulator", "QuotaKeeperTestSupport", "TimeLimit"]
+            dependencies: [
+                "QuotaKeeper", "QuotaKeeperRedis", "BedrockErrors", "BedrockRuntime", "BedrockSimulator", "QuotaKeeperTestSupport",
+                "TimeLimit",
+            ]
         ),
         .testTarget(
             name: "QuotaKeeperRedisTests",
@@ -203,10 +222,10 @@ let package = Package(
         ),
         .testTarget(
             name: "QuotaKeeperTests",
-            dependencies: ["QuotaKeeper", "QuotaKeeperTestSupport"]
+            dependencies: ["QuotaKeeper", "QuotaKeeperRedis", "QuotaKeeperTestSupport"]
         ),
         // Runs the built `quotakeeper` binary (found next to the test bundle) against a real redis-server.
-        .testTarget(name: "QuotaKeeperCLITests", dependencies: ["QuotaKeeper", "QuotaKeeperTestSupport"]),
+        .testTarget(name: "QuotaKeeperCLITests", dependencies: ["QuotaKeeper", "QuotaKeeperRedis", "QuotaKeeperTestSupport"]),
         // Spawned by QuotaKeeperTests (8 processes against one budget); found next to the test bundle.
         .executableTarget(
             name: "QuotaKeeperTestWorker",
