@@ -21,6 +21,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // MARK: Redis layer (the only code that imports CHiredis and COpenSSL)
@@ -44,6 +45,7 @@ let package = Package(
                 "TimeLimit",
                 .product(name: "Crypto", package: "swift-crypto"),  // SHA-1 script names (Insecure.SHA1)
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),  // RedisClient is a Service
             ]
         ),
 

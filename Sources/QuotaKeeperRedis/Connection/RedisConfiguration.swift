@@ -22,6 +22,9 @@ public struct RedisConfiguration: Sendable {
         public var connect: Duration = .seconds(2)
         /// From handing a command to the client until its reply: callers get `.timeout` after this.
         public var command: Duration = .seconds(1)
+        /// How long `shutdown()` (or a graceful shutdown of `run()`) lets commands already written wait for
+        /// their replies; then it shuts the sockets still being read down, so no thread waits out a stuck server.
+        public var shutdownGrace: Duration = .milliseconds(100)
         public init() {}
     }
 
