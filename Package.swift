@@ -186,7 +186,11 @@ let package = Package(
         ),
         .testTarget(
             name: "QuotaKeeperRedisTests",
-            dependencies: ["QuotaKeeperRedis", "QuotaKeeperTestSupport"]
+            dependencies: [
+                "QuotaKeeperRedis", "QuotaKeeperTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
         ),
         .testTarget(
             name: "QuotaKeeperTests",

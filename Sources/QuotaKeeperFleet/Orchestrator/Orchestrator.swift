@@ -63,7 +63,7 @@ struct Orchestrator {
         var ledger: QuotaLedger?
         if mode == .coordinated {
             guard let redisURL else { throw FleetError(.invalidConfiguration, "coordinated mode needs Redis: pass --redis-url or set QUOTAKEEPER_REDIS_URL") }
-            let client = RedisClient(configuration: try RedisConfiguration(url: redisURL), logger: logger)
+            let client = RedisClient(configuration: try RedisConfiguration(url: redisURL, environment: ProcessInfo.processInfo.environment), logger: logger)
             redis = client
             let shared = try QuotaLedger(redis: client, keyPrefix: keyPrefix, budgets: FleetBudgets.configurations(settings), logger: logger)
             try await shared.seedBudgets()
@@ -198,15 +198,9 @@ struct Orchestrator {
         return max(0, Int((sending * perSecond).rounded(.down)))
     }
 
+    /// Deletes the run's keys on every master (a cluster's shards included).
     static func deleteKeys(prefix: String, _ redis: RedisClient) async throws {
-        var cursor = "0"
-        repeat {
-            let reply = try await redis.send(["SCAN", cursor, "MATCH", prefix + "*", "COUNT", "1000"])
-            guard let parts = reply.array, parts.count == 2, let next = parts[0].string, let keys = parts[1].array else { return }
-            cursor = next
-            let names = keys.compactMap(\.string)
-            if !names.isEmpty { _ = try await redis.send(["UNLINK"] + names) }
-        } while cursor != "0"
+        try await redis.unlink(match: prefix + "*")
     }
 }
 

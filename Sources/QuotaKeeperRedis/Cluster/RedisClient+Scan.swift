@@ -27,4 +27,20 @@ extension RedisClient {
         }
         return keys.sorted()
     }
+
+    /// Deletes (`UNLINK`) every key matching a `SCAN MATCH` glob, on every master of a cluster; returns how
+    /// many keys it unlinked. For cleaning up after tests and demos, never `FLUSHALL` on a shared server.
+    @discardableResult
+    public func unlink(match pattern: String) async throws -> Int {
+        let keys = try await scan(match: pattern)
+        var unlinked = 0
+        for start in stride(from: 0, to: keys.count, by: 500) {
+            // one key per command: keys of different slots may not share a command on a cluster
+            for reply in try await pipeline(keys[start..<min(keys.count, start + 500)].map { RedisCommand(["UNLINK", $0]) }) {
+                if case .error(let message) = reply { throw RedisError.errorReply(message, to: "UNLINK") }
+                unlinked += Int(reply.integer ?? 0)
+            }
+        }
+        return unlinked
+    }
 }

@@ -193,6 +193,14 @@ public struct RedisConfiguration: Sendable {
         self.password = password
     }
 
+    /// Parses `url` as `init(url:)` does and, for `rediss://`, takes the TLS files from
+    /// `QUOTAKEEPER_REDIS_TLS_CA`, `_CERT` and `_KEY` in `environment`: how the CLI and the fleet read their
+    /// Redis settings (the CLI's `--redis-tls-*` flags then take precedence).
+    public init(url: String, environment: [String: String]) throws(RedisError) {
+        try self.init(url: url)
+        tls?.fillFromEnvironment(environment)
+    }
+
     /// The URL with any password replaced by `***`, for messages.
     public static func redacted(_ url: String) -> String {
         guard var components = URLComponents(string: url) else { return "'<unparseable>'" }
