@@ -22,6 +22,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // MARK: Redis layer (the only code that imports CHiredis and COpenSSL)
@@ -54,6 +56,7 @@ let package = Package(
             name: "QuotaKeeper",
             dependencies: [
                 "QuotaKeeperRedis",
+                "AWSAuth",  // re-exports ElastiCacheIAMToken (RedisConfiguration.auth = .iam)
                 "BedrockErrors",
                 "TimeLimit",
                 .product(name: "Logging", package: "swift-log"),
@@ -94,7 +97,9 @@ let package = Package(
             dependencies: [
                 "QuotaKeeper",
                 "QuotaKeeperRedis",
+                "ChildProcesses",  // redis-benchmark
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),  // latency percentiles
             ],
             plugins: ["EmbedLuaScripts"]
         ),
@@ -102,14 +107,25 @@ let package = Package(
         // MARK: AWS credentials and SigV4, below both Bedrock Runtime and the Redis layer (IAM auth)
         .target(
             name: "AWSAuth",
-            dependencies: ["TimeLimit", .product(name: "Crypto", package: "swift-crypto")]
+            dependencies: [
+                "ChildProcesses",  // credential_process
+                "TimeLimit",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
         ),
         // The one deadline race (withTimeLimit), below every module that bounds an async call.
         .target(name: "TimeLimit"),
+        // The one way to run a child process (credential_process, the fleet's bedrock-sim and app instances,
+        // redis-benchmark, the tests' servers and workers), on swift-subprocess.
+        .target(
+            name: "ChildProcesses",
+            dependencies: ["TimeLimit", .product(name: "Subprocess", package: "swift-subprocess")]
+        ),
+
         // Loopback servers stand in for STS, the container endpoint and IMDS.
         .testTarget(
             name: "AWSAuthTests",
-            dependencies: ["AWSAuth", .product(name: "FlyingFox", package: "FlyingFox")]
+            dependencies: ["AWSAuth", "ChildProcesses", .product(name: "FlyingFox", package: "FlyingFox")]
         ),
 
         // MARK: Bedrock error taxonomy, runtime client and simulator (issue 7)
@@ -149,11 +165,14 @@ let package = Package(
             name: "QuotaKeeperFleet",
             dependencies: [
                 "QuotaKeeper",
+                "QuotaKeeperRedis",  // deleting a run's keys (unlinkKeys); the own redis-server's faults (--redis-fault)
                 "BedrockErrors",
                 "BedrockRuntime",
                 "BedrockSimulator",  // only its /stats types, to read the referee
                 "TimeLimit",
+                "ChildProcesses",  // bedrock-sim and the app instances
                 "QuotaKeeperEMF",  // --emf
+                .product(name: "Histogram", package: "hdrhistogram-swift"),  // latency percentiles
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -177,12 +196,15 @@ let package = Package(
         // MARK: Tests (all against a real redis-server)
         .target(
             name: "QuotaKeeperTestSupport",
-            dependencies: ["QuotaKeeperRedis", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["QuotaKeeperRedis", "ChildProcesses", .product(name: "Logging", package: "swift-log")],
             path: "Tests/QuotaKeeperTestSupport"
         ),
         .testTarget(
             name: "QuotaKeeperCallPathTests",
-            dependencies: ["QuotaKeeper", "BedrockErrors", "BedrockRuntime", "BedrockSimulator", "QuotaKeeperTestSupport", "TimeLimit"]
+            dependencies: [
+                "QuotaKeeper", "QuotaKeeperRedis", "BedrockErrors", "BedrockRuntime", "BedrockSimulator", "QuotaKeeperTestSupport",
+                "TimeLimit",
+            ]
         ),
         .testTarget(
             name: "QuotaKeeperRedisTests",
@@ -194,10 +216,10 @@ let package = Package(
         ),
         .testTarget(
             name: "QuotaKeeperTests",
-            dependencies: ["QuotaKeeper", "QuotaKeeperTestSupport"]
+            dependencies: ["QuotaKeeper", "QuotaKeeperRedis", "QuotaKeeperTestSupport"]
         ),
         // Runs the built `quotakeeper` binary (found next to the test bundle) against a real redis-server.
-        .testTarget(name: "QuotaKeeperCLITests", dependencies: ["QuotaKeeper", "QuotaKeeperTestSupport"]),
+        .testTarget(name: "QuotaKeeperCLITests", dependencies: ["QuotaKeeper", "QuotaKeeperRedis", "QuotaKeeperTestSupport"]),
         // Spawned by QuotaKeeperTests (8 processes against one budget); found next to the test bundle.
         .executableTarget(
             name: "QuotaKeeperTestWorker",

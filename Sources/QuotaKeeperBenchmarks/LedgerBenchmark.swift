@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import QuotaKeeper
+import QuotaKeeperRedis
 
 /// `quotakeeper-bench ledger`: reserve+settle latency and throughput, Redis server time per admission,
 /// goodput under saturation and memory per budget, beside `redis-benchmark` on the same reserve script.
@@ -60,7 +61,7 @@ struct LedgerBenchmark: AsyncParsableCommand {
             let reserves = try await measureThroughput(total: options.requests, callers: callers) {
                 _ = try await ledger.reserve(unlimited, app: "bench", tokens: 1500)
             }
-            let theirs = try tool.run(callers: callers, requests: options.requests, command: reserveCommand).requestsPerSecond
+            let theirs = try await tool.run(callers: callers, requests: options.requests, command: reserveCommand).requestsPerSecond
             print("  " + padded(String(callers), 7) + "   " + padded(grouped(pairs), 22) + "   " + padded(grouped(reserves), 18) + "   " + padded(grouped(theirs), 29) + "   " + String(format: "%5.2f", reserves / theirs))
         }
 
@@ -82,7 +83,7 @@ struct LedgerBenchmark: AsyncParsableCommand {
         for _ in 0..<serverTimeRounds {
             for (index, probe) in probes.enumerated() {
                 _ = try await redis.send(["CONFIG", "RESETSTAT"])
-                _ = try tool.run(callers: 16, requests: options.requests / 2, command: probe.command).requestsPerSecond
+                _ = try await tool.run(callers: 16, requests: options.requests / 2, command: probe.command).requestsPerSecond
                 serverTimes[index].append(try await evalshaMicrosecondsPerCall(redis))
             }
         }

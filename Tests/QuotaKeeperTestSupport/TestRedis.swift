@@ -24,6 +24,6 @@ public enum TestRedis {
 
     /// Deletes every key starting with `prefix`, on every shard of a cluster (SCAN + UNLINK; never FLUSHALL).
     public static func deleteKeys(matching prefix: String, using client: RedisClient) async throws {
-        try await client.unlink(match: prefix + "*")
+        try await client.unlinkKeys(matching: prefix + "*")
     }
 }

@@ -1,7 +1,9 @@
 import BedrockSimulator
+import ChildProcesses
 import Foundation
 import Logging
 import QuotaKeeper
+import QuotaKeeperRedis
 import Synchronization
 
 /// Runs a scenario in each mode: a simulator (unless one was given), one OS process per app, the referee's
@@ -12,6 +14,9 @@ struct Orchestrator {
     /// A simulator that is already running (`--endpoint`), instead of starting one per mode.
     let endpoint: URL?
     let redisURL: String?
+    /// Faults applied to a redis-server the orchestrator starts for the run (instead of `redisURL`) during the
+    /// coordinated mode.
+    let redisFaults: [RedisFault]
     /// This executable (the app instances are its hidden `app-instance` subcommand).
     let executable: URL
     let simulatorExecutable: URL
@@ -23,25 +28,49 @@ struct Orchestrator {
         let directory = FileManager.default.temporaryDirectory.appending(path: "quotakeeper-fleet-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
+        let redisServer = redisFaults.isEmpty ? nil : try await FleetRedisServer.start(logger: logger)
+        if let redisServer { logger.info("started redis-server on \(redisServer.url) for the Redis faults") }
         var reports: [ModeReport] = []
-        for (index, mode) in modes.enumerated() {
-            if index > 0, endpoint != nil {
-                // A shared simulator: let the previous mode's usage leave the quota window first.
-                try await Task.sleep(for: settings.wall(62))
+        do {
+            for (index, mode) in modes.enumerated() {
+                if index > 0, endpoint != nil {
+                    // A shared simulator: let the previous mode's usage leave the quota window first.
+                    try await Task.sleep(for: settings.wall(62))
+                }
+                logger.info("running \(settings.scenario) in \(mode.rawValue) mode (\(Int(settings.durationSeconds)) s)")
+                reports.append(try await runMode(mode, directory: directory, redisServer: redisServer))
             }
-            logger.info("running \(settings.scenario) in \(mode.rawValue) mode (\(Int(settings.durationSeconds)) s)")
-            reports.append(try await runMode(mode, directory: directory))
+        } catch {
+            await redisServer?.stop()
+            throw error
         }
+        await redisServer?.stop()
         return FleetReport(settings: settings, modes: reports)
     }
 
-    func runMode(_ mode: FleetMode, directory: URL) async throws -> ModeReport {
+    /// Runs one mode; with `redisServer` (the Redis the orchestrator started) the coordinated mode uses it and
+    /// gets the Redis faults.
+    func runMode(_ mode: FleetMode, directory: URL, redisServer: FleetRedisServer? = nil) async throws -> ModeReport {
         // 1. The simulator, and the mode's start on its clock.
         let lead = 1.0
         let simulator = endpoint == nil
             ? try await SimulatorProcess(executable: simulatorExecutable, settings: settings, overloadStartOffset: lead, directory: directory)
             : nil
-        defer { simulator?.stop() }
+        do {
+            let report = try await runMode(mode, directory: directory, redisServer: redisServer, simulator: simulator, lead: lead)
+            await simulator?.stop()
+            return report
+        } catch {
+            await simulator?.stop()
+            throw error
+        }
+    }
+
+    /// One mode against `simulator` (a bedrock-sim started for it), or against `endpoint` when that is nil.
+    private func runMode(
+        _ mode: FleetMode, directory: URL, redisServer: FleetRedisServer?, simulator: SimulatorProcess?, lead: Double
+    ) async throws -> ModeReport {
+        let redisURL = redisServer?.url ?? self.redisURL
         let simulatorURL = endpoint ?? simulator!.endpoint
         // A bedrock-sim answers GET /stats (the referee); any other endpoint is judged by what the apps saw.
         let initial: SimulatorStatsSnapshot?
@@ -77,6 +106,9 @@ struct Orchestrator {
         let started = clock.now
         let breakerWatch = ledger.map { BreakerWatch(ledger: $0, budgets: FleetBudgets.route(settings)) }
         let watchTask = breakerWatch.map { watch in Task { await watch.run(every: .milliseconds(50)) } }
+        let faultTask = mode == .coordinated ? redisServer.map { server in
+            Task { [redisFaults, logger] in try await server.apply(redisFaults, modeStart: startAt, logger: logger) }
+        } : nil
         let longestDeadline = settings.apps.map(\.deadlineSeconds).max() ?? 30
         let timeout = Duration.seconds(settings.durationSeconds + startAt.timeIntervalSinceNow) + settings.wall(max(longestDeadline, 200)) + .seconds(30)
         let appReports = try await withThrowingTaskGroup(of: AppReport.self) { group in
@@ -97,7 +129,15 @@ struct Orchestrator {
                 if let redisURL { environment["QUOTAKEEPER_REDIS_URL"] = redisURL }  // not on the command line
                 let executable = executable
                 group.addTask {
-                    let status = try await ChildProcess.run(executable, arguments: arguments, environment: environment, timeout: timeout)
+                    let status: Int32
+                    do {
+                        status = try await ChildProcess.run(
+                            executable, arguments: arguments, environment: environment, standardOutput: .inherited, standardError: .inherited,
+                            timeout: timeout
+                        ).status
+                    } catch let error as ChildProcessError where error.code == .timedOut {
+                        throw FleetError(.instanceFailed, error.message)
+                    }
                     guard status == 0 else { throw FleetError(.instanceFailed, "app instance \(app.name) (\(mode.rawValue)) exited with status \(status)") }
                     return try JSONDecoder().decode(AppReport.self, from: Data(contentsOf: output))
                 }
@@ -106,6 +146,7 @@ struct Orchestrator {
             for try await report in group { reports.append(report) }
             return reports
         }
+        let appliedFaults = try await faultTask?.value ?? []
         watchTask?.cancel()
         let sharedOpenings = await watchTask?.value ?? 0
         let wallSeconds = (clock.now - started).milliseconds / 1000
@@ -129,12 +170,13 @@ struct Orchestrator {
         }
         return summarize(
             mode, appReports: appReports, stats: stats, firstSecond: firstSecond, lastSecond: lastSecond,
-            sharedBreakerOpenings: sharedOpenings, redisRoundTrips: redisRoundTrips, wallSeconds: wallSeconds)
+            sharedBreakerOpenings: sharedOpenings, redisRoundTrips: redisRoundTrips, wallSeconds: wallSeconds,
+            appliedFaults: appliedFaults)
     }
 
     func summarize(
         _ mode: FleetMode, appReports: [AppReport], stats: SimulatorStatsSnapshot?, firstSecond: Int, lastSecond: Int,
-        sharedBreakerOpenings: Int, redisRoundTrips: Int, wallSeconds: Double
+        sharedBreakerOpenings: Int, redisRoundTrips: Int, wallSeconds: Double, appliedFaults: [AppliedFault] = []
     ) -> ModeReport {
         let scale = settings.timeScale
         let apps = settings.apps.map { app in
@@ -166,13 +208,23 @@ struct Orchestrator {
                 $0 + $1.admitted + $1.quotaThrottles + $1.overloaded + $1.unavailable
             }
         }
-        return ModeReport(
+        var report = ModeReport(
             mode: mode.rawValue, apps: apps, fleet: fleet, breakerOpenings: fleet.breakerOpenings,
             redisRoundTripsPerRequest: fleet.attempted > 0 ? Double(redisRoundTrips) / Double(fleet.attempted) : 0,
             redisRoundTrips: redisRoundTrips, primaryRequestsDuringOverload: duringOverload, referee: referee,
             timeline: timeline, wallSeconds: wallSeconds,
             source: stats == nil ? .appInstances : .simulatorStats,
             observedUtilization: stats == nil ? Self.observedUtilization(appReports, settings) : nil)
+        if !appliedFaults.isEmpty {
+            let requests = appReports.flatMap(\.requests)
+            let quotaWindow = Double(stats?.quotaWindowSeconds ?? 60)
+            report.redisFaults = appliedFaults.map {
+                FaultReport($0, requests: requests, durationSeconds: settings.durationSeconds, timeScale: scale,
+                            quotaWindowSeconds: quotaWindow, timeline: stats == nil ? nil : Array(timeline.values.joined()))
+            }
+            report.admissionGapMedianSeconds = FaultReport.medianAdmissionGap(requests, durationSeconds: settings.durationSeconds)
+        }
+        return report
     }
 
     /// The configured quota's binding dimension used by successful calls over the demand period, from what the
@@ -198,9 +250,8 @@ struct Orchestrator {
         return max(0, Int((sending * perSecond).rounded(.down)))
     }
 
-    /// Deletes the run's keys on every master (a cluster's shards included).
     static func deleteKeys(prefix: String, _ redis: RedisClient) async throws {
-        try await redis.unlink(match: prefix + "*")
+        try await redis.unlinkKeys(matching: prefix + "*")
     }
 }
 
@@ -227,41 +278,5 @@ final class BreakerWatch: Sendable {
             try? await Task.sleep(for: interval)
         }
         return openings
-    }
-}
-
-/// Runs a child process and waits for it without blocking a thread of the cooperative pool.
-enum ChildProcess {
-    static func run(_ executable: URL, arguments: [String], environment: [String: String], timeout: Duration) async throws -> Int32 {
-        let process = Process()
-        process.executableURL = executable
-        process.arguments = arguments
-        process.environment = environment
-        let status = try await withTaskCancellationHandler {
-            try await withThrowingTaskGroup(of: Int32?.self) { group in
-                let exited = AsyncStream<Int32> { continuation in
-                    process.terminationHandler = { continuation.yield($0.terminationStatus); continuation.finish() }
-                }
-                try process.run()
-                group.addTask {
-                    for await status in exited { return status }
-                    return -1
-                }
-                group.addTask {
-                    try await Task.sleep(for: timeout)
-                    return nil
-                }
-                defer { group.cancelAll() }
-                while let next = try await group.next() {
-                    if let status = next { return status }
-                    process.terminate()
-                    throw FleetError(.instanceFailed, "\(executable.lastPathComponent) \(arguments.first ?? "") did not finish within \(timeout)")
-                }
-                return -1
-            }
-        } onCancel: {
-            if process.isRunning { process.terminate() }
-        }
-        return status
     }
 }

@@ -1,5 +1,6 @@
 import BedrockSimulator
 import Foundation
+import Histogram
 
 /// The whole run: settings and one report per mode (the `--json` document).
 struct FleetReport: Codable, Sendable {
@@ -32,6 +33,11 @@ struct ModeReport: Codable, Sendable {
     /// Without a referee: the configured quota used by successful calls on the primary model (see
     /// `Orchestrator.observedUtilization`).
     var observedUtilization: Double?
+    /// `--redis-fault` (coordinated mode): each fault as applied and what the fleet saw around it.
+    var redisFaults: [FaultReport]?
+    /// With faults: the median wall time between consecutive admissions of the whole mode, to compare their
+    /// gaps with.
+    var admissionGapMedianSeconds: Double?
 
     enum Source: String, Codable, Sendable {
         case simulatorStats = "bedrock-sim /stats"
@@ -74,7 +80,8 @@ struct AppSummary: Codable, Sendable {
     /// Summarises one or more instances' reports; latencies in simulated seconds.
     init(app: String, reports: [AppReport], expected: Int, timeScale: Double) {
         self.app = app
-        var latencies: [Double] = []
+        var latencies = Histogram<UInt64>(numberOfSignificantValueDigits: .three)
+        latencies.autoResize = true
         for report in reports {
             for request in report.requests {
                 attempted += 1
@@ -86,7 +93,7 @@ struct AppSummary: Codable, Sendable {
                     failures[request.error ?? "unknown", default: 0] += 1
                 }
                 if !request.withinDeadline { late += 1 }
-                latencies.append(Double(request.latencyMilliseconds) / 1000 / timeScale)
+                _ = latencies.record(UInt64(max(0, request.latencyMilliseconds)))
             }
             errorsSeen.merge(report.errorsSeen, uniquingKeysWith: +)
             redisRoundTripsPerRequest += Double(report.redisRoundTrips)
@@ -99,17 +106,12 @@ struct AppSummary: Codable, Sendable {
             .reduce(0) { $0 + errorsSeen[$1, default: 0] }
         overloaded = errorsSeen["model-overloaded", default: 0]
         unavailable = errorsSeen["service-unavailable", default: 0] + errorsSeen["too-many-connections", default: 0]
-        latencies.sort()
-        latencyP50 = Self.percentile(latencies, 0.50)
-        latencyP95 = Self.percentile(latencies, 0.95)
-        latencyP99 = Self.percentile(latencies, 0.99)
-    }
-
-    /// Nearest-rank percentile of sorted values (0 for none).
-    static func percentile(_ sorted: [Double], _ p: Double) -> Double {
-        guard !sorted.isEmpty else { return 0 }
-        let rank = Int((p * Double(sorted.count)).rounded(.up)) - 1
-        return sorted[min(max(rank, 0), sorted.count - 1)]
+        // Nearest rank over wall milliseconds (exact below 2048 ms, at most 1/1024 above the sample beyond), in
+        // simulated seconds.
+        let secondsPerMillisecond = 1 / 1000 / timeScale
+        latencyP50 = Double(latencies.valueAtPercentile(50)) * secondsPerMillisecond
+        latencyP95 = Double(latencies.valueAtPercentile(95)) * secondsPerMillisecond
+        latencyP99 = Double(latencies.valueAtPercentile(99)) * secondsPerMillisecond
     }
 }
 
@@ -194,4 +196,62 @@ struct TimelineSecond: Codable, Sendable {
     var quotaThrottles: Int
     var overloaded: Int
     var unavailable: Int
+}
+
+/// One `--redis-fault` as applied to the fleet's own redis-server, and what callers and the referee saw around
+/// it. Times are wall seconds since the mode's start; an admission is the moment a request's first Bedrock
+/// attempt was sent (after the ledger admitted it).
+struct FaultReport: Codable, Sendable {
+    /// As given, e.g. `pause:5+2`.
+    var fault: String
+    var startedAtSeconds: Double
+    var endedAtSeconds: Double
+    /// The longest stretch without an admission that overlaps the fault (from the last admission before it to
+    /// the first one after it).
+    var admissionGapSeconds: Double
+    /// Typed errors returned to requests in flight at some time from the fault's start to 1 s after its end.
+    var callerErrors: [String: Int]
+    /// Quota 429s the referee counted (all models) from the fault's start to one quota window after its end;
+    /// nil without a referee.
+    var quotaThrottles: Int?
+
+    /// Wall seconds after a fault's end whose answers still count as the fault's.
+    static let aftermathSeconds = 1.0
+
+    init(
+        _ applied: AppliedFault, requests: [RequestRecord], durationSeconds: Double, timeScale: Double,
+        quotaWindowSeconds: Double, timeline: [TimelineSecond]?
+    ) {
+        fault = applied.fault.description
+        startedAtSeconds = applied.startedAt
+        endedAtSeconds = applied.endedAt
+        let admissions = Self.admissions(requests, durationSeconds: durationSeconds)
+        admissionGapSeconds = zip(admissions, admissions.dropFirst())
+            .filter { $0.0 <= applied.endedAt && $0.1 >= applied.startedAt }
+            .map { $0.1 - $0.0 }.max() ?? 0
+        callerErrors = [:]
+        for request in requests {
+            guard let error = request.error else { continue }
+            let arrival = Double(request.arrivalMilliseconds) / 1000
+            let answered = arrival + Double(request.latencyMilliseconds) / 1000
+            if arrival <= applied.endedAt + Self.aftermathSeconds, answered >= applied.startedAt {
+                callerErrors[error, default: 0] += 1
+            }
+        }
+        quotaThrottles = timeline.map { seconds in
+            let from = applied.startedAt / timeScale, to = applied.endedAt / timeScale + quotaWindowSeconds
+            return seconds.filter { Double($0.second) + 1 > from && Double($0.second) <= to }.reduce(0) { $0 + $1.quotaThrottles }
+        }
+    }
+
+    /// Admission times in wall seconds, sorted, between the mode's start and the end of its demand.
+    static func admissions(_ requests: [RequestRecord], durationSeconds: Double) -> [Double] {
+        [0] + requests.compactMap { $0.admittedMilliseconds.map { Double($0) / 1000 } }.sorted() + [durationSeconds]
+    }
+
+    static func medianAdmissionGap(_ requests: [RequestRecord], durationSeconds: Double) -> Double {
+        let admissions = admissions(requests, durationSeconds: durationSeconds)
+        let gaps = zip(admissions, admissions.dropFirst()).map { $0.1 - $0.0 }.sorted()
+        return gaps.isEmpty ? 0 : gaps[gaps.count / 2]
+    }
 }

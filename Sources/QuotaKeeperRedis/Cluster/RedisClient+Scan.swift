@@ -7,7 +7,7 @@ extension RedisClient {
     /// Redis cost: `SCAN cursor MATCH pattern COUNT count` per master until its cursor returns to 0: one round
     /// trip per `count` keys of the whole database; for operators, not hot paths.
     /// - Throws: `RedisError` when a master cannot be scanned.
-    public func scan(match pattern: String, count: Int = 1000) async throws -> [String] {
+    package func scan(match pattern: String, count: Int = 1000) async throws -> [String] {
         var keys = Set<String>()
         for pool in try await router.masterPools() {
             var cursor = "0"
@@ -28,19 +28,15 @@ extension RedisClient {
         return keys.sorted()
     }
 
-    /// Deletes (`UNLINK`) every key matching a `SCAN MATCH` glob, on every master of a cluster; returns how
-    /// many keys it unlinked. For cleaning up after tests and demos, never `FLUSHALL` on a shared server.
+    /// Deletes every key matching a `SCAN MATCH` glob on every master (`scan(match:)`, then `UNLINK` per key
+    /// in pipelines of 500, so keys of different slots never share a command); never `FLUSHALL`.
+    /// - Returns: how many keys were found.
     @discardableResult
-    public func unlink(match pattern: String) async throws -> Int {
+    package func unlinkKeys(matching pattern: String) async throws -> Int {
         let keys = try await scan(match: pattern)
-        var unlinked = 0
         for start in stride(from: 0, to: keys.count, by: 500) {
-            // one key per command: keys of different slots may not share a command on a cluster
-            for reply in try await pipeline(keys[start..<min(keys.count, start + 500)].map { RedisCommand(["UNLINK", $0]) }) {
-                if case .error(let message) = reply { throw RedisError.errorReply(message, to: "UNLINK") }
-                unlinked += Int(reply.integer ?? 0)
-            }
+            _ = try await pipeline(keys[start..<min(keys.count, start + 500)].map { RedisCommand(["UNLINK", $0]) })
         }
-        return unlinked
+        return keys.count
     }
 }

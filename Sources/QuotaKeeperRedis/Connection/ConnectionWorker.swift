@@ -35,7 +35,7 @@ struct ConnectionWorker: Sendable {
                 if queue.shuttingDown { return }
                 do throws(RedisError) {
                     if let settings = configuration.tls, tlsContext == nil { tlsContext = try TLSContext(settings) }
-                    let opened = try RedisConnection(
+                    let opened = try RedisConnection.open(
                         configuration: configuration, tls: tlsContext, watch: SocketWatch(queue: queue, worker: index))
                     connection = IdleConnection(worker: self, connection: opened)
                     if consecutiveFailures > 0 { logger.debug("Redis connection re-established") }
