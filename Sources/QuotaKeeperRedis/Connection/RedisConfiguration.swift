@@ -34,9 +34,10 @@ public struct RedisConfiguration: Sendable {
         public var connections: Int = 2
         /// Most commands written in one batch (one write, one read).
         public var maximumBatch: Int = 512
-        /// How long a connection thread keeps polling for the next command after a batch before it sleeps:
-        /// can save a single caller the thread wake-up on back-to-back commands, at the price of that much CPU
-        /// after each batch. Off (`.zero`) by default: on busy cores it made latency worse (docs/benchmarks.md).
+        /// How long a connection thread keeps polling for the next command after a batch before it sleeps,
+        /// at the price of that much CPU after each batch. Off (`.zero`) by default: a spinning thread is not
+        /// idle, so callers cannot write on its connection themselves, and on busy cores it made latency
+        /// worse (docs/benchmarks.md).
         public var spinBeforeSleep: Duration = .zero
         public init() {}
     }
