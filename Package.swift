@@ -23,6 +23,8 @@ let package = Package(
         .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.1"),
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // MARK: Redis layer (the only code that imports CHiredis and COpenSSL)
@@ -41,6 +43,7 @@ let package = Package(
             name: "QuotaKeeperRedis",
             dependencies: [
                 "CHiredis",
+                .product(name: "DequeModule", package: "swift-collections"),  // the command queues
                 "COpenSSL",
                 "AWSAuth",  // ElastiCache IAM authentication tokens
                 "TimeLimit",
@@ -88,6 +91,8 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "FlyingFox", package: "FlyingFox"),  // export --serve
                 .product(name: "FlyingSocks", package: "FlyingFox"),  // its listen address (IPv4 or IPv6)
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),  // export: SIGTERM/SIGINT, graceful shutdown
             ]
         ),
         .executableTarget(
