@@ -20,13 +20,8 @@ public struct ProcessCredentialsProvider: AWSCredentialsProvider {
     /// The profile's `credential_process`, or nil when it has none (or neither file has the profile).
     public init?(profile: String? = nil, environment: [String: String] = ProcessInfo.processInfo.environment,
                  timeout: Duration = .seconds(60)) {
-        let profile = profile ?? environment["AWS_PROFILE"].flatMap { $0.isEmpty ? nil : $0 } ?? "default"
-        let home = environment["HOME"] ?? NSHomeDirectory()
-        let files = [
-            environment["AWS_CONFIG_FILE"] ?? "\(home)/.aws/config",
-            environment["AWS_SHARED_CREDENTIALS_FILE"] ?? "\(home)/.aws/credentials",
-        ]
-        for file in files {
+        let profile = profile ?? SharedCredentialsFileProvider.profileName(environment)
+        for file in SharedCredentialsFileProvider.profileFiles(environment) {
             guard let text = try? String(contentsOfFile: file, encoding: .utf8),
                   let command = SharedCredentialsFileProvider.parseINI(text)[profile]?["credential_process"], !command.isEmpty
             else { continue }
