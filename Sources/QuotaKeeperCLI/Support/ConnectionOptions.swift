@@ -77,7 +77,7 @@ struct ConnectionOptions: ParsableArguments {
     /// The URL, timeouts and TLS options (flags over `QUOTAKEEPER_REDIS_TLS_*`) as one configuration.
     /// - Throws: `CLIFailure` `.invalidInput` for TLS options with a URL that is not `rediss://`.
     func redisConfiguration() throws -> RedisConfiguration {
-        var configuration = try RedisConfiguration(url: resolvedURL)
+        var configuration = try RedisConfiguration(url: resolvedURL, environment: ProcessInfo.processInfo.environment)
         configuration.timeouts.connect = connectTimeout
         configuration.timeouts.command = connectTimeout + .seconds(3)
         configuration.pool.connections = 1
@@ -88,10 +88,9 @@ struct ConnectionOptions: ParsableArguments {
             }
             return configuration
         }
-        tls.caFile = tlsCAFile
-        tls.certificateFile = tlsCertificateFile
-        tls.privateKeyFile = tlsKeyFile
-        tls.fillFromEnvironment()
+        tls.caFile = tlsCAFile ?? tls.caFile
+        tls.certificateFile = tlsCertificateFile ?? tls.certificateFile
+        tls.privateKeyFile = tlsKeyFile ?? tls.privateKeyFile
         if tlsSkipVerification { tls.verification = .dangerouslyDisabled }
         configuration.tls = tls
         return configuration
@@ -102,18 +101,6 @@ struct ConnectionOptions: ParsableArguments {
 struct OutputOptions: ParsableArguments {
     @Flag(help: "Print JSON (stable fields, documented in docs/cli.md) instead of a table.")
     var json = false
-
-    /// Whether `arguments` ask for `--json` as the parser reads them (not after `--`, not as another option's
-    /// value), for arguments that did not parse as a command (whose error is then reported as JSON).
-    static func requested(in arguments: [String]) -> Bool {
-        (try? JSONRequest.parse(arguments))?.json ?? false
-    }
-
-    /// `--json` among any other arguments.
-    private struct JSONRequest: ParsableArguments {
-        @Flag var json = false
-        @Argument(parsing: .allUnrecognized) var others: [String] = []
-    }
 
     /// Prints `value` as indented JSON, or `table()` as text.
     func emit(_ value: @autoclosure () -> JSON, table: () -> String) {
@@ -147,24 +134,13 @@ struct ConfirmationOptions: ParsableArguments {
 }
 
 /// A read command: with `--json`, its output and its failures are JSON.
-protocol JSONOutputCommand {
+protocol JSONOutputCommand: FailureReportingCommand {
     var output: OutputOptions { get }
 }
 
-extension StatusCommand: JSONOutputCommand {}
-extension InspectCommand: JSONOutputCommand {}
-extension PeaksCommand: JSONOutputCommand {}
-extension ReserveCommand: JSONOutputCommand {}
-extension ResetCommand: JSONOutputCommand {}
-extension WatchCommand: JSONOutputCommand {}
-extension BudgetCommand.List: JSONOutputCommand {}
-extension BudgetCommand.Show: JSONOutputCommand {}
-extension BreakerCommand.Status: JSONOutputCommand {}
-extension BreakerCommand.Open: JSONOutputCommand {}
-extension BreakerCommand.Enable: JSONOutputCommand {}
-extension BreakerCommand.Close: JSONOutputCommand {}
-extension BreakerCommand.Disable: JSONOutputCommand {}
-extension BreakerCommand.Reset: JSONOutputCommand {}
+extension JSONOutputCommand {
+    var reportsFailuresAsJSON: Bool { output.json }
+}
 
 extension BreakerCommand.Status { var output: OutputOptions { target.output } }
 extension BreakerCommand.Open { var output: OutputOptions { target.output } }
