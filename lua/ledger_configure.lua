@@ -139,7 +139,7 @@ end
 if given.hk then
   push(writes, 'hk', given.hk)
 elseif given.hk == false or (mode == 'replace' and given.hk == nil) then
-  push(removals, 'hk')   -- back to the default (ledger_lib_extra.lua: HISTORY_DEFAULT_APPS)
+  push(removals, 'hk')   -- back to the default (ledger_lib_history.lua: HISTORY_DEFAULT_APPS)
 end
 for _, name in ipairs(names) do   -- the rings of apps that no longer have a cap
   local app = string.match(name, '^a:([^:]+)')

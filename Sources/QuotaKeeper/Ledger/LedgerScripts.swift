@@ -1,12 +1,19 @@
 import QuotaKeeperRedis
 import TimeLimit
 
-/// The ledger's scripts: `lua/ledger_lib.lua` (+ `lua/ledger_lib_extra.lua` for all but the admission) followed
-/// by one operation script from `lua/`, embedded at build time, so the binaries run exactly what `lua/` holds.
+/// The ledger's scripts: `lua/ledger_lib.lua` followed by one operation script from `lua/` (all but the admission
+/// with `lua/ledger_lib_history.lua` and `lua/ledger_lib_extra.lua` between), embedded at build time, so the
+/// binaries run exactly what `lua/` holds. Settle runs its everyday path before `ledger_lib_extra.lua`, whose
+/// definitions only the rest of it pays for.
 enum LedgerScripts {
     static let reserve = RedisScript(
         name: "ledger_reserve", source: EmbeddedLuaScripts.ledgerLib + "\n" + EmbeddedLuaScripts.ledgerReserve)
-    static let settle = script("ledger_settle", EmbeddedLuaScripts.ledgerSettle)
+    static let settle = RedisScript(
+        name: "ledger_settle",
+        source: [
+            EmbeddedLuaScripts.ledgerLib, EmbeddedLuaScripts.ledgerLibHistory, EmbeddedLuaScripts.ledgerSettle,
+            EmbeddedLuaScripts.ledgerLibExtra, EmbeddedLuaScripts.ledgerSettleFull,
+        ].joined(separator: "\n"))
     static let configure = script("ledger_configure", EmbeddedLuaScripts.ledgerConfigure)
     static let read = script("ledger_read", EmbeddedLuaScripts.ledgerRead)
     static let delete = script("ledger_delete", EmbeddedLuaScripts.ledgerDelete)
@@ -18,7 +25,8 @@ enum LedgerScripts {
     private static func script(_ name: String, _ body: String) -> RedisScript {
         RedisScript(
             name: name,
-            source: EmbeddedLuaScripts.ledgerLib + "\n" + EmbeddedLuaScripts.ledgerLibExtra + "\n" + body)
+            source: [EmbeddedLuaScripts.ledgerLib, EmbeddedLuaScripts.ledgerLibHistory, EmbeddedLuaScripts.ledgerLibExtra, body]
+                .joined(separator: "\n"))
     }
 }
 
