@@ -81,15 +81,7 @@ struct RedisBenchmarkTool {
     func run(callers: Int, requests: Int, command: [String]) throws -> Result {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        var arguments = ["redis-benchmark", "-h", host, "-p", String(port), "-c", String(callers), "-n", String(requests), "--csv"]
-        if let username { arguments += ["--user", username] }
-        if let password { arguments += ["-a", password] }
-        if let tls {
-            arguments.append("--tls")
-            if let caFile = tls.caFile { arguments += ["--cacert", caFile] }
-            if let certificate = tls.certificateFile, let key = tls.privateKeyFile { arguments += ["--cert", certificate, "--key", key] }
-        }
-        process.arguments = arguments + command
+        process.arguments = ["redis-benchmark"] + connectionArguments + ["-c", String(callers), "-n", String(requests), "--csv"] + command
         let output = Pipe()
         process.standardOutput = output
         process.standardError = FileHandle.nullDevice
@@ -104,6 +96,56 @@ struct RedisBenchmarkTool {
             throw BenchmarkError("could not read redis-benchmark's output for \(command.first ?? "")")
         }
         return Result(requestsPerSecond: rps, p50Microseconds: p50 * 1000)
+    }
+}
+
+extension RedisBenchmarkTool {
+    /// Address, credentials and TLS flags, spelled alike by redis-benchmark and redis-cli.
+    var connectionArguments: [String] {
+        var arguments = ["-h", host, "-p", String(port)]
+        if let username { arguments += ["--user", username] }
+        if let password { arguments += ["-a", password] }
+        if let tls {
+            arguments.append("--tls")
+            if let caFile = tls.caFile { arguments += ["--cacert", caFile] }
+            if let certificate = tls.certificateFile, let key = tls.privateKeyFile { arguments += ["--cert", certificate, "--key", key] }
+        }
+        return arguments
+    }
+
+    /// Sends `commands` through one `redis-cli --pipe` (RESP, all written at once, replies read as they come):
+    /// the server's own ceiling for those commands, with no client library in the way. Returns the seconds it
+    /// took; throws if any reply was an error.
+    func pipelined(_ commands: [[String]]) throws -> Double {
+        var input = Data()
+        for command in commands {
+            input.append(contentsOf: "*\(command.count)\r\n".utf8)
+            for argument in command {
+                input.append(contentsOf: "$\(argument.utf8.count)\r\n\(argument)\r\n".utf8)
+            }
+        }
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("quotakeeper-bench-\(UUID().uuidString).resp")
+        try input.write(to: file)
+        defer { try? FileManager.default.removeItem(at: file) }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["redis-cli"] + connectionArguments + ["--pipe"]
+        process.standardInput = try FileHandle(forReadingFrom: file)
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        let clock = ContinuousClock()
+        let started = clock.now
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let elapsed = clock.now - started
+        let report = String(decoding: data, as: UTF8.self)
+        guard process.terminationStatus == 0, report.contains("errors: 0, replies: \(commands.count)") else {
+            throw BenchmarkError("redis-cli --pipe: \(report.split(separator: "\n").last ?? "no report")")
+        }
+        let (seconds, attoseconds) = elapsed.components
+        return Double(seconds) + Double(attoseconds) / 1e18
     }
 }
 
