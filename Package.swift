@@ -52,6 +52,7 @@ let package = Package(
             name: "QuotaKeeper",
             dependencies: [
                 "QuotaKeeperRedis",
+                "AWSAuth",  // re-exports ElastiCacheIAMToken (RedisConfiguration.auth = .iam)
                 "BedrockErrors",
                 "TimeLimit",
                 .product(name: "Logging", package: "swift-log"),
@@ -147,6 +148,7 @@ let package = Package(
             name: "QuotaKeeperFleet",
             dependencies: [
                 "QuotaKeeper",
+                "QuotaKeeperRedis",  // deleting a run's keys (unlinkKeys); the own redis-server's faults (--redis-fault)
                 "BedrockErrors",
                 "BedrockRuntime",
                 "BedrockSimulator",  // only its /stats types, to read the referee
@@ -180,7 +182,10 @@ let package = Package(
         ),
         .testTarget(
             name: "QuotaKeeperCallPathTests",
-            dependencies: ["QuotaKeeper", "BedrockErrors", "BedrockRuntime", "BedrockSimulator", "QuotaKeeperTestSupport", "TimeLimit"]
+            dependencies: [
+                "QuotaKeeper", "QuotaKeeperRedis", "BedrockErrors", "BedrockRuntime", "BedrockSimulator", "QuotaKeeperTestSupport",
+                "TimeLimit",
+            ]
         ),
         .testTarget(
             name: "QuotaKeeperRedisTests",
@@ -188,10 +193,10 @@ let package = Package(
         ),
         .testTarget(
             name: "QuotaKeeperTests",
-            dependencies: ["QuotaKeeper", "QuotaKeeperTestSupport"]
+            dependencies: ["QuotaKeeper", "QuotaKeeperRedis", "QuotaKeeperTestSupport"]
         ),
         // Runs the built `quotakeeper` binary (found next to the test bundle) against a real redis-server.
-        .testTarget(name: "QuotaKeeperCLITests", dependencies: ["QuotaKeeper", "QuotaKeeperTestSupport"]),
+        .testTarget(name: "QuotaKeeperCLITests", dependencies: ["QuotaKeeper", "QuotaKeeperRedis", "QuotaKeeperTestSupport"]),
         // Spawned by QuotaKeeperTests (8 processes against one budget); found next to the test bundle.
         .executableTarget(
             name: "QuotaKeeperTestWorker",

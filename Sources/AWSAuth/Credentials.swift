@@ -60,16 +60,16 @@ public struct CredentialsError: Error, Sendable, CustomStringConvertible {
     /// What was wrong (names files, profiles and variables; never values).
     public var message: String
     /// A lower-level error.
-    public var underlying: (any Error)?
+    public var underlying: (any Error & Sendable)?
 
     /// Creates an error.
-    public init(code: Code, message: String, underlying: (any Error)? = nil) {
+    public init(code: Code, message: String, underlying: (any Error & Sendable)? = nil) {
         self.code = code
         self.message = message
         self.underlying = underlying
     }
 
-    public var description: String { "\(code): \(message)" }
+    public var description: String { "CredentialsError.\(code): \(message)" }
 }
 
 /// Something that can produce credentials.

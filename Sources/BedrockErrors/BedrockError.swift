@@ -34,7 +34,7 @@ public struct BedrockError: Error, Sendable, CustomStringConvertible {
     /// Where the failure was observed.
     public var source: Source
     /// The lower-level error, if any (a transport error or the SDK's own error value).
-    public var underlying: (any Error)?
+    public var underlying: (any Error & Sendable)?
 
     /// Creates a classified error.
     /// - Parameters:
@@ -50,7 +50,7 @@ public struct BedrockError: Error, Sendable, CustomStringConvertible {
         errorType: String? = nil,
         message: String,
         source: Source = .http,
-        underlying: (any Error)? = nil
+        underlying: (any Error & Sendable)? = nil
     ) {
         self.kind = kind
         self.status = status

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import QuotaKeeper
+import QuotaKeeperRedis
 
 /// `quotakeeper-bench ledger`: reserve+settle latency and throughput, Redis server time per admission,
 /// goodput under saturation and memory per budget, beside `redis-benchmark` on the same reserve script.

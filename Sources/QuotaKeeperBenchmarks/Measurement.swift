@@ -149,9 +149,11 @@ extension RedisBenchmarkTool {
     }
 }
 
-struct BenchmarkError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
+/// A benchmark that cannot run or read its reference's output.
+struct BenchmarkError: Error, Sendable, CustomStringConvertible {
+    var message: String
+    init(_ message: String) { self.message = message }
+    var description: String { "BenchmarkError: \(message)" }
 }
 
 /// Formats a number with thousands separators.

@@ -1,5 +1,4 @@
 import ArgumentParser
-import Foundation
 import QuotaKeeper
 
 /// `quotakeeper`: see, change and reset the fleet's budgets and breakers.
@@ -20,39 +19,41 @@ struct QuotaKeeperCommand: AsyncParsableCommand {
         ]
     )
 
-    /// Parses and runs the command; every failure becomes one line on stderr (JSON with `--json`) and a
-    /// documented exit code (see `ExitStatus`), never a stack trace.
+    /// Parses and runs the command with swift-argument-parser's own parsing, help and exit (`parseAsRoot`,
+    /// `exit(withError:)`). A failure becomes one line on stderr (JSON when `--json` was given: the parsed
+    /// command's own flag, or the parser's reading of the arguments when they did not parse) and a documented
+    /// exit code (`ExitStatus`, ended through the parser's `ExitCode`), never a stack trace.
+    ///
+    /// The parser's default `main()` is not used as it is: it ends usage errors with 64 (`EX_USAGE`) and a
+    /// usage block, where `quotakeeper` documents exit 1 and one line (docs/cli.md, "Exit codes").
     static func main() async {
-        let arguments = Array(CommandLine.arguments.dropFirst())
-        let json = arguments.contains("--json")
-        let command: any ParsableCommand
+        var command: any ParsableCommand
         do {
-            command = try parseAsRoot(arguments)
+            command = try parseAsRoot()
+        } catch where exitCode(for: error) == .success {
+            exit(withError: error)  // --help, `help`: the parser prints them and exits 0
         } catch {
-            if exitCode(for: error) == .success {
-                StandardStream.output.write(fullMessage(for: error) + "\n")
-                Foundation.exit(0)
-            }
-            let message = message(for: error).split(whereSeparator: \.isNewline).joined(separator: " ")
-            CLIFailure(.invalidInput, message + " (see 'quotakeeper help')").report(json: json)
-            Foundation.exit(ExitStatus.invalidInput.rawValue)
+            fail(
+                CLIFailure(.invalidInput, message(for: error) + " (see 'quotakeeper help')"),
+                json: OutputOptions.requested(in: Array(CommandLine.arguments.dropFirst())))
         }
         do {
             if var asyncCommand = command as? any AsyncParsableCommand {
                 try await asyncCommand.run()
             } else {
-                var syncCommand = command
-                try syncCommand.run()
+                try command.run()
             }
-        } catch let code as ExitCode {
-            Foundation.exit(code.rawValue)
-        } catch where exitCode(for: error) == .success {
-            StandardStream.output.write(fullMessage(for: error) + "\n")  // a command group run alone: its help
+        } catch where error is ExitCode || exitCode(for: error) == .success {
+            exit(withError: error)  // an exit code the command chose (its output written), or a group's help
         } catch {
-            let failure = CLIFailure(error)
-            failure.report(json: json)
-            Foundation.exit(failure.status.rawValue)
+            fail(CLIFailure(error), json: (command as? any JSONOutputCommand)?.output.json ?? false)
         }
-        Foundation.exit(0)
+        exit()
+    }
+
+    /// Reports `failure` on stderr and exits with its status.
+    private static func fail(_ failure: CLIFailure, json: Bool) -> Never {
+        failure.report(json: json)
+        exit(withError: ExitCode(failure.status.rawValue))
     }
 }

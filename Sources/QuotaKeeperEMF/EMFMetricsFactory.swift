@@ -223,7 +223,7 @@ public struct EMFOutput: Sendable {
 }
 
 /// A failure of the EMF backend.
-public struct EMFError: Error, CustomStringConvertible {
+public struct EMFError: Error, Sendable, CustomStringConvertible {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         let name: String
         public var description: String { name }
@@ -233,7 +233,7 @@ public struct EMFError: Error, CustomStringConvertible {
 
     public var code: Code
     public var message: String
-    public var underlying: (any Error)?
+    public var underlying: (any Error & Sendable)?
 
     public var description: String { "EMFError.\(code): \(message)" }
 }

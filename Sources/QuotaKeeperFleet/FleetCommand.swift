@@ -14,7 +14,10 @@ struct FleetCommand: AsyncParsableCommand {
         Scenarios: spike (60/50/50 RPM against 150 RPM), tokens (a 15,000/5,000-token batch app and two chat apps \
         against a TPM quota), outage (503s and an overload period on the primary model, with a fallback model). \
         Flags override the scenario's preset. Time is scaled: --window-seconds of wall time stand for Bedrock's \
-        60 s window. Needs Redis for the coordinated mode (--redis-url or QUOTAKEEPER_REDIS_URL).
+        60 s window. Needs Redis for the coordinated mode (--redis-url or QUOTAKEEPER_REDIS_URL), except with \
+        --redis-fault, which starts a redis-server of its own. Exit status: 0 done, 64 bad usage, 2 invalid \
+        configuration, 3 bedrock-sim unavailable, 4 an app instance failed, 5 --redis-fault refused for an \
+        external Redis, 6 the fleet's own redis-server failed, 1 anything else.
         """,
         subcommands: [Run.self, AppInstanceCommand.self],
         defaultSubcommand: Run.self
@@ -59,6 +62,12 @@ extension FleetCommand {
         var endpoint: String?
         @Option(help: "Redis URL (default: env QUOTAKEEPER_REDIS_URL).")
         var redisUrl: String?
+        @Option(
+            name: .customLong("redis-fault"),
+            help: ArgumentHelp(
+                "A fault for the coordinated mode, applied to a redis-server the fleet starts for the run (QUOTAKEEPER_REDIS_URL is then not used; --redis-url is refused, exit 5): pause:AT+DURATION (SIGSTOP/SIGCONT), restart:AT+DOWNTIME (kill -9, then the same port, empty), client-kill:AT (CLIENT KILL TYPE normal) or script-flush:AT (SCRIPT FLUSH); wall seconds since the mode's start. Repeatable, in time order.",
+                valueName: "fault"))
+        var redisFault: [String] = []
         @Option(help: "Write the report as JSON here.")
         var json: String?
         @Option(help: "Write an SVG timeline per mode here.")
@@ -74,8 +83,23 @@ extension FleetCommand {
             guard Scenario(rawValue: scenario) != nil else {
                 throw ValidationError("unknown scenario '\(scenario)': use spike, tokens, outage or overload")
             }
-            _ = try settings()
-            _ = try parsedModes()
+            let settings = try settings()
+            let modes = try parsedModes()
+            let faults = try parsedFaults(durationSeconds: settings.durationSeconds)
+            if !faults.isEmpty, !modes.contains(.coordinated) {
+                throw ValidationError("--redis-fault applies to the coordinated mode: add it to --modes")
+            }
+        }
+
+        /// The `--redis-fault` values, checked against the demand period.
+        func parsedFaults(durationSeconds: Double) throws -> [RedisFault] {
+            do {
+                let faults = try redisFault.map(RedisFault.init(parsing:))
+                try RedisFault.validate(faults, durationSeconds: durationSeconds)
+                return faults
+            } catch let error as RedisFault.ParseError {
+                throw ValidationError(error.description)
+            }
         }
 
         /// The preset, with every flag given applied over it.
@@ -158,17 +182,32 @@ extension FleetCommand {
         }
 
         func run() async throws {
+            do {
+                try await runScenario()
+            } catch let error as FleetError {
+                FileHandle.standardError.write(Data("Error: \(error)\n".utf8))
+                throw ExitCode(error.code.exitStatus)
+            }
+        }
+
+        func runScenario() async throws {
             var logger = Logger(label: "quotakeeper.fleet")
             logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
             let settings = try settings()
             let modes = try parsedModes()
-            let redisURL = redisUrl ?? ProcessInfo.processInfo.environment["QUOTAKEEPER_REDIS_URL"]
-            if modes.contains(.coordinated), redisURL == nil {
+            let faults = try parsedFaults(durationSeconds: settings.durationSeconds)
+            if !faults.isEmpty, redisUrl != nil {
+                throw FleetError(
+                    .redisFaultRefused,
+                    "--redis-fault is applied only to a redis-server the fleet starts itself, never to a Redis given with --redis-url: leave --redis-url out")
+            }
+            let redisURL = faults.isEmpty ? redisUrl ?? ProcessInfo.processInfo.environment["QUOTAKEEPER_REDIS_URL"] : nil
+            if modes.contains(.coordinated), redisURL == nil, faults.isEmpty {
                 throw ValidationError("the coordinated mode needs Redis: pass --redis-url or set QUOTAKEEPER_REDIS_URL")
             }
             let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
             let orchestrator = Orchestrator(
-                settings: settings, modes: modes, endpoint: try endpoint.map(Self.parseEndpoint), redisURL: redisURL,
+                settings: settings, modes: modes, endpoint: try endpoint.map(Self.parseEndpoint), redisURL: redisURL, redisFaults: faults,
                 executable: executable, simulatorExecutable: executable.deletingLastPathComponent().appending(path: "bedrock-sim"),
                 emfDirectory: try emf.map(Self.emfDirectory), logger: logger)
             let report = try await orchestrator.run()

@@ -33,7 +33,7 @@ public final class RedisClient: Sendable {
     /// Sends one command and returns its reply.
     /// - Throws: `RedisError` (an error reply is thrown as `.serverError` with Redis's message), or
     ///   `CancellationError` if the task is cancelled first.
-    public func send(_ command: RedisCommand) async throws -> RedisReply {
+    package func send(_ command: RedisCommand) async throws -> RedisReply {
         try Task.checkCancellation()
         let reply = try await router.execute(command)
         if case .error(let message) = reply {
@@ -43,12 +43,12 @@ public final class RedisClient: Sendable {
     }
 
     /// Sends one command given as text arguments, e.g. `send(["HGET", key, field])`.
-    public func send(_ arguments: [String]) async throws -> RedisReply {
+    package func send(_ arguments: [String]) async throws -> RedisReply {
         try await send(RedisCommand(arguments))
     }
 
     /// Sends one command given as text arguments, e.g. `send("PING")`.
-    public func send(_ arguments: String...) async throws -> RedisReply {
+    package func send(_ arguments: String...) async throws -> RedisReply {
         try await send(RedisCommand(arguments))
     }
 
@@ -56,7 +56,7 @@ public final class RedisClient: Sendable {
     ///
     /// Error replies stay in the result as `.error` values; a connection failure, timeout or cancellation
     /// throws (commands before it may have run).
-    public func pipeline(_ commands: [RedisCommand]) async throws -> [RedisReply] {
+    package func pipeline(_ commands: [RedisCommand]) async throws -> [RedisReply] {
         try Task.checkCancellation()
         return try await router.pipeline(commands)
     }

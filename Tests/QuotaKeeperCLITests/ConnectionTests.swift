@@ -99,6 +99,9 @@ struct ConnectionTests {
             (["peaks", sonnet, "--since", "0s"], "invalid duration '0s'"),
             (["peaks", sonnet, "--headroom=-1"], "invalid headroom"),
             (["reserve", sonnet, "--input-tokens=-1", "--max-output-tokens", "1"], "invalid --input-tokens '-1'"),
+            (["status", "--bogus"], "Unknown option '--bogus'"),
+            (["reserve", sonnet, "--max-output-tokens", "1"], "Missing expected argument '--input-tokens"),
+            (["status", "--apps-since", "30s"], "--apps-since must be whole minutes"),  // refused while running
         ]
         for (arguments, message) in cases {
             let run = try await CLIProcess.run(arguments, environment: ["QUOTAKEEPER_REDIS_URL": TestRedis.url])
@@ -106,7 +109,21 @@ struct ConnectionTests {
             #expect(run.stderr.contains(message), "\(arguments): \(run.stderr)")
             #expect(run.stderr.split(separator: "\n").count == 1, "\(arguments)")
             let json = try await CLIProcess.run(arguments + ["--json"], environment: ["QUOTAKEEPER_REDIS_URL": TestRedis.url])
+            #expect(json.status == 1, "\(arguments)")
             #expect(try json.jsonError["exit_code"] as? Int == 1, "\(arguments)")
+            #expect(try json.jsonError["code"] as? String == "invalid_input", "\(arguments)")
+            #expect(json.stdout.isEmpty, "\(arguments)")
         }
+
+        // The parser, not a scan of the raw arguments, decides whether --json was given: after `--` it is a
+        // budget name (refused, reported as text).
+        let terminated = try await CLIProcess.run(["status", "--", "--json"], environment: ["QUOTAKEEPER_REDIS_URL": TestRedis.url])
+        #expect(terminated.status == 1)
+        #expect(terminated.stderr.hasPrefix("quotakeeper: error: "), "\(terminated.stderr)")
+        #expect(terminated.stderr.contains("must be MODEL@REGION"), "\(terminated.stderr)")
+        let commandHelp = try await CLIProcess.run(["status", "--help", "--json"])
+        #expect(commandHelp.status == 0)
+        #expect(commandHelp.stdout.contains("--apps-since"))
+        #expect(commandHelp.stderr.isEmpty)
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import QuotaKeeper
+import QuotaKeeperRedis
 import QuotaKeeperTestSupport
 import Testing
 

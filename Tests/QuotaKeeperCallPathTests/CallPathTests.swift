@@ -1,6 +1,7 @@
 import BedrockErrors
 import Foundation
 import QuotaKeeper
+import QuotaKeeperRedis
 import QuotaKeeperTestSupport
 import Testing
 

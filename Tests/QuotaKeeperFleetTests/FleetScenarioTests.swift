@@ -121,6 +121,18 @@ enum FleetRun {
         var referee: [String: Referee]
         var timeline: [String: [Second]]
         var primaryRequestsDuringOverload: Int?
+        var redisRoundTrips: Int
+        var redisFaults: [Fault]?
+        var admissionGapMedianSeconds: Double?
+    }
+
+    struct Fault: Decodable {
+        var fault: String
+        var startedAtSeconds: Double
+        var endedAtSeconds: Double
+        var admissionGapSeconds: Double
+        var callerErrors: [String: Int]
+        var quotaThrottles: Int?
     }
 
     struct App: Decodable {
@@ -148,16 +160,31 @@ enum FleetRun {
         var admitted: Int
     }
 
-    static func run(_ arguments: [String]) async throws -> Report {
-        let fleet = try BuiltProduct.url("quotakeeper-fleet")
-        _ = try BuiltProduct.url("bedrock-sim")
+    /// Runs a scenario against the test Redis (`--redis-url`), or with `ownRedis` against the redis-server the
+    /// fleet starts itself (`--redis-fault`), kept under QUOTAKEEPER_TEST_SERVERS_DIR so scripts/test's trap
+    /// stops it if the fleet dies.
+    static func run(_ arguments: [String], ownRedis: Bool = false) async throws -> Report {
+        try await runWithOutput(arguments, ownRedis: ownRedis).report
+    }
+
+    static func runWithOutput(_ arguments: [String], ownRedis: Bool = false) async throws -> (report: Report, output: String) {
         let json = FileManager.default.temporaryDirectory.appending(path: "fleet-test-\(UUID().uuidString).json")
         defer { try? FileManager.default.removeItem(at: json) }
-        let result = try await ChildProcess.run(
-            fleet, arguments: ["run", "--redis-url", TestRedis.url, "--json", json.path, "--log-level", "warning"] + arguments)
+        let result = try await runFleet(
+            (ownRedis ? [] : ["--redis-url", TestRedis.url]) + ["--json", json.path, "--log-level", "warning"] + arguments)
         try #require(
             result.status == 0,
             "quotakeeper-fleet \(arguments.joined(separator: " ")) exited with \(result.status)\n\(result.output)\(result.errorOutput)")
-        return try JSONDecoder().decode(Report.self, from: Data(contentsOf: json))
+        return (try JSONDecoder().decode(Report.self, from: Data(contentsOf: json)), result.output)
+    }
+
+    /// `quotakeeper-fleet run ARGUMENTS` as it exits; temporary files (the fleet's own redis-server's folder)
+    /// under QUOTAKEEPER_TEST_SERVERS_DIR when it is set.
+    static func runFleet(_ arguments: [String]) async throws -> ChildProcessResult {
+        let fleet = try BuiltProduct.url("quotakeeper-fleet")
+        _ = try BuiltProduct.url("bedrock-sim")
+        var environment = ProcessInfo.processInfo.environment
+        if let servers = environment["QUOTAKEEPER_TEST_SERVERS_DIR"] { environment["TMPDIR"] = servers }
+        return try await ChildProcess.run(fleet, arguments: ["run"] + arguments, environment: environment)
     }
 }

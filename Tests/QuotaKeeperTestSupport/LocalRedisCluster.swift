@@ -47,7 +47,7 @@ public final class LocalRedisCluster: Sendable {
 
     /// Sends one command to one node (not routed: redirections come back as errors) and returns the reply.
     @discardableResult
-    public func command(port: Int, _ arguments: [String]) async throws -> RedisReply {
+    package func command(port: Int, _ arguments: [String]) async throws -> RedisReply {
         let client = try directClient(port: port)
         defer { _ = Task { await client.shutdown() } }
         return try await client.send(arguments)

@@ -24,9 +24,6 @@ public enum TestRedis {
 
     /// Deletes every key starting with `prefix`, on every shard of a cluster (SCAN + UNLINK; never FLUSHALL).
     public static func deleteKeys(matching prefix: String, using client: RedisClient) async throws {
-        let keys = try await client.scan(match: prefix + "*")
-        for start in stride(from: 0, to: keys.count, by: 500) {
-            _ = try await client.pipeline(keys[start..<min(keys.count, start + 500)].map { RedisCommand(["UNLINK", $0]) })
-        }
+        try await client.unlinkKeys(matching: prefix + "*")
     }
 }

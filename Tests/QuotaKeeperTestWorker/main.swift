@@ -11,7 +11,11 @@ import Synchronization
 // Waits until wall-clock <start-ms>, then runs <tasks> concurrent tasks for <run-ms>:
 //   reserve  each task reserves again and again (token sizes drawn from [tokens...], default 1); prints
 //            {"admitted": n, "tokens": t, "denied": d, "times": [Redis admission time ms, ...],
-//             "held": [tokens held by the admission at the same index of times, ...]}
+//             "held": [tokens held by the admission at the same index of times, ...],
+//             "epochs": [the ledger epoch of the admission at the same index, ...],
+//             "maxLatencyMs": the slowest reserve call, "errors": {"<LedgerError code>/<RedisError code>": n}}
+//            With QK_RECORD_STORE_ERRORS=1 a failed reserve (Redis down, paused, full, read-only) is counted in
+//            "errors" and the task goes on after 20 ms; otherwise it fails the worker.
 //   probe    each task reserves once; prints {"admitted": n, "probes": p}
 //   fail     each task reserves and releases with a breaker failure, once; then every task reserves once more
 //            after <run-ms>; prints {"reported": n, "sawOpen": m}
@@ -25,6 +29,9 @@ import Synchronization
 //   retry    each task makes one CallCoordinator call whose Bedrock answers 503 every time, with up to 10
 //            attempts and a fleet retry budget of ratio 0 and minimum [tokens...][0] retries per window;
 //            prints {"attempts": n}
+// QK_COMMAND_TIMEOUT_MS / QK_CONNECT_TIMEOUT_MS set the Redis command and connect timeouts (default 5000 / 2000).
+// QK_BUDGET_LIMITS=rpm,tpm,window-ms: the budget's configuration (as the tests' testConfiguration builds it), which
+// the worker seeds again when Redis has lost it (a restart without persistence).
 // Exits 0 on success, 1 with a message on stderr otherwise.
 
 struct WorkerFailure: Error, CustomStringConvertible {
@@ -60,30 +67,49 @@ func isBreakerDenial(_ error: any Error) -> Bool {
     (error as? LedgerError)?.denial?.reason == .breakerOpen
 }
 
+/// The `errors` key of a failed reserve: the ledger's code and, for `storeUnavailable`, the Redis layer's.
+func errorKey(_ error: LedgerError) -> String {
+    "\(error.code)/" + ((error.underlying as? RedisError).map { "\($0.code)" } ?? "-")
+}
+
 do {
+    let environment = ProcessInfo.processInfo.environment
     var configuration = try RedisConfiguration(url: arguments[1])
-    configuration.timeouts.command = .seconds(5)
+    configuration.timeouts.command = .milliseconds(Int64(environment["QK_COMMAND_TIMEOUT_MS"] ?? "") ?? 5000)
+    configuration.timeouts.connect = .milliseconds(Int64(environment["QK_CONNECT_TIMEOUT_MS"] ?? "") ?? 2000)
     configuration.pool.connections = 2
     let redis = RedisClient(configuration: configuration)
-    let environment = ProcessInfo.processInfo.environment
+    let recordStoreErrors = environment["QK_RECORD_STORE_ERRORS"] == "1"
     let waitApps = (environment["QK_WAIT_APPS"] ?? "worker").split(separator: ",").map(String.init)
     let waitPriority = Priority(rawValue: environment["QK_WAIT_PRIORITY"] ?? "interactive") ?? .interactive
     let maxWait = Duration.milliseconds(Int64(environment["QK_WAIT_MAXWAIT_MS"] ?? "") ?? 10_000)
     var lineSettings = BudgetConfiguration(id: budget, limits: .init(requestsPerWindow: 1))
+    if let limits = environment["QK_BUDGET_LIMITS"]?.split(separator: ",").compactMap({ Int($0) }), limits.count == 3 {
+        // What the worker re-seeds after Redis lost the budget: the test's testConfiguration(rpm:tpm:window:).
+        lineSettings.limits = .init(requestsPerWindow: limits[0], tokensPerWindow: limits[1])
+        (lineSettings.window, lineSettings.bucketCount) = (.milliseconds(limits[2]), limits[2] / 100)
+        (lineSettings.dayWindow, lineSettings.dayBucketCount, lineSettings.historyRetention) = (.seconds(60), 60, .seconds(120))
+    }
     lineSettings.waitingLine.batchPromotion = .milliseconds(Int64(environment["QK_WAIT_PROMOTION_MS"] ?? "") ?? 30_000)
     lineSettings.waitingLine.ticketGrace = .milliseconds(Int64(environment["QK_WAIT_GRACE_MS"] ?? "") ?? 1000)
     let ledger = try QuotaLedger(
         redis: redis, keyPrefix: arguments[2], budgets: [lineSettings],
         instanceID: "worker-\(ProcessInfo.processInfo.processIdentifier)")
-    _ = try await ledger.status(of: budget)   // connected and the budget exists before the start signal
+    if recordStoreErrors {
+        _ = try? await ledger.status(of: budget)   // the store may already be failing (a read-only replica)
+    } else {
+        _ = try await ledger.status(of: budget)   // connected and the budget exists before the start signal
+    }
     try await sleep(untilWallMilliseconds: startMilliseconds)
     let end = startMilliseconds + runMilliseconds
     if let delay = Int64(environment["QK_WAIT_DELAY_MS"] ?? "") { try await Task.sleep(for: .milliseconds(delay)) }
-    let (counts, times, held, tickets) = try await withThrowingTaskGroup(of: ([String: Int], [Int64], [Int64], [[Double]]).self) { group in
+    typealias TaskResult = (counts: [String: Int], times: [Int64], held: [Int64], tickets: [[Double]], epochs: [Int64], errors: [String: Int], maxLatency: Int64)
+    let total = try await withThrowingTaskGroup(of: TaskResult.self) { group in
         for task in 0..<tasks {
             group.addTask {
-                var counts: [String: Int] = [:]
-                var times: [Int64] = [], held: [Int64] = [], tickets: [[Double]] = []
+                var counts: [String: Int] = [:], errors: [String: Int] = [:]
+                var times: [Int64] = [], held: [Int64] = [], tickets: [[Double]] = [], epochs: [Int64] = []
+                var maxLatency: Int64 = 0
                 switch mode {
                 case "wait":
                     let app = waitApps[task % waitApps.count]
@@ -121,15 +147,21 @@ do {
                     while wallMilliseconds() < end {
                         draw += 1
                         let tokens = sizes.isEmpty ? 1 : sizes[draw % sizes.count]
+                        let clock = ContinuousClock(), started = clock.now
                         do {
+                            defer { maxLatency = max(maxLatency, (clock.now - started).millisecondsRoundedUp) }
                             let reservation = try await ledger.reserve(budget, app: "worker", tokens: tokens)
                             counts["admitted", default: 0] += 1
                             counts["tokens", default: 0] += reservation.heldTokens
                             times.append(reservation.admittedAtMilliseconds)
                             held.append(Int64(reservation.heldTokens))
+                            epochs.append(reservation.epoch)
                             _ = consume reservation   // held until it leaves the window
                         } catch let error as LedgerError where error.code == .budgetExhausted {
                             counts["denied", default: 0] += 1
+                        } catch let error as LedgerError where recordStoreErrors && error.code != .invalidArgument {
+                            errors[errorKey(error), default: 0] += 1
+                            try await Task.sleep(for: .milliseconds(20))
                         }
                     }
                 case "probe":
@@ -176,23 +208,31 @@ do {
                 default:
                     throw WorkerFailure(description: "unknown mode \(mode)")
                 }
-                return (counts, times, held, tickets)
+                return (counts, times, held, tickets, epochs, errors, maxLatency)
             }
         }
-        var total: ([String: Int], [Int64], [Int64], [[Double]]) = ([:], [], [], [])
-        for try await (counts, times, held, tickets) in group {
-            total.0.merge(counts, uniquingKeysWith: +)
-            total.1 += times
-            total.2 += held
-            total.3 += tickets
+        var total: TaskResult = ([:], [], [], [], [], [:], 0)
+        for try await result in group {
+            total.counts.merge(result.counts, uniquingKeysWith: +)
+            total.times += result.times
+            total.held += result.held
+            total.tickets += result.tickets
+            total.epochs += result.epochs
+            total.errors.merge(result.errors, uniquingKeysWith: +)
+            total.maxLatency = max(total.maxLatency, result.maxLatency)
         }
         return total
     }
     await redis.shutdown()
-    var output: [String: Any] = counts
-    output["times"] = times
-    output["held"] = held
-    if mode == "wait" { output["tickets"] = tickets }
+    var output: [String: Any] = total.counts
+    output["times"] = total.times
+    output["held"] = total.held
+    if mode == "wait" { output["tickets"] = total.tickets }
+    if mode == "reserve" {
+        output["epochs"] = total.epochs
+        output["errors"] = total.errors
+        output["maxLatencyMs"] = total.maxLatency
+    }
     let json = try JSONSerialization.data(withJSONObject: output, options: [.sortedKeys])
     print(String(decoding: json, as: UTF8.self))
 } catch {

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import QuotaKeeper
+import QuotaKeeperRedis
 import QuotaKeeperTestSupport
 
 /// Issue 17: a budget name must not be able to rewrite the terminal of whoever lists budgets.

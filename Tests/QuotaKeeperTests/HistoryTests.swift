@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import QuotaKeeper
+import QuotaKeeperRedis
 import QuotaKeeperTestSupport
 
 /// Waits, if needed, until Redis's clock has at least `seconds` left in its current minute, so that a test's

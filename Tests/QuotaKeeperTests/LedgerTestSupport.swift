@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import QuotaKeeper
+import QuotaKeeperRedis
 import QuotaKeeperTestSupport
 
 /// The key prefix of every ledger test; each test also has its own budget (a unique hash tag).
@@ -75,6 +76,11 @@ struct WorkerReport: Decodable {
     /// 1 batch), app index, ms waited].
     var tickets: [[Double]]?
     var left: Int?
+    /// Mode `reserve`: the ledger epoch of each admission (same index as `times`), the slowest reserve call, and
+    /// failed reserves by `<LedgerError code>/<RedisError code>` (counted only with QK_RECORD_STORE_ERRORS=1).
+    var epochs: [Int64]?
+    var maxLatencyMs: Int?
+    var errors: [String: Int]?
 }
 
 /// The most requests and tokens any continuous window of `windowMilliseconds` holds, from admission stamps

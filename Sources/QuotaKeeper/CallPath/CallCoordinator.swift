@@ -31,6 +31,8 @@ public struct CallCoordinator: Sendable {
     let logger: Logger
     let policy: CallPathPolicy
     let metrics = CallPathMetrics()
+    /// What the driver reads the time from and sleeps on.
+    let clock: any CallPathClock
     /// The random source of the retries' full jitter: uniform in 0...1.
     let randomFraction: @Sendable () -> Double
 
@@ -38,11 +40,16 @@ public struct CallCoordinator: Sendable {
     /// - Parameter logger: for what is not one call's (ceiling changes, fail-open replays), and for calls
     ///   made without a logger of their own.
     public init(ledger: QuotaLedger, configuration: CallPathConfiguration = .init(), logger: Logger = Logger(label: "quotakeeper.call", factory: { _ in SwiftLogNoOpLogHandler() })) {
-        self.init(ledger: ledger, configuration: configuration, logger: logger, randomFraction: { Double.random(in: 0...1) })
+        self.init(
+            ledger: ledger, configuration: configuration, logger: logger, clock: ContinuousClock(),
+            randomFraction: { Double.random(in: 0...1) })
     }
 
-    /// Creates the call path with its jitter drawn from `randomFraction` (tests make it exact).
-    init(ledger: QuotaLedger, configuration: CallPathConfiguration, logger: Logger, randomFraction: @escaping @Sendable () -> Double) {
+    /// Creates the call path on `clock` with its jitter drawn from `randomFraction` (tests make both exact).
+    init(
+        ledger: QuotaLedger, configuration: CallPathConfiguration, logger: Logger, clock: any CallPathClock,
+        randomFraction: @escaping @Sendable () -> Double
+    ) {
         self.ledger = ledger
         self.configuration = configuration
         self.retryBudget = RetryBudget(ledger: ledger, configuration: configuration.retryBudget)
@@ -50,6 +57,7 @@ public struct CallCoordinator: Sendable {
         self.journal = ReplayJournal(instanceID: ledger.instanceID)
         self.logger = logger
         self.policy = CallPathPolicy(retry: configuration.retry, storeFailurePolicy: configuration.storeFailurePolicy)
+        self.clock = clock
         self.randomFraction = randomFraction
     }
 
@@ -94,7 +102,6 @@ public struct CallCoordinator: Sendable {
         var logger = callLogger
         logger[metadataKey: "quotakeeper.request_id"] = "\(options.requestID)"
         logger[metadataKey: "quotakeeper.app"] = "\(options.app)"
-        let clock = ContinuousClock()
         let started = clock.now
         let deadline = started + options.deadline
         var failures: [TargetFailure] = []
@@ -188,7 +195,7 @@ public struct CallCoordinator: Sendable {
             position.attempts += 1
             if position.attempts == 1 { retryBudget.recordCall(on: target) }
             let callStarted = clock.now
-            let outcome = await Self.run(until: deadline) { try await operation(target) }
+            let outcome = await Self.run(within: deadline - clock.now) { try await operation(target) }
             let latency = clock.now - callStarted
             let isFallback = position.index > 0
 
@@ -234,20 +241,21 @@ public struct CallCoordinator: Sendable {
                 await finishFailed(ticket, kind: kind, estimate: estimate, latency: latency, logger: logger)
                 if kind.isQuotaThrottle { await ceiling.unexpectedThrottle(on: target) }
 
-                var decision = policy.after(.failed(failure), at: position, now: clock.now, deadline: deadline, randomFraction: randomFraction())
+                let jitter = randomFraction()   // one draw per failed attempt
+                var decision = policy.after(.failed(failure), at: position, now: clock.now, deadline: deadline, randomFraction: jitter)
                 if case .askFleetForRetry = decision {
                     let permitted = await retryBudget.permitRetry(on: target)
                     if !permitted { metrics.retryDenied(on: target) }
                     decision = policy.after(
                         .fleetRetryAnswer(permitted: permitted, after: failure), at: position, now: clock.now, deadline: deadline,
-                        randomFraction: randomFraction())
+                        randomFraction: jitter)
                 }
                 guard case .retry(let delay) = decision else {
                     try moveOn(decision, underlying: failure)
                     continue
                 }
                 metrics.retried(on: target, kind: kind)
-                try await Task.sleep(for: delay)
+                try await clock.sleep(for: delay)
                 waited += delay
             }
         }
@@ -324,12 +332,13 @@ public struct CallCoordinator: Sendable {
         return CallPathError(code: code, message: message, failures: failures, underlying: underlying)
     }
 
-    /// Runs `body` under the call's deadline (``withTimeLimit(until:_:)``): `DeadlinePassed` when it passes.
+    /// Runs `body` within what is left of the call's deadline (``withTimeLimit(_:_:)``): `DeadlinePassed` when
+    /// it passes.
     static func run<T: Sendable>(
-        until deadline: ContinuousClock.Instant, _ body: @escaping @Sendable () async throws -> T
+        within remaining: Duration, _ body: @escaping @Sendable () async throws -> T
     ) async -> Result<T, any Error> {
         do {
-            guard let value = try await withTimeLimit(until: deadline, body) else { return .failure(DeadlinePassed()) }
+            guard let value = try await withTimeLimit(remaining, body) else { return .failure(DeadlinePassed()) }
             return .success(value)
         } catch {
             return .failure(error)

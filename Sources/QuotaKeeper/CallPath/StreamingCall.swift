@@ -73,7 +73,7 @@ extension CallCoordinator {
         meter: @escaping @Sendable (Event) -> StreamEventReading,
         _ open: @escaping @Sendable (BudgetID) async throws -> AsyncThrowingStream<Event, any Error>
     ) async throws -> CallResult<CallStream<Event>> {
-        let started = ContinuousClock.now
+        let started = clock.now
         let coordinator = self
         let logger = logger ?? self.logger
         let (result, reservation) = try await admitAndCall(
@@ -240,7 +240,7 @@ final class StreamRelay<Event: Sendable>: Sendable {
             if let usage = reading.usage { state.usage = usage }
             guard reading.isContent, !state.sawContent else { return nil }
             state.sawContent = true
-            state.timeToFirstToken = ContinuousClock.now - callStarted
+            state.timeToFirstToken = coordinator.clock.now - callStarted
             defer { state.firstContentWaiter = nil }
             return .some(state.firstContentWaiter)
         }
@@ -291,7 +291,7 @@ final class StreamRelay<Event: Sendable>: Sendable {
         let (seen, unknown, reported, ttft, isFallback) = state.withLock {
             ($0.outputTokens, $0.outputTokensUnknown, $0.usage, $0.timeToFirstToken, $0.isFallback)
         }
-        let latency = ttft ?? (ContinuousClock.now - callStarted)
+        let latency = ttft ?? (coordinator.clock.now - callStarted)
         let seenSoFar = TokenUsage(
             inputTokens: estimate.inputTokens, outputTokens: unknown ? estimate.maxOutputTokens : min(seen, estimate.maxOutputTokens),
             cacheReadInputTokens: estimate.cacheReadTokens, cacheWriteInputTokens: estimate.cacheWriteTokens)
@@ -335,7 +335,7 @@ final class StreamRelay<Event: Sendable>: Sendable {
         }
         if let kind, kind.isQuotaThrottle { await coordinator.ceiling.unexpectedThrottle(on: target) }
         if case .finished = end { await coordinator.ceiling.success(on: target) }
-        coordinator.metrics.callDuration(on: target, ContinuousClock.now - callStarted)
+        coordinator.metrics.callDuration(on: target, coordinator.clock.now - callStarted)
         let outcomeLabel: String? = switch end {
         case .finished: isFallback ? "served_by_fallback" : "served"
         case .failed: "failed_\(CallPathError.Code.streamInterrupted)"

@@ -19,8 +19,10 @@ enum LedgerScripts {
     static let delete = script("ledger_delete", EmbeddedLuaScripts.ledgerDelete)
     static let breakerAdmin = script("breaker_admin", EmbeddedLuaScripts.breakerAdmin)
     static let replay = script("ledger_replay", EmbeddedLuaScripts.ledgerReplay)
+    /// The fleet-wide retry budget (stands alone: it needs none of the ledger's library).
+    static let retryBudget = RedisScript(name: "retry_budget", source: EmbeddedLuaScripts.retryBudget)
 
-    static let all = [reserve, settle, configure, read, delete, breakerAdmin, replay]
+    static let all = [reserve, settle, configure, read, delete, breakerAdmin, replay, retryBudget]
 
     private static func script(_ name: String, _ body: String) -> RedisScript {
         RedisScript(

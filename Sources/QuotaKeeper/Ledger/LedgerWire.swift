@@ -29,6 +29,8 @@ enum LedgerWire {
         var line: String { base + ":line" }
         var lineExpiry: String { base + ":line:exp" }
         var lineTickets: String { base + ":line:tickets" }
+        /// The fleet-wide retry budget of the target (`lua/retry_budget.lua`).
+        var retryBudget: String { base + ":retry" }
     }
 
     /// What a caller that waits adds to `ledger_reserve`: how long it will still wait and the line's settings.
@@ -165,6 +167,35 @@ enum LedgerWire {
             default:
                 throw QuotaLedger.unexpected(reply, LedgerScripts.settle)
             }
+        }
+    }
+
+    /// `retry_budget`'s KEYS and ARGV: the first attempts not yet reported and the budget's settings.
+    struct RetryBudgetArguments {
+        var unreportedCalls: Int
+        var settings: CallPathConfiguration.RetryBudget
+
+        func keys(_ keys: BudgetKeys) -> [String] { [keys.retryBudget] }
+
+        var arguments: [String] {
+            [
+                String(unreportedCalls), String(settings.window.millisecondsRoundedUp),
+                String(settings.bucket.millisecondsRoundedUp), String(settings.ratio), String(settings.minimumPerWindow),
+            ]
+        }
+    }
+
+    /// `retry_budget`'s answer: `{1 | 0, retries, allowed}` (`invalid` is refused by `QuotaLedger.run`).
+    struct RetryBudgetReply {
+        /// The retry may go ahead (and was counted).
+        var permitted: Bool
+
+        init(_ reply: RedisReply) throws(LedgerError) {
+            let numbers = reply.array?.compactMap(\.integer) ?? []
+            guard numbers.count == 3, numbers[0] == 0 || numbers[0] == 1 else {
+                throw QuotaLedger.unexpected(reply, LedgerScripts.retryBudget)
+            }
+            permitted = numbers[0] == 1
         }
     }
 }

@@ -1,11 +1,13 @@
+import QuotaKeeperRedis
+
 extension QuotaLedger {
     /// The exact `ledger_reserve` script the ledger runs (for benchmarks and tools that drive it directly,
     /// e.g. `redis-benchmark EVALSHA <sha1> 1 <ledgerKey> app interactive 1 <tokens> 0`).
-    public static var reserveScript: RedisScript { LedgerScripts.reserve }
+    package static var reserveScript: RedisScript { LedgerScripts.reserve }
 
     /// The exact `ledger_settle` script the ledger runs (for benchmarks that drive it directly).
-    public static var settleScript: RedisScript { LedgerScripts.settle }
+    package static var settleScript: RedisScript { LedgerScripts.settle }
 
     /// Every script of the ledger, e.g. to load them into a new Redis ahead of time.
-    public static var allScripts: [RedisScript] { LedgerScripts.all }
+    package static var allScripts: [RedisScript] { LedgerScripts.all }
 }

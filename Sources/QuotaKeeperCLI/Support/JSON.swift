@@ -1,5 +1,11 @@
-import QuotaKeeperEMF
-/// A JSON value with ordered object keys, so every command's output has a stable, documented field order.
+import Foundation
+
+/// The CLI's one JSON home: every `--json` output and JSON error is a `JSON` value written here.
+///
+/// Objects keep their members in the order given, because docs/cli.md documents each command's field order
+/// (Foundation's `JSONEncoder` writes a keyed container's members in hash order on Linux, and `sortedKeys`
+/// would be a different order). Strings are encoded by `JSONEncoder` (RFC 8259 escaping: quote, backslash,
+/// control characters as `\u001b`), so no escaper is written by hand.
 enum JSON: Sendable {
     case null
     case bool(Bool)
@@ -39,7 +45,7 @@ enum JSON: Sendable {
             } else {
                 text += String(value)
             }
-        case .string(let value): text += JSONString.quoted(value)
+        case .string(let value): text += Self.quoted(value)
         case .array(let values):
             if values.isEmpty { text += "[]"; return }
             text += "[" + newline
@@ -54,12 +60,20 @@ enum JSON: Sendable {
             text += "{" + newline
             for (index, (key, value)) in members.enumerated() {
                 text += padding
-                text += JSONString.quoted(key)
+                text += Self.quoted(key)
                 text += pretty ? ": " : ":"
                 value.write(to: &text, pretty: pretty, indent: indent + 1)
                 text += (index < members.count - 1 ? "," : "") + newline
             }
             text += closing + "}"
         }
+    }
+
+    /// `string` as a JSON string literal, quotes included.
+    static func quoted(_ string: String) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .withoutEscapingSlashes
+        // Encoding a String cannot fail (it is never a non-conforming float).
+        return (try? String(decoding: encoder.encode(string), as: UTF8.self)) ?? "\"\""
     }
 }

@@ -93,10 +93,12 @@ struct AppInstance {
         app: AppSpec, caller: any FleetCaller, calls: FleetBedrockCalls, arrivedAt: ContinuousClock.Instant,
         modeStart: ContinuousClock.Instant, settings: FleetSettings
     ) async -> RequestRecord {
-        var record = await caller.send(app: app, calls)
+        let attempts = Attempts()
+        var record = await caller.send(app: app, calls, attempts: attempts)
         let clock = ContinuousClock()
         let latency = clock.now - arrivedAt
         record.arrivalMilliseconds = Int((arrivedAt - modeStart).milliseconds)
+        record.admittedMilliseconds = attempts.first.map { Int(($0 - modeStart).milliseconds) }
         record.latencyMilliseconds = Int(latency.milliseconds)
         // A little grace for the scheduler of a loaded machine.
         record.withinDeadline = latency <= settings.wall(app.deadlineSeconds) + .milliseconds(250)
@@ -114,8 +116,9 @@ struct AppInstance {
 
 /// How an app instance turns one request into an answer.
 protocol FleetCaller: Sendable {
-    /// Sends one request through `calls` and returns what the caller saw (times are filled in by the instance).
-    func send(app: AppSpec, _ calls: FleetBedrockCalls) async -> RequestRecord
+    /// Sends one request through `calls` and returns what the caller saw (times are filled in by the instance);
+    /// every Bedrock attempt is counted in `attempts`.
+    func send(app: AppSpec, _ calls: FleetBedrockCalls, attempts: Attempts) async -> RequestRecord
 }
 
 /// Uncoordinated: the article's retry loop, token limiter and breaker, primary model only.
@@ -123,9 +126,8 @@ struct ArticleCaller: FleetCaller {
     let client: ArticleClient
     let settings: FleetSettings
 
-    func send(app: AppSpec, _ calls: FleetBedrockCalls) async -> RequestRecord {
+    func send(app: AppSpec, _ calls: FleetBedrockCalls, attempts: Attempts) async -> RequestRecord {
         var record = RequestRecord(arrivalMilliseconds: 0, latencyMilliseconds: 0, succeeded: false)
-        let attempts = Attempts()
         do {
             _ = try await client.call(app: app) {
                 attempts.increment()
@@ -152,7 +154,7 @@ struct CoordinatedCaller: FleetCaller {
     let route: [BudgetID]
     let settings: FleetSettings
 
-    func send(app: AppSpec, _ calls: FleetBedrockCalls) async -> RequestRecord {
+    func send(app: AppSpec, _ calls: FleetBedrockCalls, attempts: Attempts) async -> RequestRecord {
         var record = RequestRecord(arrivalMilliseconds: 0, latencyMilliseconds: 0, succeeded: false)
         let estimate = CallEstimate(inputTokens: app.inputTokens, maxOutputTokens: app.maxOutputTokens)
         let options = CallOptions(
@@ -162,12 +164,14 @@ struct CoordinatedCaller: FleetCaller {
             if calls.api.isStreaming {
                 // The streaming call path: retries and fallback until the first content, settled at the end.
                 let result = try await coordinator.callStreaming(route: route, estimate: estimate, options: options, meter: { $0 }) { target in
-                    try await calls.stream(target.model)
+                    attempts.increment()
+                    return try await calls.stream(target.model)
                 }
                 for try await _ in result.value {}
                 served = (result.target, result.isFallback, result.attempts)
             } else {
                 let result = try await coordinator.call(route: route, estimate: estimate, options: options) { target in
+                    attempts.increment()
                     let usage = FleetBedrockCalls.usage(try await calls.whole(target.model))
                     return CallCompletion(value: usage.inputTokens + usage.outputTokens, usage: usage)
                 }
@@ -187,10 +191,17 @@ struct CoordinatedCaller: FleetCaller {
     }
 }
 
-/// Bedrock calls made for one request.
+/// Bedrock calls made for one request, and when the first one began.
 final class Attempts: Sendable {
-    private let value = Mutex((count: 0, tokens: Int?.none))
-    func increment() { value.withLock { $0.count += 1 } }
+    private let value = Mutex((count: 0, tokens: Int?.none, first: ContinuousClock.Instant?.none))
+    func increment() {
+        let now = ContinuousClock.now
+        value.withLock {
+            $0.count += 1
+            if $0.first == nil { $0.first = now }
+        }
+    }
+    var first: ContinuousClock.Instant? { value.withLock { $0.first } }
     /// The tokens Bedrock reported for the attempt that succeeded.
     func succeeded(tokens: Int) { value.withLock { $0.tokens = tokens } }
     var count: Int { value.withLock { $0.count } }

@@ -7,6 +7,9 @@ struct RequestRecord: Codable, Sendable {
     var arrivalMilliseconds: Int
     /// Wall milliseconds from arrival to the answer (success or error), waits and retries included.
     var latencyMilliseconds: Int
+    /// Wall milliseconds from the mode's start to the first Bedrock attempt (coordinated: when the ledger had
+    /// admitted the request); nil when no attempt was made.
+    var admittedMilliseconds: Int?
     var succeeded: Bool
     /// The served model (success only).
     var servedBy: String?

@@ -2,6 +2,7 @@ import BedrockSimulator
 import Foundation
 import Logging
 import QuotaKeeper
+import QuotaKeeperRedis
 import Synchronization
 
 /// Runs a scenario in each mode: a simulator (unless one was given), one OS process per app, the referee's
@@ -12,6 +13,9 @@ struct Orchestrator {
     /// A simulator that is already running (`--endpoint`), instead of starting one per mode.
     let endpoint: URL?
     let redisURL: String?
+    /// Faults applied to a redis-server the orchestrator starts for the run (instead of `redisURL`) during the
+    /// coordinated mode.
+    let redisFaults: [RedisFault]
     /// This executable (the app instances are its hidden `app-instance` subcommand).
     let executable: URL
     let simulatorExecutable: URL
@@ -23,19 +27,30 @@ struct Orchestrator {
         let directory = FileManager.default.temporaryDirectory.appending(path: "quotakeeper-fleet-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
+        let redisServer = redisFaults.isEmpty ? nil : try await FleetRedisServer.start(logger: logger)
+        if let redisServer { logger.info("started redis-server on \(redisServer.url) for the Redis faults") }
         var reports: [ModeReport] = []
-        for (index, mode) in modes.enumerated() {
-            if index > 0, endpoint != nil {
-                // A shared simulator: let the previous mode's usage leave the quota window first.
-                try await Task.sleep(for: settings.wall(62))
+        do {
+            for (index, mode) in modes.enumerated() {
+                if index > 0, endpoint != nil {
+                    // A shared simulator: let the previous mode's usage leave the quota window first.
+                    try await Task.sleep(for: settings.wall(62))
+                }
+                logger.info("running \(settings.scenario) in \(mode.rawValue) mode (\(Int(settings.durationSeconds)) s)")
+                reports.append(try await runMode(mode, directory: directory, redisServer: redisServer))
             }
-            logger.info("running \(settings.scenario) in \(mode.rawValue) mode (\(Int(settings.durationSeconds)) s)")
-            reports.append(try await runMode(mode, directory: directory))
+        } catch {
+            await redisServer?.stop()
+            throw error
         }
+        await redisServer?.stop()
         return FleetReport(settings: settings, modes: reports)
     }
 
-    func runMode(_ mode: FleetMode, directory: URL) async throws -> ModeReport {
+    /// Runs one mode; with `redisServer` (the Redis the orchestrator started) the coordinated mode uses it and
+    /// gets the Redis faults.
+    func runMode(_ mode: FleetMode, directory: URL, redisServer: FleetRedisServer? = nil) async throws -> ModeReport {
+        let redisURL = redisServer?.url ?? self.redisURL
         // 1. The simulator, and the mode's start on its clock.
         let lead = 1.0
         let simulator = endpoint == nil
@@ -77,6 +92,9 @@ struct Orchestrator {
         let started = clock.now
         let breakerWatch = ledger.map { BreakerWatch(ledger: $0, budgets: FleetBudgets.route(settings)) }
         let watchTask = breakerWatch.map { watch in Task { await watch.run(every: .milliseconds(50)) } }
+        let faultTask = mode == .coordinated ? redisServer.map { server in
+            Task { [redisFaults, logger] in try await server.apply(redisFaults, modeStart: startAt, logger: logger) }
+        } : nil
         let longestDeadline = settings.apps.map(\.deadlineSeconds).max() ?? 30
         let timeout = Duration.seconds(settings.durationSeconds + startAt.timeIntervalSinceNow) + settings.wall(max(longestDeadline, 200)) + .seconds(30)
         let appReports = try await withThrowingTaskGroup(of: AppReport.self) { group in
@@ -106,6 +124,7 @@ struct Orchestrator {
             for try await report in group { reports.append(report) }
             return reports
         }
+        let appliedFaults = try await faultTask?.value ?? []
         watchTask?.cancel()
         let sharedOpenings = await watchTask?.value ?? 0
         let wallSeconds = (clock.now - started).milliseconds / 1000
@@ -129,12 +148,13 @@ struct Orchestrator {
         }
         return summarize(
             mode, appReports: appReports, stats: stats, firstSecond: firstSecond, lastSecond: lastSecond,
-            sharedBreakerOpenings: sharedOpenings, redisRoundTrips: redisRoundTrips, wallSeconds: wallSeconds)
+            sharedBreakerOpenings: sharedOpenings, redisRoundTrips: redisRoundTrips, wallSeconds: wallSeconds,
+            appliedFaults: appliedFaults)
     }
 
     func summarize(
         _ mode: FleetMode, appReports: [AppReport], stats: SimulatorStatsSnapshot?, firstSecond: Int, lastSecond: Int,
-        sharedBreakerOpenings: Int, redisRoundTrips: Int, wallSeconds: Double
+        sharedBreakerOpenings: Int, redisRoundTrips: Int, wallSeconds: Double, appliedFaults: [AppliedFault] = []
     ) -> ModeReport {
         let scale = settings.timeScale
         let apps = settings.apps.map { app in
@@ -166,13 +186,23 @@ struct Orchestrator {
                 $0 + $1.admitted + $1.quotaThrottles + $1.overloaded + $1.unavailable
             }
         }
-        return ModeReport(
+        var report = ModeReport(
             mode: mode.rawValue, apps: apps, fleet: fleet, breakerOpenings: fleet.breakerOpenings,
             redisRoundTripsPerRequest: fleet.attempted > 0 ? Double(redisRoundTrips) / Double(fleet.attempted) : 0,
             redisRoundTrips: redisRoundTrips, primaryRequestsDuringOverload: duringOverload, referee: referee,
             timeline: timeline, wallSeconds: wallSeconds,
             source: stats == nil ? .appInstances : .simulatorStats,
             observedUtilization: stats == nil ? Self.observedUtilization(appReports, settings) : nil)
+        if !appliedFaults.isEmpty {
+            let requests = appReports.flatMap(\.requests)
+            let quotaWindow = Double(stats?.quotaWindowSeconds ?? 60)
+            report.redisFaults = appliedFaults.map {
+                FaultReport($0, requests: requests, durationSeconds: settings.durationSeconds, timeScale: scale,
+                            quotaWindowSeconds: quotaWindow, timeline: stats == nil ? nil : Array(timeline.values.joined()))
+            }
+            report.admissionGapMedianSeconds = FaultReport.medianAdmissionGap(requests, durationSeconds: settings.durationSeconds)
+        }
+        return report
     }
 
     /// The configured quota's binding dimension used by successful calls over the demand period, from what the
@@ -199,14 +229,7 @@ struct Orchestrator {
     }
 
     static func deleteKeys(prefix: String, _ redis: RedisClient) async throws {
-        var cursor = "0"
-        repeat {
-            let reply = try await redis.send(["SCAN", cursor, "MATCH", prefix + "*", "COUNT", "1000"])
-            guard let parts = reply.array, parts.count == 2, let next = parts[0].string, let keys = parts[1].array else { return }
-            cursor = next
-            let names = keys.compactMap(\.string)
-            if !names.isEmpty { _ = try await redis.send(["UNLINK"] + names) }
-        } while cursor != "0"
+        try await redis.unlinkKeys(matching: prefix + "*")
     }
 }
 

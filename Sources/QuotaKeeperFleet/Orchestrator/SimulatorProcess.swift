@@ -7,7 +7,7 @@ import FoundationNetworking
 /// A `bedrock-sim` the orchestrator launched as a separate process on a free loopback port.
 final class SimulatorProcess: Sendable {
     let endpoint: URL
-    private let process: Process
+    private let process: ServerProcess
 
     /// Launches `bedrock-sim` with the scenario's models, quotas and faults, and waits until it listens.
     /// - Parameters:
@@ -38,11 +38,7 @@ final class SimulatorProcess: Sendable {
             let duration = (overload.end - overload.start) / settings.timeScale
             arguments += ["--overload", "\(settings.primaryModel)@\(Int(start.rounded()))+\(Int(duration.rounded()))"]
         }
-        let process = Process()
-        process.executableURL = executable
-        process.arguments = arguments
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
+        let process = try ServerProcess(executable, arguments: arguments)
         self.process = process
 
         let clock = ContinuousClock()
@@ -56,17 +52,12 @@ final class SimulatorProcess: Sendable {
             guard process.isRunning else { throw FleetError(.simulatorUnavailable, "bedrock-sim exited with status \(process.terminationStatus) at start") }
             try await Task.sleep(for: .milliseconds(20))
         }
-        process.terminate()
+        process.stop()
         throw FleetError(.simulatorUnavailable, "bedrock-sim did not start listening within 20 s")
     }
 
     /// Stops the simulator (SIGTERM) and waits for it.
-    func stop() {
-        if process.isRunning { process.terminate() }
-        process.waitUntilExit()
-    }
-
-    deinit { if process.isRunning { process.terminate() } }
+    func stop() { process.stop() }
 }
 
 /// Reads `GET /stats` (the referee's numbers) from a simulator.
@@ -83,17 +74,27 @@ enum Referee {
 }
 
 /// A failure of the demo itself (not of a Bedrock call): a missing binary, a simulator or app instance that
-/// failed, a configuration that cannot run.
-struct FleetError: Error, CustomStringConvertible {
+/// failed, a configuration that cannot run. Each code has its own exit status (docs/fleet-demo.md).
+struct FleetError: Error, Sendable, CustomStringConvertible {
     struct Code: Hashable, Sendable, CustomStringConvertible {
         private let name: String
-        private init(_ name: String) { self.name = name }
-        /// `bedrock-sim` is missing, did not start, or did not answer `/stats`.
-        static let simulatorUnavailable = Code("simulatorUnavailable")
-        /// An app instance exited with an error or did not finish in time.
-        static let instanceFailed = Code("instanceFailed")
+        /// The process's exit status for this failure.
+        let exitStatus: Int32
+        private init(_ name: String, exitStatus: Int32) {
+            self.name = name
+            self.exitStatus = exitStatus
+        }
         /// The run cannot be set up as asked (e.g. coordinated mode without Redis).
-        static let invalidConfiguration = Code("invalidConfiguration")
+        static let invalidConfiguration = Code("invalidConfiguration", exitStatus: 2)
+        /// `bedrock-sim` is missing, did not start, or did not answer `/stats`.
+        static let simulatorUnavailable = Code("simulatorUnavailable", exitStatus: 3)
+        /// An app instance exited with an error or did not finish in time.
+        static let instanceFailed = Code("instanceFailed", exitStatus: 4)
+        /// `--redis-fault` with a Redis the fleet did not start (`--redis-url`): faults are applied only to the
+        /// redis-server the fleet starts itself.
+        static let redisFaultRefused = Code("redisFaultRefused", exitStatus: 5)
+        /// The redis-server the fleet started could not start, or did not come back after a fault.
+        static let redisUnavailable = Code("redisUnavailable", exitStatus: 6)
         var description: String { name }
     }
 

@@ -51,6 +51,23 @@ enum ComparisonTable {
                 lines.append("\(mode.mode): \(reached) requests reached \(settings.primaryModel) during its overload period")
             }
         }
+        for mode in report.modes {
+            guard let faults = mode.redisFaults else { continue }
+            lines.append("")
+            lines.append("Redis faults (\(mode.mode) mode, on the redis-server the fleet started; wall seconds since the mode's start):")
+            var rows: [[String]] = [["fault", "from s", "to s", "admission gap s", "caller errors (in flight, to 1 s after)", "quota 429 (to 1 window after)"]]
+            for fault in faults {
+                let errors = fault.callerErrors.sorted { $0.key < $1.key }.map { "\($0.value) x \($0.key)" }.joined(separator: ", ")
+                rows.append([
+                    fault.fault, String(format: "%.2f", fault.startedAtSeconds), String(format: "%.2f", fault.endedAtSeconds),
+                    String(format: "%.2f", fault.admissionGapSeconds), errors.isEmpty ? "none" : errors,
+                    fault.quotaThrottles.map(String.init) ?? "-",
+                ])
+            }
+            lines += table(rows, separatorAfter: [0], leftAlignedColumns: 1)
+            lines.append("admission gap: the longest time without an admission overlapping the fault; the mode's median gap is "
+                + String(format: "%.3f s", mode.admissionGapMedianSeconds ?? 0))
+        }
         let failures = report.modes.flatMap { mode in mode.fleet.failures.sorted { $0.key < $1.key }.map { "\(mode.mode): \($0.value) x \($0.key)" } }
         if !failures.isEmpty {
             lines.append("")
@@ -59,12 +76,13 @@ enum ComparisonTable {
         return lines.joined(separator: "\n")
     }
 
-    static func table(_ rows: [[String]], separatorAfter: Set<Int>) -> [String] {
+    /// Rows in columns: the first `leftAlignedColumns` padded on the right, the others on the left.
+    static func table(_ rows: [[String]], separatorAfter: Set<Int>, leftAlignedColumns: Int = 2) -> [String] {
         let widths = (0..<(rows.first?.count ?? 0)).map { column in rows.map { $0[column].count }.max() ?? 0 }
         var lines: [String] = []
         for (index, row) in rows.enumerated() {
             lines.append(row.enumerated().map { column, cell in
-                column < 2 ? cell.padding(toLength: widths[column], withPad: " ", startingAt: 0)
+                column < leftAlignedColumns ? cell.padding(toLength: widths[column], withPad: " ", startingAt: 0)
                     : String(repeating: " ", count: widths[column] - cell.count) + cell
             }.joined(separator: "  "))
             if separatorAfter.contains(index) { lines.append(widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ")) }

@@ -32,6 +32,11 @@ struct ModeReport: Codable, Sendable {
     /// Without a referee: the configured quota used by successful calls on the primary model (see
     /// `Orchestrator.observedUtilization`).
     var observedUtilization: Double?
+    /// `--redis-fault` (coordinated mode): each fault as applied and what the fleet saw around it.
+    var redisFaults: [FaultReport]?
+    /// With faults: the median wall time between consecutive admissions of the whole mode, to compare their
+    /// gaps with.
+    var admissionGapMedianSeconds: Double?
 
     enum Source: String, Codable, Sendable {
         case simulatorStats = "bedrock-sim /stats"
@@ -194,4 +199,62 @@ struct TimelineSecond: Codable, Sendable {
     var quotaThrottles: Int
     var overloaded: Int
     var unavailable: Int
+}
+
+/// One `--redis-fault` as applied to the fleet's own redis-server, and what callers and the referee saw around
+/// it. Times are wall seconds since the mode's start; an admission is the moment a request's first Bedrock
+/// attempt was sent (after the ledger admitted it).
+struct FaultReport: Codable, Sendable {
+    /// As given, e.g. `pause:5+2`.
+    var fault: String
+    var startedAtSeconds: Double
+    var endedAtSeconds: Double
+    /// The longest stretch without an admission that overlaps the fault (from the last admission before it to
+    /// the first one after it).
+    var admissionGapSeconds: Double
+    /// Typed errors returned to requests in flight at some time from the fault's start to 1 s after its end.
+    var callerErrors: [String: Int]
+    /// Quota 429s the referee counted (all models) from the fault's start to one quota window after its end;
+    /// nil without a referee.
+    var quotaThrottles: Int?
+
+    /// Wall seconds after a fault's end whose answers still count as the fault's.
+    static let aftermathSeconds = 1.0
+
+    init(
+        _ applied: AppliedFault, requests: [RequestRecord], durationSeconds: Double, timeScale: Double,
+        quotaWindowSeconds: Double, timeline: [TimelineSecond]?
+    ) {
+        fault = applied.fault.description
+        startedAtSeconds = applied.startedAt
+        endedAtSeconds = applied.endedAt
+        let admissions = Self.admissions(requests, durationSeconds: durationSeconds)
+        admissionGapSeconds = zip(admissions, admissions.dropFirst())
+            .filter { $0.0 <= applied.endedAt && $0.1 >= applied.startedAt }
+            .map { $0.1 - $0.0 }.max() ?? 0
+        callerErrors = [:]
+        for request in requests {
+            guard let error = request.error else { continue }
+            let arrival = Double(request.arrivalMilliseconds) / 1000
+            let answered = arrival + Double(request.latencyMilliseconds) / 1000
+            if arrival <= applied.endedAt + Self.aftermathSeconds, answered >= applied.startedAt {
+                callerErrors[error, default: 0] += 1
+            }
+        }
+        quotaThrottles = timeline.map { seconds in
+            let from = applied.startedAt / timeScale, to = applied.endedAt / timeScale + quotaWindowSeconds
+            return seconds.filter { Double($0.second) + 1 > from && Double($0.second) <= to }.reduce(0) { $0 + $1.quotaThrottles }
+        }
+    }
+
+    /// Admission times in wall seconds, sorted, between the mode's start and the end of its demand.
+    static func admissions(_ requests: [RequestRecord], durationSeconds: Double) -> [Double] {
+        [0] + requests.compactMap { $0.admittedMilliseconds.map { Double($0) / 1000 } }.sorted() + [durationSeconds]
+    }
+
+    static func medianAdmissionGap(_ requests: [RequestRecord], durationSeconds: Double) -> Double {
+        let admissions = admissions(requests, durationSeconds: durationSeconds)
+        let gaps = zip(admissions, admissions.dropFirst()).map { $0.1 - $0.0 }.sorted()
+        return gaps.isEmpty ? 0 : gaps[gaps.count / 2]
+    }
 }

@@ -3,17 +3,17 @@
 ///
 /// The hash tag is the part between the first `{` and the first `}` after it, when that part is not empty;
 /// otherwise the whole key is hashed. So `quotakeeper:{m@r}:ledger` and `quotakeeper:{m@r}:leases` share a slot.
-public enum HashSlot {
+package enum HashSlot {
     /// The number of slots of a Redis Cluster.
-    public static let count = 16384
+    package static let count = 16384
 
     /// The slot of a key given as text.
-    public static func slot(of key: String) -> Int {
+    package static func slot(of key: String) -> Int {
         slot(of: Array(key.utf8)[...])
     }
 
     /// The slot of a key given as bytes.
-    public static func slot(of key: ArraySlice<UInt8>) -> Int {
+    package static func slot(of key: ArraySlice<UInt8>) -> Int {
         Int(crc16(hashTag(of: key)) & UInt16(count - 1))
     }
 

@@ -7,7 +7,7 @@ extension RedisClient {
     /// Redis cost: `SCAN cursor MATCH pattern COUNT count` per master until its cursor returns to 0: one round
     /// trip per `count` keys of the whole database; for operators, not hot paths.
     /// - Throws: `RedisError` when a master cannot be scanned.
-    public func scan(match pattern: String, count: Int = 1000) async throws -> [String] {
+    package func scan(match pattern: String, count: Int = 1000) async throws -> [String] {
         var keys = Set<String>()
         for pool in try await router.masterPools() {
             var cursor = "0"
@@ -26,5 +26,17 @@ extension RedisClient {
             } while cursor != "0"
         }
         return keys.sorted()
+    }
+
+    /// Deletes every key matching a `SCAN MATCH` glob on every master (`scan(match:)`, then `UNLINK` per key
+    /// in pipelines of 500, so keys of different slots never share a command); never `FLUSHALL`.
+    /// - Returns: how many keys were found.
+    @discardableResult
+    package func unlinkKeys(matching pattern: String) async throws -> Int {
+        let keys = try await scan(match: pattern)
+        for start in stride(from: 0, to: keys.count, by: 500) {
+            _ = try await pipeline(keys[start..<min(keys.count, start + 500)].map { RedisCommand(["UNLINK", $0]) })
+        }
+        return keys.count
     }
 }

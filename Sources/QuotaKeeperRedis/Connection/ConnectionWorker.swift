@@ -35,7 +35,7 @@ struct ConnectionWorker: Sendable {
                 if queue.shuttingDown { return }
                 do throws(RedisError) {
                     if let settings = configuration.tls, tlsContext == nil { tlsContext = try TLSContext(settings) }
-                    connection = try RedisConnection(configuration: configuration, tls: tlsContext)
+                    connection = try RedisConnection.open(configuration: configuration, tls: tlsContext)
                     if consecutiveFailures > 0 { logger.debug("Redis connection re-established") }
                     consecutiveFailures = 0
                     queue.setState(.healthy, ofWorker: index)

@@ -1,17 +1,17 @@
 /// A command's arguments packed into one buffer, ready for `redisAppendCommandArgv`.
 ///
 /// Packing happens in the caller's task, so the connection thread only hands pointers to hiredis.
-public struct RedisCommand: Sendable, Hashable {
+package struct RedisCommand: Sendable, Hashable {
     /// Every argument's bytes, back to back.
     let packedArguments: [UInt8]
     /// The length of each argument in `packedArguments`.
     let argumentLengths: [Int]
     /// Which argument is the key a cluster routes this command by (`EVALSHA`: KEYS[1]); nil for keyless
     /// commands, which go to any master.
-    public private(set) var keyIndex: Int?
+    package private(set) var keyIndex: Int?
 
     /// A command from text arguments, e.g. `["HGET", "key", "field"]`.
-    public init(_ arguments: [String]) {
+    package init(_ arguments: [String]) {
         var packed: [UInt8] = []
         packed.reserveCapacity(arguments.reduce(0) { $0 + $1.utf8.count })
         var lengths: [Int] = []
@@ -27,7 +27,7 @@ public struct RedisCommand: Sendable, Hashable {
 
     /// A command from text arguments whose key is `arguments[keyIndex]` (nil: keyless), for commands the
     /// layer's table does not know.
-    public init(_ arguments: [String], keyIndex: Int?) throws(RedisError) {
+    package init(_ arguments: [String], keyIndex: Int?) throws(RedisError) {
         if let keyIndex, !(1..<max(1, arguments.count)).contains(keyIndex) {
             throw RedisError(code: .invalidArgument, message: "key index \(keyIndex) is outside the command's arguments")
         }
@@ -36,14 +36,14 @@ public struct RedisCommand: Sendable, Hashable {
     }
 
     /// A command from binary-safe arguments.
-    public init(bytes arguments: [[UInt8]]) {
+    package init(bytes arguments: [[UInt8]]) {
         self.packedArguments = arguments.flatMap { $0 }
         self.argumentLengths = arguments.map(\.count)
         self.keyIndex = Self.inferredKeyIndex(packedArguments, argumentLengths)
     }
 
     /// The command name (first argument), for logs and errors; never the arguments, which may be secrets.
-    public var name: String {
+    package var name: String {
         guard let length = argumentLengths.first else { return "" }
         return String(decoding: packedArguments.prefix(length), as: UTF8.self).uppercased()
     }

@@ -54,6 +54,17 @@ final class RedisConnection {
         socket.setTimeout(configuration.timeouts.command)
     }
 
+    /// Connects as `init` does, but calls a plaintext connection closed at its first command `.tlsRequired` only
+    /// when a second connection meets the same: a server being killed or restarted closes connections it
+    /// accepted too, and the second try then finds the port refused (`.connectionRefused`) or the server back.
+    static func open(configuration: RedisConfiguration, tls context: TLSContext?) throws(RedisError) -> RedisConnection {
+        do throws(RedisError) {
+            return try RedisConnection(configuration: configuration, tls: context)
+        } catch where error.code == .tlsRequired {
+            return try RedisConnection(configuration: configuration, tls: context)
+        }
+    }
+
     deinit {
         redisReaderFree(reader)
         input.deallocate()

@@ -29,6 +29,12 @@ public struct RedisError: Error, Sendable, CustomStringConvertible {
         public static let serverError = Code("serverError")
         /// The ACL user may not run the command or touch the key (`NOPERM`); `message` names the command.
         public static let permissionDenied = Code("permissionDenied")
+        /// Redis refused a write because it reached `maxmemory` with a `noeviction` policy (`OOM`): nothing was
+        /// changed (a script is refused before its first write). `message` carries Redis's text.
+        public static let outOfMemory = Code("outOfMemory")
+        /// The server is a read-only replica (`READONLY`), e.g. a URL that names a replica or a master demoted by
+        /// a failover: nothing was changed. `message` carries Redis's text.
+        public static let readOnly = Code("readOnly")
         /// A script could not be loaded again after `NOSCRIPT`.
         public static let scriptMissing = Code("scriptMissing")
         /// `rediss://`: the server's certificate does not chain to a trusted CA (the system trust store, or
@@ -69,12 +75,19 @@ public struct RedisError: Error, Sendable, CustomStringConvertible {
     public var description: String { "RedisError.\(code): \(message)" }
 
     /// The error for an error reply `text` to `command` (a command or script name): `.permissionDenied` for an
-    /// ACL `NOPERM`, `.authenticationFailed` for `NOAUTH` / `WRONGPASS`, else `.serverError`.
+    /// ACL `NOPERM`, `.authenticationFailed` for `NOAUTH` / `WRONGPASS`, `.outOfMemory` for `OOM`, `.readOnly`
+    /// for `READONLY`, else `.serverError`.
     public static func errorReply(_ text: String, to command: String) -> RedisError {
         if text.hasPrefix("NOPERM") {
             return RedisError(
                 code: .permissionDenied,
                 message: "the ACL user lacks the permission for \(command): \(text)")
+        }
+        if text.hasPrefix("OOM") {
+            return RedisError(code: .outOfMemory, message: "\(command) refused: Redis reached maxmemory: \(text)")
+        }
+        if text.hasPrefix("READONLY") {
+            return RedisError(code: .readOnly, message: "\(command) refused: the server is a read-only replica: \(text)")
         }
         let code: Code = text.hasPrefix("NOAUTH") || text.hasPrefix("WRONGPASS") ? .authenticationFailed : .serverError
         return RedisError(code: code, message: "\(command) failed: \(text)")

@@ -1,5 +1,5 @@
 /// One RESP2 reply, copied out of hiredis's reply object (which is freed at once).
-public enum RedisReply: Sendable, Hashable {
+package enum RedisReply: Sendable, Hashable {
     /// A simple string such as `OK` or `PONG`.
     case status(String)
     /// An error reply, kept as a value only inside arrays and pipelines (a top-level one is thrown).
@@ -14,7 +14,7 @@ public enum RedisReply: Sendable, Hashable {
     case array([RedisReply])
 
     /// The text of a status, bulk string or error reply (bulk strings decoded as UTF-8, lossily).
-    public var string: String? {
+    package var string: String? {
         switch self {
         case .status(let text), .error(let text): return text
         case .bulkString(let bytes): return String(decoding: bytes, as: UTF8.self)
@@ -23,7 +23,7 @@ public enum RedisReply: Sendable, Hashable {
     }
 
     /// The integer value of an integer reply, or of a bulk/status string holding a decimal integer.
-    public var integer: Int64? {
+    package var integer: Int64? {
         switch self {
         case .integer(let value): return value
         case .bulkString, .status: return string.flatMap { Int64($0) }
@@ -32,7 +32,7 @@ public enum RedisReply: Sendable, Hashable {
     }
 
     /// The numeric value of an integer reply or of a bulk/status string holding a number.
-    public var double: Double? {
+    package var double: Double? {
         switch self {
         case .integer(let value): return Double(value)
         case .bulkString, .status: return string.flatMap { Double($0) }
@@ -41,20 +41,20 @@ public enum RedisReply: Sendable, Hashable {
     }
 
     /// The elements of an array reply.
-    public var array: [RedisReply]? {
+    package var array: [RedisReply]? {
         if case .array(let elements) = self { return elements }
         return nil
     }
 
     /// Whether this is the nil reply.
-    public var isNull: Bool {
+    package var isNull: Bool {
         if case .null = self { return true }
         return false
     }
 }
 
 extension RedisReply: CustomStringConvertible {
-    public var description: String {
+    package var description: String {
         switch self {
         case .status(let text): return "+\(text)"
         case .error(let text): return "-\(text)"

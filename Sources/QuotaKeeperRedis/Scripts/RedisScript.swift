@@ -1,16 +1,16 @@
 import Crypto
 
 /// A Lua script run with `EVALSHA`, named by the SHA-1 of its source.
-public struct RedisScript: Sendable, Hashable {
+package struct RedisScript: Sendable, Hashable {
     /// A short name for logs and errors (e.g. the file name in `lua/`).
-    public let name: String
+    package let name: String
     /// The exact source sent with `SCRIPT LOAD`.
-    public let source: String
+    package let source: String
     /// The SHA-1 Redis uses to name the script.
-    public let sha1: String
+    package let sha1: String
 
     /// Creates a script from its source.
-    public init(name: String, source: String) {
+    package init(name: String, source: String) {
         self.name = name
         self.source = source
         // SHA-1 names the script, as Redis does; it is not used for security.
@@ -26,7 +26,7 @@ extension RedisClient {
     /// Redis cost: one `EVALSHA` round trip; two more (`SCRIPT LOAD`, `EVALSHA`) after a script-cache loss.
     /// - Throws: `RedisError` (`.serverError` with the script's error text, `.scriptMissing` if it cannot be
     ///   loaded), or `CancellationError`.
-    public func evalScript(_ script: RedisScript, keys: [String], arguments: [String]) async throws -> RedisReply {
+    package func evalScript(_ script: RedisScript, keys: [String], arguments: [String]) async throws -> RedisReply {
         let command = RedisCommand(["EVALSHA", script.sha1, String(keys.count)] + keys + arguments)
         var reply = try await pipeline([command])[0]
         // A cluster may move the key to a node without the script between the load and the run: load again
@@ -48,7 +48,7 @@ extension RedisClient {
     /// Loads a script into Redis's script cache ahead of its first use (on every master of a cluster).
     ///
     /// Redis cost: one `SCRIPT LOAD` round trip per master.
-    public func loadScript(_ script: RedisScript) async throws {
+    package func loadScript(_ script: RedisScript) async throws {
         for pool in try await router.masterPools() {
             if case .error(let message) = try await pool.run(RedisCommand(["SCRIPT", "LOAD", script.source]), deadline: router.deadline()) {
                 if message.hasPrefix("NOPERM") { throw RedisError.errorReply(message, to: "SCRIPT LOAD") }
