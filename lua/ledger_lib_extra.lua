@@ -14,6 +14,10 @@ local function push(list, a, b)
   if b ~= nil then list[#list + 1] = b end
 end
 
+-- Apps with a cap per budget: each has a ring of its own in the ledger hash (up to 1,201 slots), so their number
+-- is bounded like every other dimension (ledger_configure refuses more; `capped` lists them for ledger_read).
+local MAX_CAPPED_APPS = 16
+
 -- The number in `value` if it lies in [low, high], else nil.
 local function num_arg(value, low, high)
   local n = tonumber(value)

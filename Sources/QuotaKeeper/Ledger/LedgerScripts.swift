@@ -51,6 +51,9 @@ extension BudgetConfiguration {
         return settings
     }
 
+    /// Apps with a cap per budget (`MAX_CAPPED_APPS` in lua/ledger_lib_extra.lua): each has a ring of its own.
+    static let maximumCappedApps = 16
+
     /// Checks what the scripts would refuse, naming the setting.
     func validate() throws(LedgerError) {
         func invalid(_ what: String) -> LedgerError {
@@ -77,6 +80,12 @@ extension BudgetConfiguration {
         }
         if !(1...1000).contains(historyApps) { throw invalid("historyApps must be from 1 to 1000, not \(historyApps)") }
         if !(.zero ... .seconds(60)).contains(hopMargin) { throw invalid("hopMargin must be from 0 to 60 s, not \(hopMargin)") }
+        if hopMargin > window || hopMargin > dayWindow {
+            throw invalid("hopMargin (\(hopMargin)) must be at most the window and the day window")
+        }
+        if appCaps.count > Self.maximumCappedApps {
+            throw invalid("at most \(Self.maximumCappedApps) apps may have a cap, not \(appCaps.count)")
+        }
         for (app, cap) in appCaps {
             guard QuotaLedger.isValidName(app) else { throw invalid("app cap name \"\(app)\" is not a valid app name") }
             if !(0.001...1).contains(cap) { throw invalid("cap of app \(app) must be from 0.001 to 1") }
