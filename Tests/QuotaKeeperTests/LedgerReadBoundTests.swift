@@ -41,6 +41,7 @@ struct LedgerReadBoundTests {
         // about 2.2 million, roughly 0.2 ms when the host is quiet: docs/benchmarks.md).
         let server = try await RedisServerProcess(arguments: ["--slowlog-log-slower-than", "0", "--slowlog-max-len", "4096"])
         let redis = RedisClient(configuration: try RedisConfiguration(url: server.url()))
+        var failure: (any Error)?
         do {
             let apps = (0..<BudgetConfiguration.maximumCappedApps).map { "app-\($0)" }
             var configuration = BudgetConfiguration(
@@ -90,12 +91,11 @@ struct LedgerReadBoundTests {
             #expect(status.apps.count == 16 && status.apps.values.allSatisfy { $0.requests > 0 && $0.cap == 0.5 })
             #expect(status.breaker.calls > 500)
         } catch {
-            await redis.shutdown()
-            await server.stop()
-            throw error
+            failure = error
         }
         await redis.shutdown()
         await server.stop()
+        if let failure { throw failure }
     }
 
     @Test("a budget may not count more than 2n + 1 buckets per ring, nor cap more than 16 apps")
