@@ -21,6 +21,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.1"),
+        .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // MARK: Redis layer (the only code that imports CHiredis and COpenSSL)
@@ -93,7 +95,9 @@ let package = Package(
             dependencies: [
                 "QuotaKeeper",
                 "QuotaKeeperRedis",
+                "ChildProcesses",  // redis-benchmark
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),  // latency percentiles
             ],
             plugins: ["EmbedLuaScripts"]
         ),
@@ -101,14 +105,25 @@ let package = Package(
         // MARK: AWS credentials and SigV4, below both Bedrock Runtime and the Redis layer (IAM auth)
         .target(
             name: "AWSAuth",
-            dependencies: ["TimeLimit", .product(name: "Crypto", package: "swift-crypto")]
+            dependencies: [
+                "ChildProcesses",  // credential_process
+                "TimeLimit",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
         ),
         // The one deadline race (withTimeLimit), below every module that bounds an async call.
         .target(name: "TimeLimit"),
+        // The one way to run a child process (credential_process, the fleet's bedrock-sim and app instances,
+        // redis-benchmark, the tests' servers and workers), on swift-subprocess.
+        .target(
+            name: "ChildProcesses",
+            dependencies: ["TimeLimit", .product(name: "Subprocess", package: "swift-subprocess")]
+        ),
+
         // Loopback servers stand in for STS, the container endpoint and IMDS.
         .testTarget(
             name: "AWSAuthTests",
-            dependencies: ["AWSAuth", .product(name: "FlyingFox", package: "FlyingFox")]
+            dependencies: ["AWSAuth", "ChildProcesses", .product(name: "FlyingFox", package: "FlyingFox")]
         ),
 
         // MARK: Bedrock error taxonomy, runtime client and simulator (issue 7)
@@ -153,7 +168,9 @@ let package = Package(
                 "BedrockRuntime",
                 "BedrockSimulator",  // only its /stats types, to read the referee
                 "TimeLimit",
+                "ChildProcesses",  // bedrock-sim and the app instances
                 "QuotaKeeperEMF",  // --emf
+                .product(name: "Histogram", package: "hdrhistogram-swift"),  // latency percentiles
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -177,7 +194,7 @@ let package = Package(
         // MARK: Tests (all against a real redis-server)
         .target(
             name: "QuotaKeeperTestSupport",
-            dependencies: ["QuotaKeeperRedis", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["QuotaKeeperRedis", "ChildProcesses", .product(name: "Logging", package: "swift-log")],
             path: "Tests/QuotaKeeperTestSupport"
         ),
         .testTarget(

@@ -49,6 +49,10 @@ public struct CredentialsError: Error, Sendable, CustomStringConvertible {
         public static let processFailed = Code(name: "processFailed")
         /// A setting is refused (an untrusted container credentials URI, a bad role ARN file).
         public static let invalidConfiguration = Code(name: "invalidConfiguration")
+        /// The profile gets its credentials in a way this client does not implement: an assumed role
+        /// (`role_arn` with `source_profile` or `credential_source`) or IAM Identity Center (`sso_session`,
+        /// `sso_start_url`). The message names the setting, the profile and the file.
+        public static let unsupportedProfile = Code(name: "unsupportedProfile")
 
         /// Codes that mean "this source is not set up here": the default chain goes on to the next source.
         /// Every other code stops the chain (a configured source that fails is reported, not skipped).
@@ -124,9 +128,24 @@ public struct SharedCredentialsFileProvider: AWSCredentialsProvider {
     ///   - environment: Where to read those variables (and `HOME`).
     public init(profile: String? = nil, path: String? = nil,
                 environment: [String: String] = ProcessInfo.processInfo.environment) {
-        self.profile = profile ?? environment["AWS_PROFILE"].flatMap { $0.isEmpty ? nil : $0 } ?? "default"
+        self.profile = profile ?? Self.profileName(environment)
+        self.path = path ?? Self.profileFiles(environment)[1]
+    }
+
+    /// `AWS_PROFILE`, else `default`.
+    static func profileName(_ environment: [String: String]) -> String {
+        environment["AWS_PROFILE"].flatMap { $0.isEmpty ? nil : $0 } ?? "default"
+    }
+
+    /// The files profiles are read from, in the SDKs' order: the config file (`AWS_CONFIG_FILE`, else
+    /// `~/.aws/config`), then the shared credentials file (`AWS_SHARED_CREDENTIALS_FILE`, else
+    /// `~/.aws/credentials`).
+    static func profileFiles(_ environment: [String: String]) -> [String] {
         let home = environment["HOME"] ?? NSHomeDirectory()
-        self.path = path ?? environment["AWS_SHARED_CREDENTIALS_FILE"] ?? "\(home)/.aws/credentials"
+        return [
+            environment["AWS_CONFIG_FILE"] ?? "\(home)/.aws/config",
+            environment["AWS_SHARED_CREDENTIALS_FILE"] ?? "\(home)/.aws/credentials",
+        ]
     }
 
     public func credentials() async throws -> AWSCredentials {
@@ -168,5 +187,40 @@ public struct SharedCredentialsFileProvider: AWSCredentialsProvider {
             sections[current]?[key] = value
         }
         return sections
+    }
+}
+
+/// A profile whose credentials come from a role to assume (`role_arn`) or from IAM Identity Center
+/// (`sso_session`, `sso_start_url`), which this client does not implement. In the chain, right after the shared
+/// credentials file: such a profile ends the search with `.unsupportedProfile` naming the setting, instead of
+/// letting a later source (the container endpoint, IMDS) sign as another identity.
+struct UnsupportedProfileProvider: AWSCredentialsProvider {
+    static let unsupportedSettings = ["role_arn", "sso_session", "sso_start_url"]
+    let profile: String
+    let setting: String
+    let file: String
+
+    /// The provider when the profile (in the config file, then the shared credentials file) has one of
+    /// `unsupportedSettings` and no `credential_process`; nil otherwise.
+    init?(environment: [String: String]) {
+        profile = SharedCredentialsFileProvider.profileName(environment)
+        for file in SharedCredentialsFileProvider.profileFiles(environment) {
+            guard let text = try? String(contentsOfFile: file, encoding: .utf8),
+                  let section = SharedCredentialsFileProvider.parseINI(text)[profile], section["credential_process"] == nil,
+                  let setting = Self.unsupportedSettings.first(where: { section[$0] != nil })
+            else { continue }
+            self.setting = setting
+            self.file = file
+            return
+        }
+        return nil
+    }
+
+    func credentials() async throws -> AWSCredentials {
+        let how = setting == "role_arn" ? "assuming a role (role_arn with source_profile or credential_source)" : "IAM Identity Center (SSO)"
+        throw CredentialsError(
+            code: .unsupportedProfile,
+            message: "profile [\(profile)] in \(file) gets its credentials by \(how), which this client does not support (\(setting)): "
+                + "select another profile whose credential_process is `aws configure export-credentials --profile \(profile) --format process`, or use the environment, web identity, the container endpoint or IMDS")
     }
 }

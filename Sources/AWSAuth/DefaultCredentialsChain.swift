@@ -2,7 +2,8 @@ import Foundation
 
 /// The AWS SDKs' credential sources, in order: environment variables, the shared credentials file, web
 /// identity (`AWS_WEB_IDENTITY_TOKEN_FILE` + `AWS_ROLE_ARN` via STS), the profile's `credential_process`,
-/// container credentials (ECS, EKS Pod Identity), and EC2 instance metadata (IMDSv2).
+/// container credentials (ECS, EKS Pod Identity), and EC2 instance metadata (IMDSv2). A profile that assumes a
+/// role (`role_arn`) or uses IAM Identity Center is not supported: it ends the search with `.unsupportedProfile`.
 ///
 /// A source that is not set up here (no variable, no file, no profile, no metadata endpoint) is skipped; a
 /// source that is set up but fails (STS answers 403, the process exits 1) ends the search with its error, so
@@ -24,6 +25,7 @@ public struct DefaultCredentialsChain: AWSCredentialsProvider {
         var sources: [any AWSCredentialsProvider] = [
             EnvironmentCredentialsProvider(environment: environment), SharedCredentialsFileProvider(environment: environment),
         ]
+        if let unsupported = UnsupportedProfileProvider(environment: environment) { sources.append(unsupported) }
         if let webIdentity = WebIdentityCredentialsProvider(environment: environment) { sources.append(webIdentity) }
         if let process = ProcessCredentialsProvider(environment: environment) { sources.append(process) }
         if let container = try ContainerCredentialsProvider(environment: environment) { sources.append(container) }

@@ -1,3 +1,4 @@
+import ChildProcesses
 import Foundation
 
 /// `credential_process` of the profile (`~/.aws/config` or `AWS_CONFIG_FILE`, then the shared credentials
@@ -19,13 +20,8 @@ public struct ProcessCredentialsProvider: AWSCredentialsProvider {
     /// The profile's `credential_process`, or nil when it has none (or neither file has the profile).
     public init?(profile: String? = nil, environment: [String: String] = ProcessInfo.processInfo.environment,
                  timeout: Duration = .seconds(60)) {
-        let profile = profile ?? environment["AWS_PROFILE"].flatMap { $0.isEmpty ? nil : $0 } ?? "default"
-        let home = environment["HOME"] ?? NSHomeDirectory()
-        let files = [
-            environment["AWS_CONFIG_FILE"] ?? "\(home)/.aws/config",
-            environment["AWS_SHARED_CREDENTIALS_FILE"] ?? "\(home)/.aws/credentials",
-        ]
-        for file in files {
+        let profile = profile ?? SharedCredentialsFileProvider.profileName(environment)
+        for file in SharedCredentialsFileProvider.profileFiles(environment) {
             guard let text = try? String(contentsOfFile: file, encoding: .utf8),
                   let command = SharedCredentialsFileProvider.parseINI(text)[profile]?["credential_process"], !command.isEmpty
             else { continue }
@@ -36,50 +32,21 @@ public struct ProcessCredentialsProvider: AWSCredentialsProvider {
     }
 
     public func credentials() async throws -> AWSCredentials {
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("qk-credential-process-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true,
-                                                attributes: [.posixPermissions: 0o700])
-        defer { try? FileManager.default.removeItem(at: folder) }
-        let outputURL = folder.appendingPathComponent("stdout")
-        _ = FileManager.default.createFile(atPath: outputURL.path, contents: nil, attributes: [.posixPermissions: 0o600])
-        let output = try FileHandle(forWritingTo: outputURL)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", command]
-        process.standardOutput = output
-        process.standardInput = FileHandle.nullDevice
         let what = "credential_process"
-        let status: Int32
+        let result: ChildProcessResult
         do {
-            status = try await withThrowingTaskGroup(of: Int32?.self) { group in
-                group.addTask {
-                    try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Int32, any Error>) in
-                        process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
-                        do { try process.run() } catch { continuation.resume(throwing: error) }
-                    }
-                }
-                let limit = timeout
-                group.addTask {
-                    try await Task.sleep(for: limit)
-                    return nil
-                }
-                defer { group.cancelAll() }
-                guard let first = try await group.next(), let status = first else {
-                    kill(process.processIdentifier, SIGKILL)
-                    throw CredentialsError(code: .processFailed, message: "\(what) did not finish within \(limit)")
-                }
-                return status
-            }
-        } catch let error as CredentialsError {
-            throw error
+            // stdout (the secret) is collected in a private file, never logged; stderr is this process's.
+            result = try await ChildProcess.run(
+                URL(fileURLWithPath: "/bin/sh"), arguments: ["-c", command], standardError: .inherited, timeout: timeout)
+        } catch let error as ChildProcessError where error.code == .timedOut {
+            throw CredentialsError(code: .processFailed, message: "\(what) did not finish within \(timeout)")
         } catch {
             throw CredentialsError(code: .processFailed, message: "\(what) could not be started", underlying: error)
         }
-        try? output.close()
-        guard status == 0 else {
-            throw CredentialsError(code: .processFailed, message: "\(what) exited with status \(status)")
+        guard result.status == 0 else {
+            throw CredentialsError(code: .processFailed, message: "\(what) exited with status \(result.status)")
         }
-        let data = (try? Data(contentsOf: outputURL)) ?? Data()
+        let data = result.standardOutput
         if let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
            (object["Version"] as? Int) != 1 {
             throw CredentialsError(code: .invalidResponse, message: "\(what) answered a Version other than 1")

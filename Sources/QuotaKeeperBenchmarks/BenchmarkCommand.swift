@@ -70,12 +70,12 @@ struct RedisLayerBenchmark: AsyncParsableCommand {
         print("")
         for (name, command) in cases {
             let latency = try await measureLatency(count: options.latencySamples) { _ = try await client.send(command) }
-            let reference = try tool.run(callers: 1, requests: options.latencySamples, command: command)
+            let reference = try await tool.run(callers: 1, requests: options.latencySamples, command: command)
             print("\(name): single caller round trip p50 \(String(format: "%.1f", latency.percentile(0.5))) us (redis-benchmark -c 1: \(String(format: "%.1f", reference.p50Microseconds)) us, ratio \(String(format: "%.2f", latency.percentile(0.5) / reference.p50Microseconds))), p99 \(String(format: "%.1f", latency.percentile(0.99))) us")
             print("  callers   QuotaKeeper ops/s   redis-benchmark ops/s   ratio")
             for callers in options.callerCounts {
                 let ours = try await measureThroughput(total: options.requests, callers: callers) { _ = try await client.send(command) }
-                let theirs = try tool.run(callers: callers, requests: options.requests, command: command).requestsPerSecond
+                let theirs = try await tool.run(callers: callers, requests: options.requests, command: command).requestsPerSecond
                 print("  " + padded(String(callers), 7) + "   " + padded(grouped(ours), 17) + "   " + padded(grouped(theirs), 21) + "   " + String(format: "%5.2f", ours / theirs))
             }
             print("")

@@ -56,9 +56,3 @@ struct ClusterRouterBenchmark: AsyncParsableCommand {
         await direct.shutdown()
     }
 }
-
-extension LatencySamples {
-    mutating func merge(_ other: LatencySamples) {
-        for sample in other.nanoseconds { record(.nanoseconds(Int64(sample))) }
-    }
-}

@@ -70,7 +70,7 @@ struct LedgerBenchmark: AsyncParsableCommand {
                         + settleArguments,
                 ]
             }
-            return Double(commands.count / 2) / (try tool.pipelined(commands))
+            return Double(commands.count / 2) / (try await tool.pipelined(commands))
         }
         print("  callers   reserve+settle pairs/s   pipelined pairs/s (server ceiling)   ratio   reserve-only ops/s   redis-benchmark reserve ops/s   ratio")
         for (round, callers) in options.callerCounts.enumerated() {
@@ -82,7 +82,7 @@ struct LedgerBenchmark: AsyncParsableCommand {
             let reserves = try await measureThroughput(total: options.requests, callers: callers) {
                 _ = try await ledger.reserve(unlimited, app: "bench", tokens: 1500)
             }
-            let theirs = try tool.run(callers: callers, requests: options.requests, command: reserveCommand).requestsPerSecond
+            let theirs = try await tool.run(callers: callers, requests: options.requests, command: reserveCommand).requestsPerSecond
             print("  " + padded(String(callers), 7) + "   " + padded(grouped(pairs), 22) + "   " + padded(grouped(ceiling), 34) + "   " + String(format: "%5.2f", pairs / ceiling)
                 + "   " + padded(grouped(reserves), 18) + "   " + padded(grouped(theirs), 29) + "   " + String(format: "%5.2f", reserves / theirs))
         }
@@ -105,7 +105,7 @@ struct LedgerBenchmark: AsyncParsableCommand {
         for _ in 0..<serverTimeRounds {
             for (index, probe) in probes.enumerated() {
                 _ = try await redis.send(["CONFIG", "RESETSTAT"])
-                _ = try tool.run(callers: 16, requests: options.requests / 2, command: probe.command).requestsPerSecond
+                _ = try await tool.run(callers: 16, requests: options.requests / 2, command: probe.command).requestsPerSecond
                 serverTimes[index].append(try await evalshaMicrosecondsPerCall(redis))
             }
         }

@@ -161,6 +161,31 @@ struct CredentialSourceTests {
         }
     }
 
+    @Test("a profile with role_arn + source_profile or SSO is unsupportedProfile, naming the setting; keys in the environment still win")
+    func unsupportedProfiles() async throws {
+        let config = try temporaryFile("""
+            [profile base]
+            region = us-east-1
+            [profile deploy]
+            role_arn = arn:aws:iam::123456789012:role/deploy
+            source_profile = base
+            [profile portal]
+            sso_session = corp
+            """)
+        defer { try? FileManager.default.removeItem(atPath: config) }
+        let base = ["AWS_CONFIG_FILE": config, "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/credentials",
+                    "AWS_EC2_METADATA_DISABLED": "true", "HOME": "/nonexistent"]
+        for (profile, setting) in [("deploy", "role_arn"), ("portal", "sso_session")] {
+            await #expect {
+                try await DefaultCredentialsChain(environment: base.merging(["AWS_PROFILE": profile]) { $1 }).credentials()
+            } throws: {
+                ($0 as? CredentialsError)?.code == .unsupportedProfile && "\($0)".contains("[\(profile)]") && "\($0)".contains(setting)
+            }
+        }
+        let withKeys = base.merging(["AWS_PROFILE": "deploy", "AWS_ACCESS_KEY_ID": "AKIAENV", "AWS_SECRET_ACCESS_KEY": "env-secret"]) { $1 }
+        #expect(try await DefaultCredentialsChain(environment: withKeys).credentials().accessKeyId == "AKIAENV")
+    }
+
     @Test("the chain's order: environment before the file before web identity before the container")
     func order() async throws {
         let file = try temporaryFile("[default]\naws_access_key_id = AKIAFILE\naws_secret_access_key = file-secret\n")

@@ -1,4 +1,5 @@
 import AWSAuth
+import ChildProcesses
 import Foundation
 import Testing
 
@@ -37,36 +38,28 @@ struct ElastiCacheTokenTests {
         #expect(vector.generator.token(credentials: vector.credentials, date: vector.date) == vector.expected)
     }
 
-    static var botocoreAvailable: Bool {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-c", "import botocore"]
-        process.standardError = FileHandle.nullDevice
-        guard (try? process.run()) != nil else { return false }
-        process.waitUntilExit()
-        return process.terminationStatus == 0
+    static func botocoreAvailable() async -> Bool {
+        let check = try? await ChildProcess.run(
+            URL(fileURLWithPath: "/usr/bin/env"), arguments: ["python3", "-c", "import botocore"], standardError: .discarded)
+        return check?.status == 0
     }
 
     @Test("a token for today's date and a fresh session token equals botocore's, run now",
-          .enabled(if: botocoreAvailable, "botocore is not installed (apt-get install python3-botocore)"))
-    func matchesBotocoreLive() throws {
+          .enabled("botocore is not installed (apt-get install python3-botocore)") { await botocoreAvailable() })
+    func matchesBotocoreLive() async throws {
         let epoch = Int(Date().timeIntervalSince1970)
         let vector = Vector(
             cache: "live-cache", user: "live-user", region: "us-east-2", key: "ASIALIVE", secret: "live/secret+\(epoch)",
             sessionToken: "session+/=\(epoch)", epoch: epoch, serverless: false, service: "elasticache", expected: "")
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().appendingPathComponent("scripts/elasticache-token-vectors").path
-        let process = Process()
-        let output = Pipe()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", script, vector.cache, vector.user, vector.region, vector.key, vector.secret,
-                             vector.sessionToken!, String(epoch), "0", vector.service]
-        process.standardOutput = output
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let expected = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        #expect(process.terminationStatus == 0)
+        let run = try await ChildProcess.run(
+            URL(fileURLWithPath: "/usr/bin/env"),
+            arguments: ["python3", script, vector.cache, vector.user, vector.region, vector.key, vector.secret,
+                        vector.sessionToken!, String(epoch), "0", vector.service],
+            standardError: .inherited)
+        let expected = run.output.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(run.status == 0)
         #expect(vector.generator.token(credentials: vector.credentials, date: vector.date) == expected)
         #expect(expected.hasPrefix("live-cache/?Action=connect&User=live-user&"))
     }

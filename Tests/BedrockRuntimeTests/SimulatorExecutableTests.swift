@@ -14,14 +14,11 @@ struct SimulatorExecutableTests {
         let binary = try BuiltProduct.url("bedrock-sim")
         let portFile = FileManager.default.temporaryDirectory.appendingPathComponent("bedrock-sim-\(UUID().uuidString).port")
         defer { try? FileManager.default.removeItem(at: portFile) }
-        let process = Process()
-        process.executableURL = binary
-        process.arguments = ["--port", "0", "--port-file", portFile.path, "--seed", "3",
-                             "--model", "m@rpm=1,ttft-ms=0,tps=1000000", "--log-level", "error"]
-        let stdout = Pipe()
-        process.standardOutput = stdout
-        try process.run()
-        defer { if process.isRunning { process.terminate() } }
+        let process = try await BackgroundChildProcess(
+            binary,
+            arguments: ["--port", "0", "--port-file", portFile.path, "--seed", "3",
+                        "--model", "m@rpm=1,ttft-ms=0,tps=1000000", "--log-level", "error"],
+            standardOutput: .collected)
 
         var port: Int?
         for _ in 0..<100 where port == nil {
@@ -41,9 +38,9 @@ struct SimulatorExecutableTests {
         #expect(stats.seed == 3)
         #expect(stats.models["m"]?.totals.throttledRequests == 1)
 
-        process.terminate()
-        while process.isRunning { try await Task.sleep(for: .milliseconds(10)) }
-        let printed = String(decoding: stdout.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.signal(SIGTERM)
+        _ = try await process.waitForExit()
+        let printed = process.standardOutput
         #expect(printed.contains("bedrock-sim listening on http://127.0.0.1:\(bound)"))
     }
 

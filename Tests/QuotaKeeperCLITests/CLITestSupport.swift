@@ -73,7 +73,7 @@ enum CLIProcess {
         throw TestSupportError("quotakeeper not found next to the test bundle (looked in \(candidates.map(\.path))); build all products first")
     }
 
-    /// Runs the binary with `arguments`; stdout and stderr go to files (no pipe can fill up).
+    /// Runs the binary with `arguments`; stdout and stderr are collected.
     static func run(_ arguments: [String], stdin: String? = nil, environment: [String: String] = [:]) async throws -> CLIRun {
         try await launch(executable: try executable(), arguments: arguments, stdin: stdin, environment: environment)
     }
@@ -89,35 +89,11 @@ enum CLIProcess {
     private static func shellQuoted(_ text: String) -> String { "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'" }
 
     private static func launch(executable: URL, arguments: [String], stdin: String?, environment: [String: String]) async throws -> CLIRun {
-        let folder = FileManager.default.temporaryDirectory.appending(path: "qk-cli-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: folder) }
-        let outURL = folder.appending(path: "out"), errURL = folder.appending(path: "err"), inURL = folder.appending(path: "in")
-        _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
-        _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
-        _ = FileManager.default.createFile(atPath: inURL.path, contents: Data((stdin ?? "").utf8))
-        let process = Process()
-        process.executableURL = executable
-        process.arguments = arguments
         var variables = ProcessInfo.processInfo.environment
         for name in ["QUOTAKEEPER_REDIS_URL", "QUOTAKEEPER_PREFIX", "NO_COLOR"] { variables[name] = nil }
         variables.merge(environment) { _, new in new }
-        process.environment = variables
-        let output = try FileHandle(forWritingTo: outURL), errors = try FileHandle(forWritingTo: errURL)
-        let input = try FileHandle(forReadingFrom: inURL)
-        process.standardOutput = output
-        process.standardError = errors
-        process.standardInput = input
-        let status: Int32 = try await withCheckedThrowingContinuation { continuation in
-            process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
-            do { try process.run() } catch { continuation.resume(throwing: error) }
-        }
-        try output.close()
-        try errors.close()
-        try input.close()
-        return CLIRun(
-            status: status, stdout: String(decoding: try Data(contentsOf: outURL), as: UTF8.self),
-            stderr: String(decoding: try Data(contentsOf: errURL), as: UTF8.self))
+        let result = try await ChildProcess.run(executable, arguments: arguments, environment: variables, standardInput: Data((stdin ?? "").utf8))
+        return CLIRun(status: result.status, stdout: result.output, stderr: result.errorOutput)
     }
 }
 

@@ -163,7 +163,7 @@ struct ExportTests {
     ) async throws {
         try await CLIHarness.withFreshPrefix(label) { cli in
             try await setUpBudget(cli)
-            let server = try ServedExporter(arguments: ["export", "--serve", listening, "--redis-url", cli.url, "--prefix", cli.prefix])
+            let server = try await ServedExporter(arguments: ["export", "--serve", listening, "--redis-url", cli.url, "--prefix", cli.prefix])
             defer { server.kill() }
             try await body(server, try await server.listeningAddress())
         }
@@ -220,44 +220,22 @@ struct ExportTests {
     }
 }
 
-/// The CLI running `export --serve` in the background: output to files, exit awaited by polling (never
-/// blocking a cooperative thread). Used by one test task only.
+/// The CLI running `export --serve` in the background, its output collected; the exit awaited by polling. Used by
+/// one test task only.
 final class ServedExporter {
-    private let process: Process
-    private let folder: URL
-    private let exit = ExitStatus()
+    private let process: BackgroundChildProcess
 
-    /// Set by the process's termination handler.
-    private final class ExitStatus: Sendable {
-        let value = Mutex<Int32?>(nil)
+    init(arguments: [String]) async throws {
+        process = try await BackgroundChildProcess(try CLIProcess.executable(), arguments: arguments, standardOutput: .collected, standardError: .collected)
     }
 
-    init(arguments: [String]) throws {
-        folder = FileManager.default.temporaryDirectory.appending(path: "qk-export-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        _ = FileManager.default.createFile(atPath: folder.appending(path: "out").path, contents: nil)
-        _ = FileManager.default.createFile(atPath: folder.appending(path: "err").path, contents: nil)
-        let process = Process()
-        process.executableURL = try CLIProcess.executable()
-        process.arguments = arguments
-        process.standardOutput = try FileHandle(forWritingTo: folder.appending(path: "out"))
-        process.standardError = try FileHandle(forWritingTo: folder.appending(path: "err"))
-        process.standardInput = FileHandle.nullDevice
-        self.process = process
-        let exit = exit
-        process.terminationHandler = { finished in exit.value.withLock { $0 = finished.terminationStatus } }
-        try process.run()
-    }
-
-    var errorOutput: String {
-        (try? String(contentsOf: folder.appending(path: "err"), encoding: .utf8)) ?? ""
-    }
+    var errorOutput: String { process.standardError }
 
     /// `http://127.0.0.1:PORT` or `http://[::1]:PORT` from the "serving ..." line on stderr (within 10 s).
     func listeningAddress() async throws -> String {
         for _ in 0..<200 {
             if let match = errorOutput.firstMatch(of: #/serving (http://(127\.0\.0\.1|\[::1\]):\d+)/metrics/#) { return String(match.output.1) }
-            if exit.value.withLock({ $0 }) != nil { break }
+            if process.exitStatus != nil { break }
             try await Task.sleep(for: .milliseconds(50))
         }
         throw TestSupportError("export --serve did not start: \(errorOutput)")
@@ -265,18 +243,17 @@ final class ServedExporter {
 
     /// Sends SIGTERM and returns the exit status (within 10 s).
     func terminate() async throws -> Int32 {
-        process.terminate()
+        process.signal(SIGTERM)
         for _ in 0..<200 {
-            if let status = exit.value.withLock({ $0 }) { return status }
+            if let status = process.exitStatus { return status }
             try await Task.sleep(for: .milliseconds(50))
         }
         throw TestSupportError("export --serve did not exit within 10 s of SIGTERM")
     }
 
-    /// Ends the process if a test failed before `terminate`, and removes the output files.
+    /// Ends the process if a test failed before `terminate` (its output files go with it).
     func kill() {
-        if exit.value.withLock({ $0 }) == nil { process.interrupt() }
-        try? FileManager.default.removeItem(at: folder)
+        process.signal(SIGINT)
     }
 }
 

@@ -53,23 +53,13 @@ struct FleetEndpointTests {
         let script = FileManager.default.temporaryDirectory.appending(path: "bedrock-stand-in-\(UUID().uuidString).py")
         try Data(Self.standIn.utf8).write(to: script)
         defer { try? FileManager.default.removeItem(at: script) }
-        let server = Process()
-        server.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        server.arguments = ["python3", script.path]
-        let output = Pipe()
-        server.standardOutput = output
-        server.standardError = FileHandle.nullDevice  // nothing of the test's own output stays open in the child
-        server.standardInput = FileHandle.nullDevice
-        try server.run()
-        defer {
-            kill(server.processIdentifier, SIGKILL)  // SIGTERM may be blocked in children of the test process
-            server.waitUntilExit()
-        }
+        let server = try await BackgroundChildProcess(
+            URL(fileURLWithPath: "/usr/bin/env"), arguments: ["python3", script.path], standardOutput: .collected, standardError: .discarded)
+        defer { server.signal(SIGKILL) }
         var portText = ""
-        while !portText.hasSuffix("\n") {
-            let byte = output.fileHandleForReading.readData(ofLength: 1)
-            guard !byte.isEmpty else { break }
-            portText += String(decoding: byte, as: UTF8.self)
+        for _ in 0..<200 where !portText.hasSuffix("\n") && server.exitStatus == nil {
+            try await Task.sleep(for: .milliseconds(25))
+            portText = server.standardOutput
         }
         let port = try #require(Int(portText.trimmingCharacters(in: .whitespacesAndNewlines)))
         let endpoint = "http://127.0.0.1:\(port)"

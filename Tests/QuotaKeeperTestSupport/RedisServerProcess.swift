@@ -19,7 +19,7 @@ public final class RedisServerProcess: Sendable {
     private let listener: Listener
     private let extraArguments: [String]
     private let directory: URL
-    private let process: Mutex<Process?>
+    private let process: Mutex<BackgroundChildProcess?>
 
     /// Starts a server on a free loopback port and waits (without blocking a thread) until it accepts
     /// connections.
@@ -41,10 +41,7 @@ public final class RedisServerProcess: Sendable {
     }
 
     deinit {
-        if let pid = process.withLock({ $0?.processIdentifier }) {
-            kill(pid, SIGCONT)
-            kill(pid, SIGKILL)
-        }
+        // The child's own deinit kills it (SIGCONT, SIGKILL) when the last reference goes.
         try? FileManager.default.removeItem(at: directory)
     }
 
@@ -61,8 +58,6 @@ public final class RedisServerProcess: Sendable {
 
     /// Starts (or restarts) the server on the same port.
     public func start() async throws {
-        let server = Process()
-        server.executableURL = try Self.redisServerPath()
         let listenArguments: [String]
         switch listener {
         case .plaintext:
@@ -71,23 +66,22 @@ public final class RedisServerProcess: Sendable {
             listenArguments = certificates.serverArguments(
                 port: port, certificate: certificate, key: key, requireClientCertificates: requireClientCertificates)
         }
-        server.arguments = listenArguments + [
+        let arguments = listenArguments + [
             "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
             "--dir", directory.path, "--pidfile", directory.appending(path: "redis.pid").path, "--loglevel", "warning",
         ] + extraArguments
-        server.standardOutput = FileHandle.nullDevice
-        server.standardError = FileHandle.nullDevice
-        try server.run()
+        let server = try await BackgroundChildProcess(
+            try Self.redisServerPath(), arguments: arguments, standardOutput: .discarded, standardError: .discarded)
         process.withLock { $0 = server }
         try await waitUntilAccepting()
     }
 
     /// Stops the server (SIGKILL, as a crash would) and waits for it to exit.
     public func stop() async {
-        guard let server = process.withLock({ current -> Process? in defer { current = nil }; return current }) else { return }
-        kill(server.processIdentifier, SIGCONT)
-        kill(server.processIdentifier, SIGKILL)
-        while server.isRunning { try? await Task.sleep(for: .milliseconds(5)) }
+        guard let server = process.withLock({ current -> BackgroundChildProcess? in defer { current = nil }; return current }) else { return }
+        server.signal(SIGCONT)
+        server.signal(SIGKILL)
+        _ = try? await server.waitForExit()
         try? FileManager.default.removeItem(at: directory.appending(path: "redis.pid"))  // never kill a reused pid
     }
 
@@ -98,7 +92,7 @@ public final class RedisServerProcess: Sendable {
     public func resume() { signal(SIGCONT) }
 
     private func signal(_ number: Int32) {
-        if let pid = process.withLock({ $0?.processIdentifier }) { kill(pid, number) }
+        process.withLock { $0 }?.signal(number)
     }
 
     private func waitUntilAccepting() async throws {

@@ -16,13 +16,19 @@ final class AdaptiveCeilingController: Sendable {
     let configuration: CallPathConfiguration.AdaptiveCeiling
     let logger: Logger
     let metrics: CallPathMetrics
+    /// Times the recovery interval (the call path's clock).
+    let clock: any CallPathClock
     private let adjusted = Mutex<[BudgetID: Adjustment]>([:])
 
-    init(ledger: QuotaLedger, configuration: CallPathConfiguration.AdaptiveCeiling, logger: Logger, metrics: CallPathMetrics) {
+    init(
+        ledger: QuotaLedger, configuration: CallPathConfiguration.AdaptiveCeiling, logger: Logger, metrics: CallPathMetrics,
+        clock: any CallPathClock
+    ) {
         self.ledger = ledger
         self.configuration = configuration
         self.logger = logger
         self.metrics = metrics
+        self.clock = clock
     }
 
     /// Bedrock throttled a call the ledger admitted: multiply the ceiling by the decrease factor.
@@ -48,7 +54,7 @@ final class AdaptiveCeilingController: Sendable {
     ///
     /// Redis cost: none, except once per recovery interval while lowered (one `ledger_configure`).
     func success(on budget: BudgetID) async {
-        let now = ContinuousClock.now
+        let now = clock.now
         let due = adjusted.withLock { state -> Bool in
             guard let entry = state[budget], now - entry.changedAt >= configuration.recoveryInterval else { return false }
             state[budget]?.changedAt = now  // one raise per interval from this instance
@@ -70,7 +76,8 @@ final class AdaptiveCeilingController: Sendable {
     }
 
     private func record(_ ceiling: Double, for budget: BudgetID) {
-        adjusted.withLock { $0[budget] = Adjustment(ceiling: ceiling, changedAt: .now) }
+        let now = clock.now
+        adjusted.withLock { $0[budget] = Adjustment(ceiling: ceiling, changedAt: now) }
         metrics.effectiveCeiling(of: budget, ceiling)
     }
 }

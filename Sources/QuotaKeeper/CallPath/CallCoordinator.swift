@@ -26,12 +26,13 @@ public struct CallCoordinator: Sendable {
     public let configuration: CallPathConfiguration
     let retryBudget: RetryBudget
     let ceiling: AdaptiveCeilingController
-    let localShare = LocalShareLimiter()
+    let localShare: LocalShareLimiter
     let journal: ReplayJournal
     let logger: Logger
     let policy: CallPathPolicy
     let metrics = CallPathMetrics()
-    /// What the driver reads the time from and sleeps on.
+    /// What the driver reads the time from and sleeps on; the adaptive ceiling's recovery and the fail-open
+    /// local share are timed on it too.
     let clock: any CallPathClock
     /// The random source of the retries' full jitter: uniform in 0...1.
     let randomFraction: @Sendable () -> Double
@@ -53,7 +54,9 @@ public struct CallCoordinator: Sendable {
         self.ledger = ledger
         self.configuration = configuration
         self.retryBudget = RetryBudget(ledger: ledger, configuration: configuration.retryBudget)
-        self.ceiling = AdaptiveCeilingController(ledger: ledger, configuration: configuration.adaptiveCeiling, logger: logger, metrics: metrics)
+        self.ceiling = AdaptiveCeilingController(
+            ledger: ledger, configuration: configuration.adaptiveCeiling, logger: logger, metrics: metrics, clock: clock)
+        self.localShare = LocalShareLimiter(clock: clock)
         self.journal = ReplayJournal(instanceID: ledger.instanceID)
         self.logger = logger
         self.policy = CallPathPolicy(retry: configuration.retry, storeFailurePolicy: configuration.storeFailurePolicy)

@@ -23,10 +23,14 @@ final class LocalShareLimiter: Sendable {
     }
 
     private let state = Mutex(State())
+    /// Times the budgets' windows (the call path's clock).
+    let clock: any CallPathClock
+
+    init(clock: any CallPathClock) { self.clock = clock }
 
     /// Admits `tokens` (and one request) against this instance's share, or returns nil.
     func admit(_ budget: BudgetConfiguration, tokens: Int, expectedInstances: Int) -> Hold? {
-        let now = ContinuousClock.now
+        let now = clock.now
         let instances = Double(max(1, expectedInstances))
         return state.withLock { state -> Hold? in
             var entries = state.entries[budget.id, default: []]

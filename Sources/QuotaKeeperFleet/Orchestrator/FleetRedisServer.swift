@@ -1,3 +1,4 @@
+import ChildProcesses
 import Foundation
 import Glibc
 import Logging
@@ -11,7 +12,7 @@ final class FleetRedisServer: Sendable {
     let port: Int
     private let executable: URL
     private let directory: URL
-    private let process: Mutex<ServerProcess?>
+    private let process: Mutex<BackgroundChildProcess?>
     /// The orchestrator's own connection for CLIENT KILL, SCRIPT FLUSH and the readiness PING.
     private let admin: RedisClient
 
@@ -53,15 +54,15 @@ final class FleetRedisServer: Sendable {
 
     /// Starts the server on its port (again, after `kill`) and waits up to 10 s until it answers PING.
     func launch() async throws {
-        let server = try ServerProcess(executable, arguments: [
+        let server = try await BackgroundChildProcess(executable, arguments: [
             "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory.path,
             "--pidfile", directory.appending(path: "redis.pid").path, "--loglevel", "warning",
         ])
         process.withLock { $0 = server }
         let giveUp = ContinuousClock.now + .seconds(10)
         while ContinuousClock.now < giveUp {
-            guard server.isRunning else {
-                throw FleetError(.redisUnavailable, "redis-server exited with status \(server.terminationStatus) at start on port \(port)")
+            if let status = server.exitStatus {
+                throw FleetError(.redisUnavailable, "redis-server exited with status \(status) at start on port \(port)")
             }
             if (try? await admin.send(["PING"])) == .status("PONG") { return }
             try await Task.sleep(for: .milliseconds(20))
@@ -77,7 +78,11 @@ final class FleetRedisServer: Sendable {
 
     /// kill -9, as a crash: everything in memory (ledgers, scripts) is lost.
     func kill() async {
-        await process.withLock { current -> ServerProcess? in defer { current = nil }; return current }?.kill()
+        if let server = process.withLock({ current -> BackgroundChildProcess? in defer { current = nil }; return current }) {
+            server.signal(SIGCONT)  // resumed first if it was stopped, as a crash would find it
+            server.signal(SIGKILL)
+            _ = try? await server.waitForExit()
+        }
         try? FileManager.default.removeItem(at: directory.appending(path: "redis.pid"))  // never name a reused pid
     }
 

@@ -1,4 +1,5 @@
 import BedrockSimulator
+import ChildProcesses
 import Foundation
 import Logging
 import QuotaKeeper
@@ -50,13 +51,26 @@ struct Orchestrator {
     /// Runs one mode; with `redisServer` (the Redis the orchestrator started) the coordinated mode uses it and
     /// gets the Redis faults.
     func runMode(_ mode: FleetMode, directory: URL, redisServer: FleetRedisServer? = nil) async throws -> ModeReport {
-        let redisURL = redisServer?.url ?? self.redisURL
         // 1. The simulator, and the mode's start on its clock.
         let lead = 1.0
         let simulator = endpoint == nil
             ? try await SimulatorProcess(executable: simulatorExecutable, settings: settings, overloadStartOffset: lead, directory: directory)
             : nil
-        defer { simulator?.stop() }
+        do {
+            let report = try await runMode(mode, directory: directory, redisServer: redisServer, simulator: simulator, lead: lead)
+            await simulator?.stop()
+            return report
+        } catch {
+            await simulator?.stop()
+            throw error
+        }
+    }
+
+    /// One mode against `simulator` (a bedrock-sim started for it), or against `endpoint` when that is nil.
+    private func runMode(
+        _ mode: FleetMode, directory: URL, redisServer: FleetRedisServer?, simulator: SimulatorProcess?, lead: Double
+    ) async throws -> ModeReport {
+        let redisURL = redisServer?.url ?? self.redisURL
         let simulatorURL = endpoint ?? simulator!.endpoint
         // A bedrock-sim answers GET /stats (the referee); any other endpoint is judged by what the apps saw.
         let initial: SimulatorStatsSnapshot?
@@ -115,7 +129,15 @@ struct Orchestrator {
                 if let redisURL { environment["QUOTAKEEPER_REDIS_URL"] = redisURL }  // not on the command line
                 let executable = executable
                 group.addTask {
-                    let status = try await ChildProcess.run(executable, arguments: arguments, environment: environment, timeout: timeout)
+                    let status: Int32
+                    do {
+                        status = try await ChildProcess.run(
+                            executable, arguments: arguments, environment: environment, standardOutput: .inherited, standardError: .inherited,
+                            timeout: timeout
+                        ).status
+                    } catch let error as ChildProcessError where error.code == .timedOut {
+                        throw FleetError(.instanceFailed, error.message)
+                    }
                     guard status == 0 else { throw FleetError(.instanceFailed, "app instance \(app.name) (\(mode.rawValue)) exited with status \(status)") }
                     return try JSONDecoder().decode(AppReport.self, from: Data(contentsOf: output))
                 }
@@ -256,41 +278,5 @@ final class BreakerWatch: Sendable {
             try? await Task.sleep(for: interval)
         }
         return openings
-    }
-}
-
-/// Runs a child process and waits for it without blocking a thread of the cooperative pool.
-enum ChildProcess {
-    static func run(_ executable: URL, arguments: [String], environment: [String: String], timeout: Duration) async throws -> Int32 {
-        let process = Process()
-        process.executableURL = executable
-        process.arguments = arguments
-        process.environment = environment
-        let status = try await withTaskCancellationHandler {
-            try await withThrowingTaskGroup(of: Int32?.self) { group in
-                let exited = AsyncStream<Int32> { continuation in
-                    process.terminationHandler = { continuation.yield($0.terminationStatus); continuation.finish() }
-                }
-                try process.run()
-                group.addTask {
-                    for await status in exited { return status }
-                    return -1
-                }
-                group.addTask {
-                    try await Task.sleep(for: timeout)
-                    return nil
-                }
-                defer { group.cancelAll() }
-                while let next = try await group.next() {
-                    if let status = next { return status }
-                    process.terminate()
-                    throw FleetError(.instanceFailed, "\(executable.lastPathComponent) \(arguments.first ?? "") did not finish within \(timeout)")
-                }
-                return -1
-            }
-        } onCancel: {
-            if process.isRunning { process.terminate() }
-        }
-        return status
     }
 }

@@ -1,4 +1,5 @@
 import BedrockSimulator
+import ChildProcesses
 import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
@@ -7,7 +8,7 @@ import FoundationNetworking
 /// A `bedrock-sim` the orchestrator launched as a separate process on a free loopback port.
 final class SimulatorProcess: Sendable {
     let endpoint: URL
-    private let process: ServerProcess
+    private let process: BackgroundChildProcess
 
     /// Launches `bedrock-sim` with the scenario's models, quotas and faults, and waits until it listens.
     /// - Parameters:
@@ -38,7 +39,7 @@ final class SimulatorProcess: Sendable {
             let duration = (overload.end - overload.start) / settings.timeScale
             arguments += ["--overload", "\(settings.primaryModel)@\(Int(start.rounded()))+\(Int(duration.rounded()))"]
         }
-        let process = try ServerProcess(executable, arguments: arguments)
+        let process = try await BackgroundChildProcess(executable, arguments: arguments, standardOutput: .discarded, standardError: .inherited)
         self.process = process
 
         let clock = ContinuousClock()
@@ -49,15 +50,18 @@ final class SimulatorProcess: Sendable {
                 endpoint = URL(string: "http://127.0.0.1:\(port)")!
                 return
             }
-            guard process.isRunning else { throw FleetError(.simulatorUnavailable, "bedrock-sim exited with status \(process.terminationStatus) at start") }
+            if let status = process.exitStatus { throw FleetError(.simulatorUnavailable, "bedrock-sim exited with status \(status) at start") }
             try await Task.sleep(for: .milliseconds(20))
         }
-        process.stop()
+        process.signal(SIGTERM)
         throw FleetError(.simulatorUnavailable, "bedrock-sim did not start listening within 20 s")
     }
 
     /// Stops the simulator (SIGTERM) and waits for it.
-    func stop() { process.stop() }
+    func stop() async {
+        process.signal(SIGTERM)
+        _ = try? await process.waitForExit()
+    }
 }
 
 /// Reads `GET /stats` (the referee's numbers) from a simulator.

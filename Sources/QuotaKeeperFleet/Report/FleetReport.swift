@@ -1,5 +1,6 @@
 import BedrockSimulator
 import Foundation
+import Histogram
 
 /// The whole run: settings and one report per mode (the `--json` document).
 struct FleetReport: Codable, Sendable {
@@ -79,7 +80,8 @@ struct AppSummary: Codable, Sendable {
     /// Summarises one or more instances' reports; latencies in simulated seconds.
     init(app: String, reports: [AppReport], expected: Int, timeScale: Double) {
         self.app = app
-        var latencies: [Double] = []
+        var latencies = Histogram<UInt64>(numberOfSignificantValueDigits: .three)
+        latencies.autoResize = true
         for report in reports {
             for request in report.requests {
                 attempted += 1
@@ -91,7 +93,7 @@ struct AppSummary: Codable, Sendable {
                     failures[request.error ?? "unknown", default: 0] += 1
                 }
                 if !request.withinDeadline { late += 1 }
-                latencies.append(Double(request.latencyMilliseconds) / 1000 / timeScale)
+                _ = latencies.record(UInt64(max(0, request.latencyMilliseconds)))
             }
             errorsSeen.merge(report.errorsSeen, uniquingKeysWith: +)
             redisRoundTripsPerRequest += Double(report.redisRoundTrips)
@@ -104,17 +106,12 @@ struct AppSummary: Codable, Sendable {
             .reduce(0) { $0 + errorsSeen[$1, default: 0] }
         overloaded = errorsSeen["model-overloaded", default: 0]
         unavailable = errorsSeen["service-unavailable", default: 0] + errorsSeen["too-many-connections", default: 0]
-        latencies.sort()
-        latencyP50 = Self.percentile(latencies, 0.50)
-        latencyP95 = Self.percentile(latencies, 0.95)
-        latencyP99 = Self.percentile(latencies, 0.99)
-    }
-
-    /// Nearest-rank percentile of sorted values (0 for none).
-    static func percentile(_ sorted: [Double], _ p: Double) -> Double {
-        guard !sorted.isEmpty else { return 0 }
-        let rank = Int((p * Double(sorted.count)).rounded(.up)) - 1
-        return sorted[min(max(rank, 0), sorted.count - 1)]
+        // Nearest rank over wall milliseconds (exact below 2048 ms, at most 1/1024 above the sample beyond), in
+        // simulated seconds.
+        let secondsPerMillisecond = 1 / 1000 / timeScale
+        latencyP50 = Double(latencies.valueAtPercentile(50)) * secondsPerMillisecond
+        latencyP95 = Double(latencies.valueAtPercentile(95)) * secondsPerMillisecond
+        latencyP99 = Double(latencies.valueAtPercentile(99)) * secondsPerMillisecond
     }
 }
 
