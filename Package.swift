@@ -23,6 +23,9 @@ let package = Package(
         .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.1"),
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        // HTTP to Bedrock and the credential endpoints: connection pool, connect/read timeouts, keep-alive.
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // MARK: Redis layer (the only code that imports CHiredis and COpenSSL)
@@ -96,6 +99,7 @@ let package = Package(
                 "QuotaKeeper",
                 "QuotaKeeperRedis",
                 "ChildProcesses",  // redis-benchmark
+                "BedrockRuntime",  // quotakeeper-bench bedrock
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),  // latency percentiles
             ],
@@ -107,8 +111,11 @@ let package = Package(
             name: "AWSAuth",
             dependencies: [
                 "ChildProcesses",  // credential_process
-                "TimeLimit",
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),  // STS, container endpoint, IMDS
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
             ]
         ),
         // The one deadline race (withTimeLimit), below every module that bounds an async call.
@@ -140,6 +147,10 @@ let package = Package(
                 "TimeLimit",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
             ]
         ),
         .target(
@@ -184,6 +195,7 @@ let package = Package(
             dependencies: [
                 "AWSEventStream", "BedrockRuntime", "BedrockErrors", "BedrockSimulator", "QuotaKeeperTestSupport",
                 .product(name: "FlyingFox", package: "FlyingFox"),  // a server answering damaged event streams
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),  // a shared HTTPClient, its errors
             ]
         ),
 

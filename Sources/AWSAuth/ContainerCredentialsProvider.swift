@@ -1,7 +1,5 @@
+import AsyncHTTPClient
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 
 /// ECS task roles and EKS Pod Identity: `GET` of `http://169.254.170.2` + `AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`,
 /// or of `AWS_CONTAINER_CREDENTIALS_FULL_URI`, with the `Authorization` header from
@@ -23,8 +21,15 @@ public struct ContainerCredentialsProvider: AWSCredentialsProvider {
     static let allowedHTTPHosts: Set<String> = ["169.254.170.2", "169.254.170.23", "fd00:ec2::23", "[fd00:ec2::23]", "localhost"]
 
     /// Reads the environment; nil when neither URI variable is set.
+    /// - Parameters:
+    ///   - environment: The variables to read.
+    ///   - timeout: The longest whole exchange.
+    ///   - httpClient: The client to send with (`HTTPClient.shared` when nil).
     /// - Throws: `.invalidConfiguration` for a full URI that is not allowed or not a URL.
-    public init?(environment: [String: String] = ProcessInfo.processInfo.environment, timeout: Duration = .seconds(2)) throws {
+    public init?(
+        environment: [String: String] = ProcessInfo.processInfo.environment, timeout: Duration = .seconds(2),
+        httpClient: HTTPClient? = nil
+    ) throws {
         let url: URL
         if let relative = environment["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"], !relative.isEmpty {
             guard let parsed = URL(string: "http://\(Self.ecsHost)" + (relative.hasPrefix("/") ? "" : "/") + relative) else {
@@ -47,7 +52,7 @@ public struct ContainerCredentialsProvider: AWSCredentialsProvider {
         self.url = url
         tokenFile = environment["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"].flatMap { $0.isEmpty ? nil : $0 }
         token = environment["AWS_CONTAINER_AUTHORIZATION_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
-        http = CredentialsHTTP(timeout: timeout)
+        http = CredentialsHTTP(timeout: timeout, client: httpClient)
     }
 
     static func isAllowed(_ url: URL) -> Bool {
@@ -60,12 +65,10 @@ public struct ContainerCredentialsProvider: AWSCredentialsProvider {
     }
 
     public func credentials() async throws -> AWSCredentials {
-        var request = URLRequest(url: url)
-        request.httpMethod = "GET"
-        request.setValue("application/json", forHTTPHeaderField: "Accept")
-        if let authorization = try authorization() { request.setValue(authorization, forHTTPHeaderField: "Authorization") }
+        var headers = [("Accept", "application/json")]
+        if let authorization = try authorization() { headers.append(("Authorization", authorization)) }
         let what = "the container credentials endpoint"
-        let response = try await http.send(request, what: what)
+        let response = try await http.send(.GET, url, headers: headers, what: what)
         try CredentialsHTTP.requireSuccess(response, what: what, url: url)
         return try CredentialsHTTP.decodeCredentialsJSON(response.body, what: what)
     }
@@ -100,28 +103,32 @@ public struct InstanceMetadataCredentialsProvider: AWSCredentialsProvider {
     let http: CredentialsHTTP
 
     /// Reads the environment; nil when `AWS_EC2_METADATA_DISABLED` is `true`.
-    public init?(environment: [String: String] = ProcessInfo.processInfo.environment, timeout: Duration = .seconds(1)) {
+    /// - Parameters:
+    ///   - environment: The variables to read.
+    ///   - timeout: The longest exchange (each of the three).
+    ///   - httpClient: The client to send with (`HTTPClient.shared` when nil).
+    public init?(
+        environment: [String: String] = ProcessInfo.processInfo.environment, timeout: Duration = .seconds(1),
+        httpClient: HTTPClient? = nil
+    ) {
         if environment["AWS_EC2_METADATA_DISABLED"]?.lowercased() == "true" { return nil }
         let endpoint = environment["AWS_EC2_METADATA_SERVICE_ENDPOINT"].flatMap { URL(string: $0) }
             ?? URL(string: "http://169.254.169.254")!
-        self.init(endpoint: endpoint, timeout: timeout)
+        self.init(endpoint: endpoint, timeout: timeout, httpClient: httpClient)
     }
 
     /// Creates a provider for an endpoint.
-    public init(endpoint: URL, timeout: Duration = .seconds(1)) {
+    public init(endpoint: URL, timeout: Duration = .seconds(1), httpClient: HTTPClient? = nil) {
         self.endpoint = endpoint
-        http = CredentialsHTTP(timeout: timeout)
+        http = CredentialsHTTP(timeout: timeout, client: httpClient)
     }
 
     public func credentials() async throws -> AWSCredentials {
         let what = "IMDS"
         let tokenURL = endpoint.appendingPathComponent("latest/api/token")
-        var tokenRequest = URLRequest(url: tokenURL)
-        tokenRequest.httpMethod = "PUT"
-        tokenRequest.setValue("21600", forHTTPHeaderField: "X-aws-ec2-metadata-token-ttl-seconds")
         let tokenResponse: CredentialsHTTP.Response
         do {
-            tokenResponse = try await http.send(tokenRequest, what: what)
+            tokenResponse = try await http.send(.PUT, tokenURL, headers: [("X-aws-ec2-metadata-token-ttl-seconds", "21600")], what: what)
         } catch let error as CredentialsError where error.code == .endpointUnavailable {
             throw CredentialsError(code: .notFound, message: "no EC2 instance metadata at \(endpoint) (not on EC2?)", underlying: error)
         }
@@ -130,10 +137,7 @@ public struct InstanceMetadataCredentialsProvider: AWSCredentialsProvider {
 
         func get(_ path: String) async throws -> Data {
             let url = endpoint.appendingPathComponent(path)
-            var request = URLRequest(url: url)
-            request.httpMethod = "GET"
-            request.setValue(token, forHTTPHeaderField: "X-aws-ec2-metadata-token")
-            let response = try await http.send(request, what: what)
+            let response = try await http.send(.GET, url, headers: [("X-aws-ec2-metadata-token", token)], what: what)
             if response.status == 404 {
                 throw CredentialsError(code: .notFound, message: "\(what): this instance has no IAM role (404 at \(url.path))")
             }

@@ -1,40 +1,51 @@
+import AsyncHTTPClient
 import Foundation
-import TimeLimit
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
+import NIOCore
+import NIOFoundationCompat
+import NIOHTTP1
 
 /// The few HTTP exchanges of the credential sources (STS, the container endpoint, IMDS): one request, a
-/// whole-request time limit, the status and body back. Bodies are never logged or put in error messages (they
+/// whole-request deadline, the status and body back. Bodies are never logged or put in error messages (they
 /// carry secrets); messages name the URL and the status only.
+///
+/// The exchanges go through `HTTPClient.shared` unless a source is given its own client: a handful of
+/// requests an hour, to hosts other than Bedrock, from code that also runs without a Bedrock client (the
+/// Redis layer's IAM authentication), so they need neither a pool of their own nor a lifecycle.
 struct CredentialsHTTP: Sendable {
     let timeout: Duration
+    let client: HTTPClient
+
+    /// The largest credentials answer read (they are a few hundred bytes).
+    static let maximumBodyBytes = 1 << 20
 
     struct Response: Sendable {
         var status: Int
         var body: Data
     }
 
-    /// Sends the request; throws `.endpointUnavailable` when it cannot be reached or answers too slowly.
-    func send(_ request: URLRequest, what: String) async throws -> Response {
-        var bounded = request
-        bounded.timeoutInterval = max(1, Double(timeout.components.seconds) + 1)
-        let prepared = bounded
-        let session = URLSession(configuration: .ephemeral)
-        defer { session.finishTasksAndInvalidate() }
-        let limit = timeout
+    init(timeout: Duration, client: HTTPClient?) {
+        self.timeout = timeout
+        self.client = client ?? .shared
+    }
+
+    /// Sends a request to `url` and reads the whole answer within ``timeout``; throws `.endpointUnavailable`
+    /// when it cannot be reached or answers too slowly, `CancellationError` when the calling task is cancelled.
+    func send(
+        _ method: HTTPMethod, _ url: URL, headers: [(String, String)] = [], body: Data? = nil, what: String
+    ) async throws -> Response {
+        var request = HTTPClientRequest(url: url.absoluteString)
+        request.method = method
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        if let body { request.body = .bytes(ByteBuffer(data: body)) }
+        let deadline = NIODeadline.now() + TimeAmount(timeout)
         do {
-            let answer = try await withTimeLimit(limit) {
-                let (data, response) = try await session.dataCancellingAsynchronously(for: prepared)
-                return Response(status: (response as? HTTPURLResponse)?.statusCode ?? 0, body: data)
-            }
-            guard let answer else { throw URLError(.timedOut) }
-            return answer
-        } catch is CancellationError {
-            throw CancellationError()
+            let response = try await client.execute(request, deadline: deadline)
+            let body = try await response.body.collect(upTo: Self.maximumBodyBytes)
+            return Response(status: Int(response.status.code), body: Data(buffer: body))
         } catch {
+            if Task.isCancelled { throw CancellationError() }
             throw CredentialsError(
-                code: .endpointUnavailable, message: "\(what) at \(Self.redacted(request.url)) did not answer within \(limit)",
+                code: .endpointUnavailable, message: "\(what) at \(Self.redacted(url)) did not answer within \(timeout)",
                 underlying: error)
         }
     }

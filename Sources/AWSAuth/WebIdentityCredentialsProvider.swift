@@ -1,7 +1,5 @@
+import AsyncHTTPClient
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 
 /// IAM roles for service accounts (EKS) and other OIDC federation: `AWS_WEB_IDENTITY_TOKEN_FILE` +
 /// `AWS_ROLE_ARN` (+ optional `AWS_ROLE_SESSION_NAME`) exchanged for temporary credentials with STS
@@ -19,7 +17,14 @@ public struct WebIdentityCredentialsProvider: AWSCredentialsProvider {
 
     /// Reads `AWS_WEB_IDENTITY_TOKEN_FILE`, `AWS_ROLE_ARN`, `AWS_ROLE_SESSION_NAME`, `AWS_ENDPOINT_URL_STS`,
     /// `AWS_REGION` / `AWS_DEFAULT_REGION`; nil when the first two are not both set.
-    public init?(environment: [String: String] = ProcessInfo.processInfo.environment, timeout: Duration = .seconds(5)) {
+    /// - Parameters:
+    ///   - environment: The variables to read.
+    ///   - timeout: The longest exchange with STS.
+    ///   - httpClient: The client to send with (`HTTPClient.shared` when nil).
+    public init?(
+        environment: [String: String] = ProcessInfo.processInfo.environment, timeout: Duration = .seconds(5),
+        httpClient: HTTPClient? = nil
+    ) {
         guard let file = environment["AWS_WEB_IDENTITY_TOKEN_FILE"], !file.isEmpty,
               let role = environment["AWS_ROLE_ARN"], !role.isEmpty
         else { return nil }
@@ -27,16 +32,19 @@ public struct WebIdentityCredentialsProvider: AWSCredentialsProvider {
         let endpoint = environment["AWS_ENDPOINT_URL_STS"].flatMap(URL.init(string:))
             ?? URL(string: region.map { "https://sts.\($0).amazonaws.com" } ?? "https://sts.amazonaws.com")!
         self.init(tokenFile: file, roleARN: role, sessionName: environment["AWS_ROLE_SESSION_NAME"], endpoint: endpoint,
-                  timeout: timeout)
+                  timeout: timeout, httpClient: httpClient)
     }
 
     /// Creates a provider.
-    public init(tokenFile: String, roleARN: String, sessionName: String? = nil, endpoint: URL, timeout: Duration = .seconds(5)) {
+    public init(
+        tokenFile: String, roleARN: String, sessionName: String? = nil, endpoint: URL, timeout: Duration = .seconds(5),
+        httpClient: HTTPClient? = nil
+    ) {
         self.tokenFile = tokenFile
         self.roleARN = roleARN
         self.sessionName = sessionName.flatMap { $0.isEmpty ? nil : $0 } ?? "quotakeeper-\(Int(Date().timeIntervalSince1970))"
         self.endpoint = endpoint
-        http = CredentialsHTTP(timeout: timeout)
+        http = CredentialsHTTP(timeout: timeout, client: httpClient)
     }
 
     public func credentials() async throws -> AWSCredentials {
@@ -47,17 +55,16 @@ public struct WebIdentityCredentialsProvider: AWSCredentialsProvider {
             throw CredentialsError(code: .invalidConfiguration, message: "cannot read AWS_WEB_IDENTITY_TOKEN_FILE \(tokenFile)",
                                    underlying: error)
         }
-        var request = URLRequest(url: endpoint)
-        request.httpMethod = "POST"
-        request.setValue("application/x-www-form-urlencoded; charset=utf-8", forHTTPHeaderField: "Content-Type")
-        request.setValue("application/xml", forHTTPHeaderField: "Accept")
         let form = [
             ("Action", "AssumeRoleWithWebIdentity"), ("Version", "2011-06-15"), ("RoleArn", roleARN),
             ("RoleSessionName", sessionName), ("WebIdentityToken", token),
         ]
-        request.httpBody = Data(form.map { "\($0.0)=\(SigV4Signer.uriEncode($0.1, keepSlash: false))" }.joined(separator: "&").utf8)
+        let body = Data(form.map { "\($0.0)=\(SigV4Signer.uriEncode($0.1, keepSlash: false))" }.joined(separator: "&").utf8)
         let what = "STS AssumeRoleWithWebIdentity for \(roleARN)"
-        let response = try await http.send(request, what: what)
+        let response = try await http.send(
+            .POST, endpoint,
+            headers: [("Content-Type", "application/x-www-form-urlencoded; charset=utf-8"), ("Accept", "application/xml")],
+            body: body, what: what)
         guard (200..<300).contains(response.status) else {
             let body = String(decoding: response.body, as: UTF8.self)
             let code = Self.element("Code", in: body).map { " (\($0))" } ?? ""

@@ -8,7 +8,7 @@ struct BenchmarkCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "quotakeeper-bench",
         abstract: "Measure QuotaKeeper against a real Redis, beside redis-benchmark in the same run.",
-        subcommands: [RedisLayerBenchmark.self, LedgerBenchmark.self, ClusterRouterBenchmark.self]
+        subcommands: [RedisLayerBenchmark.self, LedgerBenchmark.self, ClusterRouterBenchmark.self, BedrockClientBenchmark.self]
     )
 }
 

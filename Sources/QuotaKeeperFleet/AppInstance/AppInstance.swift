@@ -83,6 +83,7 @@ struct AppInstance {
             return records.sorted { $0.arrivalMilliseconds < $1.arrivalMilliseconds }
         }
         await redis?.shutdown()
+        try? await bedrock.shutdown()
         return AppReport(
             app: app.name, mode: mode.rawValue, requests: records, errorsSeen: observations.kinds,
             breakerOpenings: observations.breakerOpenings)
