@@ -9,6 +9,12 @@ struct CLIRun: Sendable {
     var stdout: String
     var stderr: String
 
+    /// Whether swift-argument-parser refused the command line: exit 64 (`EX_USAGE`), `Error: <message>` and the
+    /// usage on stderr, nothing on stdout (with or without `--json`).
+    var isUsageError: Bool {
+        status == 64 && stderr.hasPrefix("Error: ") && stderr.contains("Usage: quotakeeper") && stdout.isEmpty
+    }
+
     /// stdout parsed as one JSON object.
     var json: [String: Any] {
         get throws {

@@ -77,7 +77,7 @@ struct ConnectionTests {
         #expect(!(try await CLIProcess.run(["--help"])).stdout.contains("s3cret-pass"))
     }
 
-    @Test("usage errors: exit 1, one line; help exits 0; bad URL, prefix and budget names are named")
+    @Test("usage errors: the parser's message and usage, exit 64 with or without --json; input refused while running: exit 1, one line or JSON; help exits 0")
     func usage() async throws {
         let help = try await CLIProcess.run(["--help"])
         #expect(help.status == 0)
@@ -85,42 +85,56 @@ struct ConnectionTests {
             #expect(help.stdout.contains("  \(command)"), "\(command)")
         }
         #expect(help.stdout.contains("Exit codes: 0 ok, 1 invalid input, 2 reservation denied"))
+        #expect(help.stdout.contains("64 usage error"))
         let group = try await CLIProcess.run(["breaker"])
         #expect(group.status == 0)
         #expect(group.stdout.contains("disable"))
 
-        let cases: [([String], String)] = [
-            (["frobnicate"], "Unexpected argument 'frobnicate'"),
-            (["status", "no-region"], "must be MODEL@REGION"),
+        // Refused by swift-argument-parser (parsing, a transform or a command's validate()).
+        let usageCases: [([String], String)] = [
+            (["frobnicate"], "Error: Unexpected argument 'frobnicate'"),
+            (["status", "no-region"], "Error: budget 'no-region' must be MODEL@REGION"),
             (["status", "model@"], "budget region \"\" must be 1-200 characters"),
-            (["status", "--redis-url", "http://localhost"], "unsupported scheme"),
-            (["status", "--prefix", "bad{prefix}"], "must not contain braces"),
             (["status", "--connect-timeout", "soon"], "invalid duration 'soon'"),
             (["peaks", sonnet, "--since", "0s"], "invalid duration '0s'"),
             (["peaks", sonnet, "--headroom=-1"], "invalid headroom"),
             (["reserve", sonnet, "--input-tokens=-1", "--max-output-tokens", "1"], "invalid --input-tokens '-1'"),
-            (["status", "--bogus"], "Unknown option '--bogus'"),
-            (["reserve", sonnet, "--max-output-tokens", "1"], "Missing expected argument '--input-tokens"),
-            (["status", "--apps-since", "30s"], "--apps-since must be whole minutes"),  // refused while running
+            (["status", "--bogus"], "Error: Unknown option '--bogus'"),
+            (["reserve", sonnet, "--max-output-tokens", "1"], "Error: Missing expected argument '--input-tokens"),
+            (["status", "--apps-since", "30s"], "Error: --apps-since must be whole minutes"),
         ]
-        for (arguments, message) in cases {
+        for (arguments, message) in usageCases {
+            let run = try await CLIProcess.run(arguments, environment: ["QUOTAKEEPER_REDIS_URL": TestRedis.url])
+            #expect(run.isUsageError, "\(arguments): \(run.stderr)")
+            #expect(run.stderr.contains(message), "\(arguments): \(run.stderr)")
+            let json = try await CLIProcess.run(arguments + ["--json"], environment: ["QUOTAKEEPER_REDIS_URL": TestRedis.url])
+            #expect(json.isUsageError, "\(arguments): \(json.stderr)")  // the parser's text: the line did not parse
+        }
+
+        // Refused while the command runs: one escaped line, or the JSON error with the command's --json.
+        let runtimeCases: [([String], String)] = [
+            (["status", "--redis-url", "http://localhost"], "unsupported scheme"),
+            (["status", "--prefix", "bad{prefix}"], "must not contain braces"),
+        ]
+        for (arguments, message) in runtimeCases {
             let run = try await CLIProcess.run(arguments, environment: ["QUOTAKEEPER_REDIS_URL": TestRedis.url])
             #expect(run.status == 1, "\(arguments): \(run.stderr)")
+            #expect(run.stderr.hasPrefix("quotakeeper: error: "), "\(arguments): \(run.stderr)")
             #expect(run.stderr.contains(message), "\(arguments): \(run.stderr)")
             #expect(run.stderr.split(separator: "\n").count == 1, "\(arguments)")
+            #expect(run.stdout.isEmpty, "\(arguments)")
             let json = try await CLIProcess.run(arguments + ["--json"], environment: ["QUOTAKEEPER_REDIS_URL": TestRedis.url])
             #expect(json.status == 1, "\(arguments)")
             #expect(try json.jsonError["exit_code"] as? Int == 1, "\(arguments)")
             #expect(try json.jsonError["code"] as? String == "invalid_input", "\(arguments)")
+            #expect((try json.jsonError["message"] as? String ?? "").contains(message), "\(arguments)")
             #expect(json.stdout.isEmpty, "\(arguments)")
         }
 
-        // The parser, not a scan of the raw arguments, decides whether --json was given: after `--` it is a
-        // budget name (refused, reported as text).
+        // The parser decides whether --json was given: after `--` it is a budget name, refused as usage.
         let terminated = try await CLIProcess.run(["status", "--", "--json"], environment: ["QUOTAKEEPER_REDIS_URL": TestRedis.url])
-        #expect(terminated.status == 1)
-        #expect(terminated.stderr.hasPrefix("quotakeeper: error: "), "\(terminated.stderr)")
-        #expect(terminated.stderr.contains("must be MODEL@REGION"), "\(terminated.stderr)")
+        #expect(terminated.isUsageError, "\(terminated.stderr)")
+        #expect(terminated.stderr.contains("Error: budget '--json' must be MODEL@REGION"), "\(terminated.stderr)")
         let commandHelp = try await CLIProcess.run(["status", "--help", "--json"])
         #expect(commandHelp.status == 0)
         #expect(commandHelp.stdout.contains("--apps-since"))

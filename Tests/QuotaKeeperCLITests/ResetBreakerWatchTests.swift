@@ -32,8 +32,8 @@ struct ResetBreakerWatchTests {
             #expect(value(cleared[1], "cleared", "tokens") as? Int == 20)
             #expect(try await cli.run(["budget", "show", sonnet]).status == 0)  // configuration kept
 
-            #expect(try await cli.run(["reset"]).status == 1)
-            #expect(try await cli.run(["reset", sonnet, "--all"]).status == 1)
+            #expect(try await cli.run(["reset"]).isUsageError)
+            #expect(try await cli.run(["reset", sonnet, "--all"]).isUsageError)
             #expect(try await cli.run(["reset", "nobody@us-east-1", "--yes"]).status == 3)
         }
     }
@@ -80,8 +80,8 @@ struct ResetBreakerWatchTests {
             let reset = try await cli.run(["breaker", "reset", sonnet, "--json"])
             #expect(value(try reset.json, "breaker", "openings") as? Int == 0)
 
-            #expect(try await cli.run(["breaker", "open", sonnet, "--for", "5x"]).status == 1)
-            #expect(try await cli.run(["breaker", "open", sonnet, "--for", "-5m"]).status == 1)
+            #expect(try await cli.run(["breaker", "open", sonnet, "--for", "5x"]).isUsageError)
+            #expect(try await cli.run(["breaker", "open", sonnet, "--for", "-5m"]).isUsageError)
             #expect(try await cli.run(["breaker", "close", "nobody@us-east-1"]).status == 3)
         }
     }
@@ -114,7 +114,7 @@ struct ResetBreakerWatchTests {
             let plain = try await cli.runOnTerminal(["watch", sonnet, "--iterations", "1"], environment: ["NO_COLOR": "1"])
             #expect(!plain.stdout.contains("\u{1B}[32m"))            // ...but not with NO_COLOR
 
-            #expect(try await cli.run(["watch", "--iterations", "0"]).status == 1)
+            #expect(try await cli.run(["watch", "--iterations", "0"]).isUsageError)
         }
     }
 }

@@ -18,10 +18,9 @@ struct UntrustedInputTests {
                 ["budget", "set", "model\u{202E}1v@us-east-1", "--rpm", "5"],  // a bidirectional override
             ] {
                 let run = try await cli.run(arguments)
-                #expect(run.status == 1, "\(arguments): \(run.stderr)")
+                #expect(run.isUsageError, "\(arguments): \(run.stderr)")
                 #expect(run.stderr.contains("must not contain control or format characters"), "\(run.stderr)")
                 #expect(!run.stderr.contains("\u{1B}") && !run.stdout.contains("\u{1B}") && !run.stderr.contains("\u{202E}"))
-                #expect(run.stderr.split(separator: "\n").count == 1)
             }
             let shown = try await cli.run(["budget", "set", Self.evilName, "--rpm", "5"])
             #expect(shown.stderr.contains("evil\\x1b[2J\\x1b[31mFAKE\\x1b[0m@us-east-1"), "\(shown.stderr)")
@@ -86,7 +85,7 @@ struct UntrustedInputTests {
         ]
         for (arguments, message) in cases {
             let run = try await CLIProcess.run(arguments, environment: ["QUOTAKEEPER_REDIS_URL": TestRedis.url, "QUOTAKEEPER_PREFIX": "qk-cli-numbers:"])
-            #expect(run.status == 1, "\(arguments): \(run.stderr)")
+            #expect(run.isUsageError, "\(arguments): \(run.stderr)")
             #expect(run.stderr.contains(message), "\(arguments): \(run.stderr)")
         }
     }

@@ -13,7 +13,8 @@ struct BreakerCommand: AsyncParsableCommand {
     struct Target: ParsableArguments {
         @OptionGroup var connection: ConnectionOptions
         @OptionGroup var output: OutputOptions
-        @Argument(help: "The budget: MODEL@REGION.", transform: ArgumentSyntax.budget) var name: BudgetID
+        @OptionGroup var budget: BudgetArgument
+        var name: BudgetID { budget.id }
 
         /// Runs `action`, then prints the breaker as it is now, after the note `action` returns (what it did).
         func run(_ action: @Sendable (QuotaLedger, BudgetID) async throws -> String?) async throws {
@@ -40,20 +41,20 @@ struct BreakerCommand: AsyncParsableCommand {
         }
     }
 
-    struct Status: AsyncParsableCommand {
+    struct Status: JSONOutputCommand {
         static let configuration = CommandConfiguration(abstract: "Show the breaker's state and counters.")
         @OptionGroup var target: Target
-        func run() async throws { try await target.run { _, _ in nil } }
+        func execute() async throws { try await target.run { _, _ in nil } }
     }
 
-    struct Open: AsyncParsableCommand {
+    struct Open: JSONOutputCommand {
         static let configuration = CommandConfiguration(
             abstract: "Force the breaker open for every instance: calls are refused until --for ends (then it probes) or until closed.")
         @OptionGroup var target: Target
         @Option(name: .customLong("for"), help: ArgumentHelp("How long, e.g. 90s, 5m (default: until 'breaker close').", valueName: "duration"), transform: ArgumentSyntax.duration)
         var duration: Duration?
 
-        func run() async throws {
+        func execute() async throws {
             let duration = duration
             try await target.run { ledger, budget in
                 try await ledger.forceOpenBreaker(of: budget, for: duration)
@@ -77,11 +78,11 @@ struct BreakerCommand: AsyncParsableCommand {
         static func apply(_ ledger: QuotaLedger, _ budget: BudgetID) async throws { try await ledger.disableBreaker(of: budget) }
     }
 
-    struct Enable: AsyncParsableCommand {
+    struct Enable: JSONOutputCommand {
         static let configuration = CommandConfiguration(
             abstract: "Enable a disabled breaker (it closes); any other state is left as it is.")
         @OptionGroup var target: Target
-        func run() async throws {
+        func execute() async throws {
             try await target.run { ledger, budget in
                 guard try await ledger.breakerStatus(of: budget).state == .disabled else { return "not disabled; left as it is" }
                 try await ledger.closeBreaker(of: budget)
@@ -99,7 +100,7 @@ struct BreakerCommand: AsyncParsableCommand {
 }
 
 /// A breaker subcommand that runs one ledger operation and then shows the breaker.
-protocol BreakerAction: AsyncParsableCommand {
+protocol BreakerAction: JSONOutputCommand {
     var target: BreakerCommand.Target { get }
     /// What the operation did, shown before the breaker's state (`closed`, `disabled`, `reset`).
     static var done: String { get }
@@ -107,7 +108,7 @@ protocol BreakerAction: AsyncParsableCommand {
 }
 
 extension BreakerAction {
-    func run() async throws {
+    func execute() async throws {
         try await target.run { ledger, budget in
             try await Self.apply(ledger, budget)
             return Self.done

@@ -12,7 +12,7 @@ struct BudgetCommand: AsyncParsableCommand {
 
 extension BudgetCommand {
     /// `budget set NAME [--rpm N] [--tpm N] [--tokens-per-day N] [--window-seconds S] [--batch-ceiling F] ...`
-    struct Set: AsyncParsableCommand {
+    struct Set: FailureReportingCommand {
         static let configuration = CommandConfiguration(
             abstract: "Create a budget, or change the given settings of an existing one (usage is kept).",
             discussion: """
@@ -22,7 +22,8 @@ extension BudgetCommand {
                 """)
 
         @OptionGroup var connection: ConnectionOptions
-        @Argument(help: "The budget: MODEL@REGION.", transform: ArgumentSyntax.budget) var name: BudgetID
+        @OptionGroup var budget: BudgetArgument
+        var name: BudgetID { budget.id }
         @Option(help: ArgumentHelp("Requests per window (RPM for a 60 s window), or none.", valueName: "n"), transform: ArgumentSyntax.limit)
         var rpm: LimitSetting?
         @Option(help: ArgumentHelp("Tokens per window (TPM for a 60 s window), or none.", valueName: "n"), transform: ArgumentSyntax.limit)
@@ -66,7 +67,7 @@ extension BudgetCommand {
             }
         }
 
-        func run() async throws {
+        func execute() async throws {
             try await connection.withLedger { ledger in
                 let existing: BudgetStatus?
                 do {
@@ -113,13 +114,13 @@ extension BudgetCommand {
     }
 
     /// `budget list`
-    struct List: AsyncParsableCommand {
+    struct List: JSONOutputCommand {
         static let configuration = CommandConfiguration(abstract: "List the budgets under the prefix with their limits.")
 
         @OptionGroup var connection: ConnectionOptions
         @OptionGroup var output: OutputOptions
 
-        func run() async throws {
+        func execute() async throws {
             try await connection.withLedger { ledger in
                 var entries: [(BudgetID, BudgetSettings)] = []
                 for budget in try await ledger.listBudgets() {
@@ -159,14 +160,15 @@ extension BudgetCommand {
     }
 
     /// `budget show NAME`
-    struct Show: AsyncParsableCommand {
+    struct Show: JSONOutputCommand {
         static let configuration = CommandConfiguration(abstract: "Show every setting of a budget, including its breaker's.")
 
         @OptionGroup var connection: ConnectionOptions
         @OptionGroup var output: OutputOptions
-        @Argument(help: "The budget: MODEL@REGION.", transform: ArgumentSyntax.budget) var name: BudgetID
+        @OptionGroup var budget: BudgetArgument
+        var name: BudgetID { budget.id }
 
-        func run() async throws {
+        func execute() async throws {
             try await connection.withLedger { ledger in
                 let status = try await ledger.status(of: name)
                 let settings = BudgetSettings(status)
@@ -181,15 +183,16 @@ extension BudgetCommand {
     }
 
     /// `budget delete NAME`
-    struct Delete: AsyncParsableCommand {
+    struct Delete: FailureReportingCommand {
         static let configuration = CommandConfiguration(
             abstract: "Delete a budget: its configuration, usage, leases, breaker and history (asks unless --yes).")
 
         @OptionGroup var connection: ConnectionOptions
         @OptionGroup var confirmation: ConfirmationOptions
-        @Argument(help: "The budget: MODEL@REGION.", transform: ArgumentSyntax.budget) var name: BudgetID
+        @OptionGroup var budget: BudgetArgument
+        var name: BudgetID { budget.id }
 
-        func run() async throws {
+        func execute() async throws {
             try await connection.withLedger { ledger in
                 _ = try await ledger.status(of: name)  // unknown budget: exit 3 before asking
                 try confirmation.confirm("Delete budget \(name) and all its keys for the whole fleet?")

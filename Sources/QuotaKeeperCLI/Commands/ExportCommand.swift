@@ -7,7 +7,7 @@ import QuotaKeeper
 import QuotaKeeperEMF
 
 /// `quotakeeper export --format emf|prometheus [--interval 10s] [--iterations N]`, `quotakeeper export --serve :9464`
-struct ExportCommand: AsyncParsableCommand {
+struct ExportCommand: FailureReportingCommand {
     static let configuration = CommandConfiguration(
         commandName: "export",
         abstract: "Publish every budget's fleet gauges (use, limits, ceiling, in flight, breaker, peaks) read from Redis.",
@@ -42,9 +42,10 @@ struct ExportCommand: AsyncParsableCommand {
         if serve != nil && format == .emf { throw ValidationError("--serve publishes the Prometheus format; drop --format emf") }
         if serve != nil && iterations != nil { throw ValidationError("--iterations applies only without --serve") }
         if !(1...255).contains(namespace.count) { throw ValidationError("--namespace must be 1-255 characters") }
+        _ = try HistorySpan.minutes(peaksSince, option: "--peaks-since")
     }
 
-    func run() async throws {
+    func execute() async throws {
         let peakMinutes = try HistorySpan.minutes(peaksSince, option: "--peaks-since")
         try await connection.withLedger { ledger in
             try await ShutdownSignals.run { signals in
@@ -204,7 +205,7 @@ struct ListenAddress: Sendable, CustomStringConvertible {
     var port: UInt16
 
     init(_ text: String) throws {
-        let usage = "invalid --serve '\(text)': use [HOST]:PORT with an IPv4 host or a bracketed IPv6 one, e.g. :9464, 127.0.0.1:9464 or [::1]:9464"
+        let usage = "invalid --serve '\(TerminalText.escaped(text))': use [HOST]:PORT with an IPv4 host or a bracketed IPv6 one, e.g. :9464, 127.0.0.1:9464 or [::1]:9464"
         guard let colon = text.lastIndex(of: ":"), let port = UInt16(text[text.index(after: colon)...]) else {
             throw ValidationError(usage)
         }

@@ -2,18 +2,21 @@ import ArgumentParser
 import QuotaKeeper
 
 /// `quotakeeper inspect NAME`
-struct InspectCommand: AsyncParsableCommand {
+struct InspectCommand: JSONOutputCommand {
     static let configuration = CommandConfiguration(
         commandName: "inspect",
         abstract: "One budget in depth: the window bucket by bucket, headroom per priority, apps, breaker counters, recent minutes.")
 
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: OutputOptions
-    @Argument(help: "The budget: MODEL@REGION.", transform: ArgumentSyntax.budget) var name: BudgetID
+    @OptionGroup var budget: BudgetArgument
+    var name: BudgetID { budget.id }
     @Option(help: ArgumentHelp("How many recent minutes of history to show.", valueName: "duration"), transform: ArgumentSyntax.duration)
     var since: Duration = .seconds(900)
 
-    func run() async throws {
+    func validate() throws { _ = try HistorySpan.minutes(since, option: "--since") }
+
+    func execute() async throws {
         let minutes = try HistorySpan.minutes(since, option: "--since")
         try await connection.withLedger { ledger in
             let report = try await BudgetReport.load(name, ledger: ledger, appMinutes: minutes)

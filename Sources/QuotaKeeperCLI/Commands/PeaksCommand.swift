@@ -2,7 +2,7 @@ import ArgumentParser
 import QuotaKeeper
 
 /// `quotakeeper peaks NAME [--since 24h] [--headroom 15%]`
-struct PeaksCommand: AsyncParsableCommand {
+struct PeaksCommand: JSONOutputCommand {
     static let configuration = CommandConfiguration(
         commandName: "peaks",
         abstract: "Peak, p95 and mean requests and tokens per minute, per app, and a suggested quota (peak plus headroom).",
@@ -17,7 +17,8 @@ struct PeaksCommand: AsyncParsableCommand {
 
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: OutputOptions
-    @Argument(help: "The budget: MODEL@REGION.", transform: ArgumentSyntax.budget) var name: BudgetID
+    @OptionGroup var budget: BudgetArgument
+    var name: BudgetID { budget.id }
     @Option(help: ArgumentHelp("How far back to look (up to 7d, and only as far as the history is kept).", valueName: "duration"), transform: ArgumentSyntax.duration)
     var since: Duration = .seconds(86_400)
     @Option(help: ArgumentHelp("Headroom on top of the peak for the suggested quota: 0.15 or 15%.", valueName: "share"), transform: PeaksCommand.headroom)
@@ -78,11 +79,13 @@ struct PeaksCommand: AsyncParsableCommand {
         let isPercent = text.hasSuffix("%")
         guard let number = Double(isPercent ? String(text.dropLast()) : text), number.isFinite,
               (0...10).contains(isPercent ? number / 100 : number)
-        else { throw ValidationError("invalid headroom '\(text)': use a fraction from 0 to 10 or a percentage such as 15%") }
+        else { throw ValidationError("invalid headroom '\(TerminalText.escaped(text))': use a fraction from 0 to 10 or a percentage such as 15%") }
         return isPercent ? number / 100 : number
     }
 
-    func run() async throws {
+    func validate() throws { _ = try HistorySpan.minutes(since, option: "--since") }
+
+    func execute() async throws {
         let minutes = try HistorySpan.minutes(since, option: "--since")
         try await connection.withLedger { ledger in
             let status = try await ledger.status(of: name)

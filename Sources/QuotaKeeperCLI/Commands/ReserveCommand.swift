@@ -2,7 +2,7 @@ import ArgumentParser
 import QuotaKeeper
 
 /// `quotakeeper reserve NAME --input-tokens N --max-output-tokens M [--app A] [--priority P] [--dry-run]`
-struct ReserveCommand: AsyncParsableCommand {
+struct ReserveCommand: JSONOutputCommand {
     static let configuration = CommandConfiguration(
         commandName: "reserve",
         abstract: "Make one real reservation through the ledger's reserve script; exit 0 if admitted, 2 if denied.",
@@ -15,7 +15,8 @@ struct ReserveCommand: AsyncParsableCommand {
 
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: OutputOptions
-    @Argument(help: "The budget: MODEL@REGION.", transform: ArgumentSyntax.budget) var name: BudgetID
+    @OptionGroup var budget: BudgetArgument
+    var name: BudgetID { budget.id }
     @Option(name: .customLong("input-tokens"), help: ArgumentHelp("Input token estimate.", valueName: "n"), transform: ArgumentSyntax.count("--input-tokens"))
     var inputTokens: Int
     @Option(name: .customLong("max-output-tokens"), help: ArgumentHelp("maxTokens of the call.", valueName: "n"), transform: ArgumentSyntax.count("--max-output-tokens"))
@@ -40,7 +41,7 @@ struct ReserveCommand: AsyncParsableCommand {
         if burndown != nil && !settle { throw ValidationError("--burndown applies only with --settle") }
     }
 
-    func run() async throws {
+    func execute() async throws {
         let table = burndown.map { BurndownTable(rates: [:], defaultRate: $0) } ?? .bedrockDefaults
         let admitted = try await connection.withLedger(burndown: table) { ledger -> Bool in
             var decision = Decision(budget: name, app: app, priority: priority, dryRun: dryRun, tokens: inputTokens + maxOutputTokens)

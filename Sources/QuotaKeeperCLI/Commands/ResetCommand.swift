@@ -2,7 +2,7 @@ import ArgumentParser
 import QuotaKeeper
 
 /// `quotakeeper reset NAME | --all [--yes]`
-struct ResetCommand: AsyncParsableCommand {
+struct ResetCommand: JSONOutputCommand {
     static let configuration = CommandConfiguration(
         commandName: "reset",
         abstract: "Clear the usage of one budget or of all (asks unless --yes); configuration, breaker and history stay.",
@@ -14,14 +14,15 @@ struct ResetCommand: AsyncParsableCommand {
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: OutputOptions
     @OptionGroup var confirmation: ConfirmationOptions
-    @Argument(help: "The budget: MODEL@REGION.", transform: ArgumentSyntax.budget) var name: BudgetID?
+    @OptionGroup var budget: OptionalBudgetArgument
+    var name: BudgetID? { budget.id }
     @Flag(help: "Reset every budget under the prefix.") var all = false
 
     func validate() throws {
         if (name == nil) == !all { throw ValidationError("give either a budget NAME or --all") }
     }
 
-    func run() async throws {
+    func execute() async throws {
         try await connection.withLedger { ledger in
             let reports = try await StatusCommand.reports(name, ledger: ledger, appMinutes: 1)
             if reports.isEmpty {

@@ -2,19 +2,21 @@ import ArgumentParser
 import QuotaKeeper
 
 /// `quotakeeper status [NAME]`
-struct StatusCommand: AsyncParsableCommand {
+struct StatusCommand: JSONOutputCommand {
     static let configuration = CommandConfiguration(
         commandName: "status",
-        abstract: "Usage against every limit in the current window, in flight, breaker, ceiling and top apps.")
+        abstract: "Usage against every limit in the current window, in flight, breaker, ceiling and top apps: of the budget named, else of every budget under the prefix.")
 
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: OutputOptions
-    @Argument(help: "One budget (MODEL@REGION); default: every budget under the prefix.", transform: ArgumentSyntax.budget)
-    var name: BudgetID?
+    @OptionGroup var budget: OptionalBudgetArgument
+    var name: BudgetID? { budget.id }
     @Option(name: .customLong("apps-since"), help: ArgumentHelp("How far back top apps are summed (whole minutes, up to 7d).", valueName: "duration"), transform: ArgumentSyntax.duration)
     var appsSince: Duration = .seconds(300)
 
-    func run() async throws {
+    func validate() throws { _ = try HistorySpan.minutes(appsSince, option: "--apps-since") }
+
+    func execute() async throws {
         let minutes = try HistorySpan.minutes(appsSince, option: "--apps-since")
         try await connection.withLedger { ledger in
             let reports = try await StatusCommand.reports(name, ledger: ledger, appMinutes: minutes)
@@ -48,7 +50,7 @@ struct StatusCommand: AsyncParsableCommand {
     }
 }
 
-/// Whole minutes of per-minute history for a duration option.
+/// Whole minutes of per-minute history for a duration option (checked in `validate()`: a usage error).
 enum HistorySpan {
     /// `duration` in whole minutes, 1...10080 (7 days, what the history script reads at most); a duration that
     /// is not a whole number of minutes (`30s`, `90s`) is refused rather than rounded.

@@ -4,10 +4,10 @@ import Foundation
 import QuotaKeeper
 
 /// `quotakeeper watch [NAME] [--interval 2s] [--iterations N]`
-struct WatchCommand: AsyncParsableCommand {
+struct WatchCommand: JSONOutputCommand {
     static let configuration = CommandConfiguration(
         commandName: "watch",
-        abstract: "The status view, refreshed until Ctrl-C (or --iterations).",
+        abstract: "The status view (of the budget named, else of every budget), refreshed until Ctrl-C (or --iterations).",
         discussion: """
             On a terminal each frame is drawn over the last one (cursor home, clear to end of line and screen: \
             no flicker) with the cursor hidden; Ctrl-C restores the cursor and exits 0. Not on a terminal, \
@@ -17,8 +17,8 @@ struct WatchCommand: AsyncParsableCommand {
 
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: OutputOptions
-    @Argument(help: "One budget (MODEL@REGION); default: every budget under the prefix.", transform: ArgumentSyntax.budget)
-    var name: BudgetID?
+    @OptionGroup var budget: OptionalBudgetArgument
+    var name: BudgetID? { budget.id }
     @Option(help: ArgumentHelp("Time between refreshes.", valueName: "duration"), transform: ArgumentSyntax.duration)
     var interval: Duration = .seconds(2)
     @Option(help: ArgumentHelp("Stop after this many frames (default: until Ctrl-C).", valueName: "n"), transform: ArgumentSyntax.count("--iterations", minimum: 1))
@@ -29,7 +29,9 @@ struct WatchCommand: AsyncParsableCommand {
     private static let hideCursor = "\u{1B}[?25l", showCursor = "\u{1B}[?25h"
     private static let home = "\u{1B}[H", clearLine = "\u{1B}[K", clearBelow = "\u{1B}[J"
 
-    func run() async throws {
+    func validate() throws { _ = try HistorySpan.minutes(appsSince, option: "--apps-since") }
+
+    func execute() async throws {
         let minutes = try HistorySpan.minutes(appsSince, option: "--apps-since")
         let redraw = !output.json && isatty(STDOUT_FILENO) == 1
         let signals = redraw ? Self.restoreCursorOnSignals() : []

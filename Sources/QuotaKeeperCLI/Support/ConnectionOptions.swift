@@ -103,18 +103,6 @@ struct OutputOptions: ParsableArguments {
     @Flag(help: "Print JSON (stable fields, documented in docs/cli.md) instead of a table.")
     var json = false
 
-    /// Whether `arguments` ask for `--json` as the parser reads them (not after `--`, not as another option's
-    /// value), for arguments that did not parse as a command (whose error is then reported as JSON).
-    static func requested(in arguments: [String]) -> Bool {
-        (try? JSONRequest.parse(arguments))?.json ?? false
-    }
-
-    /// `--json` among any other arguments.
-    private struct JSONRequest: ParsableArguments {
-        @Flag var json = false
-        @Argument(parsing: .allUnrecognized) var others: [String] = []
-    }
-
     /// Prints `value` as indented JSON, or `table()` as text.
     func emit(_ value: @autoclosure () -> JSON, table: () -> String) {
         if json {
@@ -147,24 +135,13 @@ struct ConfirmationOptions: ParsableArguments {
 }
 
 /// A read command: with `--json`, its output and its failures are JSON.
-protocol JSONOutputCommand {
+protocol JSONOutputCommand: FailureReportingCommand {
     var output: OutputOptions { get }
 }
 
-extension StatusCommand: JSONOutputCommand {}
-extension InspectCommand: JSONOutputCommand {}
-extension PeaksCommand: JSONOutputCommand {}
-extension ReserveCommand: JSONOutputCommand {}
-extension ResetCommand: JSONOutputCommand {}
-extension WatchCommand: JSONOutputCommand {}
-extension BudgetCommand.List: JSONOutputCommand {}
-extension BudgetCommand.Show: JSONOutputCommand {}
-extension BreakerCommand.Status: JSONOutputCommand {}
-extension BreakerCommand.Open: JSONOutputCommand {}
-extension BreakerCommand.Enable: JSONOutputCommand {}
-extension BreakerCommand.Close: JSONOutputCommand {}
-extension BreakerCommand.Disable: JSONOutputCommand {}
-extension BreakerCommand.Reset: JSONOutputCommand {}
+extension JSONOutputCommand {
+    var reportsFailuresAsJSON: Bool { output.json }
+}
 
 extension BreakerCommand.Status { var output: OutputOptions { target.output } }
 extension BreakerCommand.Open { var output: OutputOptions { target.output } }

@@ -69,8 +69,6 @@ struct CLIFailure: Error, Sendable {
             case .serverError, .protocolError: self.init(.unexpected, "Redis failed: \(error.message)")
             default: self.init(.redisUnavailable, "Redis unavailable: \(error.message)")
             }
-        case let error as ValidationError:
-            self.init(.invalidInput, error.message)
         default:
             self.init(.unexpected, String(describing: error))
         }
@@ -88,6 +86,35 @@ struct CLIFailure: Error, Sendable {
             StandardStream.error.write(object.serialized(pretty: false) + "\n")
         } else {
             StandardStream.error.write("quotakeeper: error: \(TerminalText.escaped(oneLine))\n")
+        }
+    }
+}
+
+/// A `quotakeeper` command whose `run()` performs `execute()` and reports a failure the documented way: one
+/// escaped line on stderr (`quotakeeper: error: <message>`), or the JSON error object when the command's
+/// `--json` is set, then ends with the failure's `ExitStatus` as the parser's `ExitCode`, which the parser's
+/// own `main()` exits with and prints nothing for. Usage errors never get here: the parser reports them before
+/// `run()` (exit 64, `EX_USAGE`, with the usage).
+protocol FailureReportingCommand: AsyncParsableCommand {
+    /// Whether a failure is reported as a JSON error object (a read command's `--json`).
+    var reportsFailuresAsJSON: Bool { get }
+
+    /// The command's work.
+    func execute() async throws
+}
+
+extension FailureReportingCommand {
+    var reportsFailuresAsJSON: Bool { false }
+
+    func run() async throws {
+        do {
+            try await execute()
+        } catch let status as ExitCode {
+            throw status  // a status the command chose after writing its output (`reserve` denied: 2)
+        } catch {
+            let failure = CLIFailure(error)
+            failure.report(json: reportsFailuresAsJSON)
+            throw ExitCode(failure.status.rawValue)
         }
     }
 }
