@@ -21,6 +21,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
         // HTTP to Bedrock and the credential endpoints: connection pool, connect/read timeouts, keep-alive.
@@ -49,6 +50,7 @@ let package = Package(
                 "TimeLimit",
                 .product(name: "Crypto", package: "swift-crypto"),  // SHA-1 script names (Insecure.SHA1)
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),  // RedisClient is a Service
             ]
         ),
 
@@ -218,7 +220,11 @@ let package = Package(
         ),
         .testTarget(
             name: "QuotaKeeperRedisTests",
-            dependencies: ["QuotaKeeperRedis", "QuotaKeeperTestSupport"]
+            dependencies: [
+                "QuotaKeeperRedis", "QuotaKeeperTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
         ),
         .testTarget(
             name: "QuotaKeeperTests",

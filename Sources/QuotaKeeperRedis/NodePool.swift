@@ -16,7 +16,8 @@ final class NodePool: Sendable {
         self.configuration = configuration
         let connections = max(1, configuration.pool.connections)
         queue = CommandQueue(
-            workerCount: connections, maximumBatch: configuration.pool.maximumBatch, spin: configuration.pool.spinBeforeSleep)
+            workerCount: connections, maximumBatch: configuration.pool.maximumBatch, spin: configuration.pool.spinBeforeSleep,
+            shutdownGrace: configuration.timeouts.shutdownGrace)
         let timeoutError = RedisError(
             code: .timeout,
             message: "Redis at \(configuration.endpoint) did not answer within \(configuration.timeouts.command)")

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import ServiceLifecycle
 
 /// An `async` Redis client over a pool of hiredis connections, each owned by a thread of the layer.
 ///
@@ -63,28 +64,32 @@ public final class RedisClient: Sendable {
 
     // MARK: Lifecycle
 
-    /// Runs the client as a service until its task is cancelled or `shutdown()` is called, then shuts it
-    /// down gracefully and returns once every thread of the client has exited (joined).
+    /// Runs the client as a swift-service-lifecycle `Service` until graceful shutdown, cancellation or
+    /// `shutdown()`, then stops it and returns once every thread of the client has exited (joined).
     ///
-    /// The connection threads start in `init`, so `run()` is optional for simple callers. Its shape is
-    /// swift-service-lifecycle's `Service.run()`: to run the client in a `ServiceGroup`, declare
-    /// `extension RedisClient: @retroactive Service {}` and add it with graceful shutdown mapped to
-    /// cancellation (`ServiceGroupConfiguration.ServiceConfiguration(service: client,
-    /// successTerminationBehavior: .gracefullyShutdownGroup)` or `cancelWhenGracefulShutdown`): commands
-    /// already written still get their replies, queued ones fail with `.clientShutdown`.
+    /// The connection threads start in `init`, so `run()` is optional for simple callers. In a `ServiceGroup`,
+    /// list the client before the services that use it: graceful shutdown ends them first, and the client
+    /// last. Stopping fails queued commands with `.clientShutdown`; written ones get their replies within
+    /// `timeouts.shutdownGrace`, after which sockets still being read are shut down.
     public func run() async throws {
         await withTaskCancellationHandler {
-            await router.waitUntilStopped()
+            await withGracefulShutdownHandler {
+                await router.waitUntilStopped()
+            } onGracefulShutdown: { [router] in
+                router.beginShutdown()
+            }
         } onCancel: {
             router.beginShutdown()
         }
     }
 
-    /// Stops the client: queued commands fail with `.clientShutdown`, written ones get their replies,
-    /// and this returns when every thread of the client has exited (at most the connect or command timeout
-    /// after a call, for a thread inside a blocking read). Calling it again, or while `run()` runs, is fine.
+    /// Stops the client: queued commands fail with `.clientShutdown`, written ones get their replies (within
+    /// `timeouts.shutdownGrace`), and this returns when every thread of the client has exited. Calling it
+    /// again, or while `run()` runs, is fine.
     public func shutdown() async {
         router.beginShutdown()
         await router.waitUntilStopped()
     }
 }
+
+extension RedisClient: Service {}

@@ -1,6 +1,8 @@
+import AWSAuth
 import Foundation
 @testable import QuotaKeeperRedis
 import QuotaKeeperTestSupport
+import Synchronization
 import Testing
 
 /// The router's pure parts: slots, key positions, `CLUSTER SLOTS` and redirection parsing, backoff.
@@ -85,11 +87,27 @@ struct ClusterRoutingRuleTests {
     }
 }
 
-/// The router against a real 3-master + 3-replica cluster (`LocalRedisCluster.shared`).
+/// The two local clusters the routing tests run against: plaintext, and TLS-only with TLS bus and replication.
+enum ClusterTransport: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case plaintext, tls
+
+    var cluster: LocalRedisCluster {
+        get async throws {
+            switch self {
+            case .plaintext: try await LocalRedisCluster.shared.value
+            case .tls: try await LocalRedisCluster.sharedTLS.value
+            }
+        }
+    }
+
+    var testDescription: String { rawValue }
+}
+
+/// The router against real 3-master + 3-replica clusters (`LocalRedisCluster.shared` and `.sharedTLS`).
 @Suite("Redis Cluster", .serialized)
 struct RedisClusterTests {
     private func clusterClient(_ cluster: LocalRedisCluster, commandTimeout: Duration = .seconds(2)) throws -> RedisClient {
-        var configuration = try RedisConfiguration(url: cluster.seedURL)
+        var configuration = try cluster.configuration()
         configuration.timeouts.command = commandTimeout
         return RedisClient(configuration: configuration)
     }
@@ -117,9 +135,10 @@ struct RedisClusterTests {
         await direct.shutdown()
     }
 
-    @Test("given the seed only, a command reaches the master that owns its key's slot; keyless ones work")
-    func routesToTheOwner() async throws {
-        let cluster = try await LocalRedisCluster.shared.value
+    @Test("given the seed only, a command reaches the master that owns its key's slot; keyless ones work",
+          arguments: ClusterTransport.allCases)
+    func routesToTheOwner(over transport: ClusterTransport) async throws {
+        let cluster = try await transport.cluster
         let (tag, port) = try await tagOwnedElsewhere(cluster)
         let client = try clusterClient(cluster)
         let key = "{\(tag)}:k"
@@ -134,12 +153,15 @@ struct RedisClusterTests {
         let moved = try await #require(throws: RedisError.self) { try await seed.send(["GET", key]) }
         #expect(moved.message.contains("MOVED"))
 
-        // a pipeline across shards answers in order
+        // a pipeline across shards (shards run concurrently) answers in order, and keeps each slot's commands in order
         let (other, _) = try await tagOwnedElsewhere(cluster)
         let replies = try await client.pipeline([
             RedisCommand(["SET", "{\(other)}:k", "v2"]), RedisCommand(["GET", key]), RedisCommand(["GET", "{\(other)}:k"]),
+            RedisCommand(["APPEND", key, "+"]), RedisCommand(["GET", key]),
         ])
-        #expect(replies == [.status("OK"), .bulkString(Array("v1".utf8)), .bulkString(Array("v2".utf8))])
+        #expect(replies == [
+            .status("OK"), .bulkString(Array("v1".utf8)), .bulkString(Array("v2".utf8)), .integer(3), .bulkString(Array("v1+".utf8)),
+        ])
         _ = try await client.send(["DEL", key])
         _ = try await client.send(["DEL", "{\(other)}:k"])
         for closing in [client, owner, seed] { await closing.shutdown() }
@@ -195,9 +217,10 @@ struct RedisClusterTests {
         await client.shutdown()
     }
 
-    @Test("during a slot migration: ASK reaches moved keys, TRYAGAIN is retried, MOVED follows the new owner")
-    func migrationRedirections() async throws {
-        let cluster = try await LocalRedisCluster.shared.value
+    @Test("during a slot migration: ASK reaches moved keys, TRYAGAIN is retried, MOVED follows the new owner",
+          arguments: ClusterTransport.allCases)
+    func migrationRedirections(over transport: ClusterTransport) async throws {
+        let cluster = try await transport.cluster
         let (tag, sourcePort) = try await tagOwnedElsewhere(cluster)
         let owners = try await cluster.slotOwners()
         let slot = HashSlot.slot(of: tag)
@@ -232,6 +255,75 @@ struct RedisClusterTests {
         _ = try await client.send(["DEL", "{\(tag)}:new"])
         await targetClient.shutdown()
         await client.shutdown()
+    }
+}
+
+
+extension RedisClusterTests {
+    @Test("IAM over TLS: every master's connections AUTH as the user with the token the client signs, and again after a refresh")
+    func iamAuthenticationOnEveryMaster() async throws {
+        let cluster = try await ClusterTransport.tls.cluster
+        let user = "qk-iam-\(UUID().uuidString.prefix(8).lowercased())"
+        let token = ElastiCacheIAMToken(userID: user, cacheName: "quota-ledger", region: "eu-west-1")
+        let credentials = AWSCredentials(
+            accessKeyId: "ASIACLUSTER", secretAccessKey: "cluster-secret", sessionToken: "cluster-token",
+            expiration: Date().addingTimeInterval(3600))
+        // a fixed clock makes the token predictable: each node's ACL user accepts exactly the token signed at it
+        let clock = Mutex(Date(timeIntervalSince1970: 1_800_000_000))
+        func acceptOnly(tokenAt date: Date) async throws {
+            for node in cluster.nodes {
+                try await cluster.command(port: node.port, [
+                    "ACL", "SETUSER", user, "on", "resetpass", ">" + token.token(credentials: credentials, date: date), "~*", "+@all",
+                ])
+            }
+        }
+        func statistic(_ name: String, section: String, port: Int) async throws -> Int {
+            let info = try await cluster.command(port: port, ["INFO", section]).string ?? ""
+            let line = info.split(whereSeparator: \.isNewline).first { $0.hasPrefix(name) } ?? ""
+            let value = line.split(separator: ":").last?.split(separator: ",").first?.split(separator: "=").last ?? "0"
+            return Int(value) ?? 0
+        }
+        try await acceptOnly(tokenAt: clock.withLock { $0 })
+
+        var configuration = try cluster.configuration()
+        configuration.pool.connections = 1
+        var iam = RedisConfiguration.IAMAuthentication(token: token, credentials: StaticCredentialsProvider(credentials))
+        iam.reauthenticateAfter = .milliseconds(300)
+        iam.now = { clock.withLock { $0 } }
+        configuration.auth = .iam(iam)
+        let client = RedisClient(configuration: configuration)
+
+        let owners = try await cluster.slotOwners()
+        var tagOfMaster: [Int: String] = [:]
+        while tagOfMaster.count < Set(owners.map(\.port)).count {
+            let tag = "qk-iam-\(UUID().uuidString.prefix(12))"
+            if let owner = owners.first(where: { $0.slots.contains(HashSlot.slot(of: tag)) }), tagOfMaster[owner.port] == nil {
+                tagOfMaster[owner.port] = tag
+            }
+        }
+        var authCalls: [Int: Int] = [:]
+        for (port, tag) in tagOfMaster {
+            #expect(try await client.send(["SET", "{\(tag)}:k", "v"]) == .status("OK"))
+            let clients = try await cluster.command(port: port, ["CLIENT", "LIST"]).string ?? ""
+            #expect(clients.contains("user=\(user) "), "master \(port) has a connection authenticated as the IAM user")
+            authCalls[port] = try await statistic("cmdstat_auth:", section: "commandstats", port: port)
+            #expect(authCalls[port, default: 0] >= 1)
+        }
+
+        // a later token: the nodes now accept only it; connections AUTH again with it once due
+        clock.withLock { $0 += 600 }
+        try await acceptOnly(tokenAt: clock.withLock { $0 })
+        try await Task.sleep(for: .milliseconds(400))
+        for (port, tag) in tagOfMaster {
+            #expect(try await client.send(["GET", "{\(tag)}:k"]).string == "v")
+            #expect(try await statistic("cmdstat_auth:", section: "commandstats", port: port) > authCalls[port, default: 0],
+                    "master \(port) saw AUTH again")
+            #expect(try await statistic("acl_access_denied_auth:", section: "stats", port: port) == 0,
+                    "no connection to master \(port) offered a stale or wrong token")
+            _ = try await client.send(["DEL", "{\(tag)}:k"])
+        }
+        await client.shutdown()
+        for node in cluster.nodes { try await cluster.command(port: node.port, ["ACL", "DELUSER", user]) }
     }
 }
 

@@ -52,6 +52,16 @@ struct RedisConfigurationTests {
         #expect(tls.privateKeyFile == "/env/client.key")
     }
 
+    @Test("init(url:environment:) (the CLI's and the fleet's parsing) takes TLS files from the environment for rediss:// only")
+    func urlWithEnvironment() throws {
+        let environment = ["QUOTAKEEPER_REDIS_TLS_CA": "/env/ca.pem", "QUOTAKEEPER_REDIS_TLS_CERT": "/env/client.pem"]
+        let secure = try RedisConfiguration(url: "rediss://cache.example:6380", environment: environment)
+        #expect(secure.tls?.caFile == "/env/ca.pem")
+        #expect(secure.tls?.certificateFile == "/env/client.pem")
+        #expect(secure.tls?.verification == .full)
+        #expect(try RedisConfiguration(url: "redis://cache.example:6379", environment: environment).tls == nil)
+    }
+
     @Test("unix:// socket with database and credentials")
     func unixSocket() throws {
         let configuration = try RedisConfiguration(url: "unix:///var/run/redis.sock?db=2&user=bob&password=pw")

@@ -1,6 +1,8 @@
 import Foundation
+import Logging
 import QuotaKeeperRedis
 import QuotaKeeperTestSupport
+import ServiceLifecycle
 import Testing
 
 /// Scenarios that need a server of their own: credentials, a refused port, a frozen or restarted server.
@@ -247,6 +249,30 @@ struct RedisFailureTests {
         let running = Task { try await stoppedByShutdown.run() }
         await stoppedByShutdown.shutdown()
         try await running.value
+    }
+
+    @Test("in a ServiceGroup, graceful shutdown stops the client within its grace although a read waits on a paused server")
+    func gracefulShutdownInServiceGroup() async throws {
+        let server = try await RedisServerProcess()
+        let redis = try client(server.url(), commandTimeout: .seconds(10))
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
+            services: [redis], logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })))
+        let running = Task { try await group.run() }
+        #expect(try await redis.send("PING") == .status("PONG"))
+        server.pause()
+        let unanswered = Task { try await redis.send("PING") }  // written; its thread blocks reading the reply
+        try await Task.sleep(for: .milliseconds(100))
+        let clock = ContinuousClock()
+        let started = clock.now
+        await group.triggerGracefulShutdown()
+        try await running.value  // run() returned: every thread of the client has exited
+        let elapsed = clock.now - started
+        #expect(elapsed < .seconds(1), "100 ms of grace, then the socket is shut down; not the 10 s read timeout (took \(elapsed))")
+        let lost = try await #require(throws: RedisError.self) { try await unanswered.value }
+        #expect(lost.code == .connectionLostAfterWrite, "\(lost)")
+        let refused = try await #require(throws: RedisError.self) { try await redis.send("PING") }
+        #expect(refused.code == .clientShutdown)
+        server.resume()
     }
 
     @Test("a Unix domain socket endpoint")

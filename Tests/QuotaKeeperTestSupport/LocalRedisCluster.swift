@@ -7,30 +7,42 @@ import QuotaKeeperRedis
 ///
 /// Forming a cluster takes seconds, so the cluster tests share one (`LocalRedisCluster.shared`); a test that
 /// changes the topology (failover, resharding) looks owners up again rather than assuming them.
+///
+/// A TLS cluster (`tls:`) listens on TLS ports only and speaks TLS on its bus and replication links too
+/// (`--tls-cluster yes --tls-replication yes`), as ElastiCache with encryption in transit does.
 public final class LocalRedisCluster: Sendable {
     /// Every node, in creation order (`redis-cli` makes the first three the masters).
     public let nodes: [RedisServerProcess]
+    /// The certificates of a TLS cluster; `nil` for plaintext.
+    public let certificates: TestCertificates?
 
     /// The cluster every cluster test uses, started on first use.
     public static let shared = Task { try await LocalRedisCluster() }
 
+    /// The TLS-only cluster the TLS cluster tests share, started on first use.
+    public static let sharedTLS = Task { try await LocalRedisCluster(tls: try await TestCertificates.make()) }
+
     /// Starts the nodes, creates the cluster and waits until every slot is served and every master has a
     /// replica in sync.
-    public init(masters: Int = 3) async throws {
+    public init(masters: Int = 3, tls certificates: TestCertificates? = nil) async throws {
+        self.certificates = certificates
+        let listener: RedisServerProcess.Listener = certificates.map { .tls($0) } ?? .plaintext
+        let tlsLinks = certificates == nil ? [] : ["--tls-cluster", "yes", "--tls-replication", "yes"]
         var nodes: [RedisServerProcess] = []
         for _ in 0..<(masters * 2) {
-            nodes.append(try await RedisServerProcess(arguments: [
+            nodes.append(try await RedisServerProcess(arguments: tlsLinks + [
                 // the cluster bus port is the data port + 10000 unless named: beyond 65535 for high ephemeral ports
                 "--cluster-port", String(try RedisServerProcess.freePort()),
                 "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "1000",
                 // a replica may always take over, however long ago it last heard from its master
                 "--cluster-replica-validity-factor", "0",
-            ]))
+            ], listener: listener))
         }
         self.nodes = nodes
         let create = try await ChildProcess.run(
             try Self.redisCLI(),
-            arguments: ["--cluster", "create"] + nodes.map { "127.0.0.1:\($0.port)" } + ["--cluster-replicas", "1", "--cluster-yes"])
+            arguments: ["--cluster", "create"] + nodes.map { "127.0.0.1:\($0.port)" } + ["--cluster-replicas", "1", "--cluster-yes"]
+                + (certificates.map { ["--tls", "--cacert", $0.caFile] } ?? []))
         guard create.status == 0 else {
             throw TestSupportError("redis-cli --cluster create failed: \(create.output.suffix(2000)) \(create.errorOutput.suffix(2000))")
         }
@@ -39,8 +51,15 @@ public final class LocalRedisCluster: Sendable {
         }
     }
 
-    /// `redis://127.0.0.1:<port of the first node>`: the seed a client is given.
+    /// `redis://127.0.0.1:<port of the first node>` (`rediss://` for a TLS cluster): the seed a client is given.
     public var seedURL: String { nodes[0].url() }
+
+    /// A configuration for `url` (the seed by default) that trusts a TLS cluster's CA.
+    public func configuration(url: String? = nil) throws -> RedisConfiguration {
+        var configuration = try RedisConfiguration(url: url ?? seedURL)
+        configuration.tls?.caFile = certificates?.caFile
+        return configuration
+    }
 
     /// The node listening on `port`.
     public func node(port: Int) -> RedisServerProcess? { nodes.first { $0.port == port } }
@@ -55,7 +74,7 @@ public final class LocalRedisCluster: Sendable {
 
     /// A client of one node only (`cluster=off`): it sees that node's keys and its redirections as replies.
     public func directClient(port: Int) throws -> RedisClient {
-        var configuration = try RedisConfiguration(url: "redis://127.0.0.1:\(port)?cluster=off")
+        var configuration = try self.configuration(url: "\(certificates == nil ? "redis" : "rediss")://127.0.0.1:\(port)?cluster=off")
         configuration.timeouts.command = .seconds(2)
         return RedisClient(configuration: configuration)
     }

@@ -32,12 +32,16 @@ public struct TestCertificates: Sendable {
     }
 
     /// `redis-server` arguments for a TLS-only server on `port` with the server certificate (or another pair).
+    ///
+    /// The client pair is its certificate for the links it opens itself (replication, and the cluster bus,
+    /// whose peers always require a client certificate).
     public func serverArguments(
         port: Int, certificate: String? = nil, key: String? = nil, requireClientCertificates: Bool = false
     ) -> [String] {
         [
             "--port", "0", "--tls-port", String(port),
             "--tls-cert-file", certificate ?? serverCertificate, "--tls-key-file", key ?? serverKey,
+            "--tls-client-cert-file", clientCertificate, "--tls-client-key-file", clientKey,
             "--tls-ca-cert-file", caFile, "--tls-auth-clients", requireClientCertificates ? "yes" : "no",
         ]
     }

@@ -77,7 +77,7 @@ struct ConnectionOptions: ParsableArguments {
     /// The URL, timeouts and TLS options (flags over `QUOTAKEEPER_REDIS_TLS_*`) as one configuration.
     /// - Throws: `CLIFailure` `.invalidInput` for TLS options with a URL that is not `rediss://`.
     func redisConfiguration() throws -> RedisConfiguration {
-        var configuration = try RedisConfiguration(url: resolvedURL)
+        var configuration = try RedisConfiguration(url: resolvedURL, environment: ProcessInfo.processInfo.environment)
         configuration.timeouts.connect = connectTimeout
         configuration.timeouts.command = connectTimeout + .seconds(3)
         configuration.pool.connections = 1
@@ -88,10 +88,9 @@ struct ConnectionOptions: ParsableArguments {
             }
             return configuration
         }
-        tls.caFile = tlsCAFile
-        tls.certificateFile = tlsCertificateFile
-        tls.privateKeyFile = tlsKeyFile
-        tls.fillFromEnvironment()
+        tls.caFile = tlsCAFile ?? tls.caFile
+        tls.certificateFile = tlsCertificateFile ?? tls.certificateFile
+        tls.privateKeyFile = tlsKeyFile ?? tls.privateKeyFile
         if tlsSkipVerification { tls.verification = .dangerouslyDisabled }
         configuration.tls = tls
         return configuration

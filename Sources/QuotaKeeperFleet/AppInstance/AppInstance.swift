@@ -49,7 +49,7 @@ struct AppInstance {
             caller = ArticleCaller(client: ArticleClient(settings: settings, observations: observations), settings: settings)
         case .coordinated:
             guard let redisURL else { throw FleetError(.invalidConfiguration, "coordinated mode needs a Redis URL (env QUOTAKEEPER_REDIS_URL)") }
-            let client = RedisClient(configuration: try RedisConfiguration(url: redisURL), logger: logger)
+            let client = RedisClient(configuration: try RedisConfiguration(url: redisURL, environment: ProcessInfo.processInfo.environment), logger: logger)
             redis = client
             let ledger = try QuotaLedger(
                 redis: client, keyPrefix: keyPrefix, budgets: FleetBudgets.configurations(settings),

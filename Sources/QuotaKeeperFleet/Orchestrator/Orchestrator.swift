@@ -92,7 +92,7 @@ struct Orchestrator {
         var ledger: QuotaLedger?
         if mode == .coordinated {
             guard let redisURL else { throw FleetError(.invalidConfiguration, "coordinated mode needs Redis: pass --redis-url or set QUOTAKEEPER_REDIS_URL") }
-            let client = RedisClient(configuration: try RedisConfiguration(url: redisURL), logger: logger)
+            let client = RedisClient(configuration: try RedisConfiguration(url: redisURL, environment: ProcessInfo.processInfo.environment), logger: logger)
             redis = client
             let shared = try QuotaLedger(redis: client, keyPrefix: keyPrefix, budgets: FleetBudgets.configurations(settings), logger: logger)
             try await shared.seedBudgets()

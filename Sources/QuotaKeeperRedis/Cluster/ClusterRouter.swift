@@ -67,8 +67,9 @@ final class ClusterRouter: Sendable {
     }
 
     /// Runs commands back to back and returns their replies in order. On a cluster, commands are grouped by
-    /// node (a keyless command goes with the nearest keyed command before it, so `SCRIPT LOAD` + `EVALSHA`
-    /// land on one node); groups run one after another, and a redirected command is retried on its own.
+    /// slot (a keyless command goes with the nearest keyed command before it, so `SCRIPT LOAD` + `EVALSHA`
+    /// land on one node); the groups of one slot run one after another, in order, while different slots run
+    /// concurrently (Redis orders nothing across slots anyway), and a redirected command is retried on its own.
     func pipeline(_ commands: [RedisCommand]) async throws -> [RedisReply] {
         let deadline = deadline()
         if try await isStandalone(deadline: deadline) { return try await seed.run(commands, deadline: deadline) }
@@ -84,10 +85,23 @@ final class ClusterRouter: Sendable {
                 groups.append((slot, [index]))
             }
         }
+        let slots = groups.reduce(into: [Int?]()) { if !$0.contains($1.slot) { $0.append($1.slot) } }
         var replies = [RedisReply](repeating: .null, count: commands.count)
-        for group in groups {
-            let groupReplies = try await runGroup(group.indices.map { commands[$0] }, slot: group.slot, deadline: deadline)
-            for (index, reply) in zip(group.indices, groupReplies) { replies[index] = reply }
+        try await withThrowingTaskGroup(of: [(Int, RedisReply)].self) { running in
+            for slot in slots {
+                let chain = groups.filter { $0.slot == slot }
+                running.addTask { [self] in
+                    var answered: [(Int, RedisReply)] = []
+                    for group in chain {
+                        let groupReplies = try await runGroup(group.indices.map { commands[$0] }, slot: slot, deadline: deadline)
+                        answered.append(contentsOf: zip(group.indices, groupReplies))
+                    }
+                    return answered
+                }
+            }
+            for try await answered in running {
+                for (index, reply) in answered { replies[index] = reply }
+            }
         }
         return replies
     }

@@ -27,7 +27,7 @@ struct ConnectionWorker: Sendable {
         var logger = logger
         logger[metadataKey: "redis.endpoint"] = "\(configuration.endpoint)"
         logger[metadataKey: "redis.connection"] = "\(index)"
-        var connection: RedisConnection?
+        var connection: IdleConnection?
         var tlsContext: TLSContext?
         var consecutiveFailures = 0
         while true {
@@ -35,7 +35,9 @@ struct ConnectionWorker: Sendable {
                 if queue.shuttingDown { return }
                 do throws(RedisError) {
                     if let settings = configuration.tls, tlsContext == nil { tlsContext = try TLSContext(settings) }
-                    connection = try RedisConnection.open(configuration: configuration, tls: tlsContext)
+                    let opened = try RedisConnection.open(
+                        configuration: configuration, tls: tlsContext, watch: SocketWatch(queue: queue, worker: index))
+                    connection = IdleConnection(worker: self, connection: opened)
                     if consecutiveFailures > 0 { logger.debug("Redis connection re-established") }
                     consecutiveFailures = 0
                     queue.setState(.healthy, ofWorker: index)
@@ -53,11 +55,20 @@ struct ConnectionWorker: Sendable {
                     continue
                 }
             }
-            guard let batch = queue.nextBatch(), let current = connection else { return }
-            let live = batch.filter { !$0.isFinished }
-            guard !live.isEmpty else { continue }
-            if let error = reauthenticate(current, requeueing: live) ?? exchange(live, over: current) {
-                logger.debug("Redis connection broken", metadata: ["redis.error": "\(error.message)"])
+            guard let current = connection, let work = queue.nextWork(worker: index, idle: current) else { return }
+            let failure: RedisError?
+            switch work {
+            case .batch(let batch):
+                let live = batch.filter { !$0.isFinished }
+                guard !live.isEmpty else { continue }
+                failure = reauthenticate(current.connection, requeueing: live) ?? exchange(live, over: current.connection)
+            case .written(let written):
+                failure = read(written, over: current.connection)
+            case .broken(let error):
+                failure = error
+            }
+            if let failure {
+                logger.debug("Redis connection broken", metadata: ["redis.error": "\(failure.message)"])
                 connection = nil
                 queue.setState(.connecting, ofWorker: index)
             }
@@ -67,9 +78,19 @@ struct ConnectionWorker: Sendable {
     /// Writes the batch and reads one reply per command; on a connection failure, re-queues the commands
     /// that cannot have reached the server, fails those written without a reply, and returns the error.
     private func exchange(_ batch: [PendingCommand], over connection: RedisConnection) -> RedisError? {
+        switch write(batch, over: connection) {
+        case .success(let written): return read(written, over: connection)
+        case .failure(let error): return error
+        }
+    }
+
+    /// Writes the batch in one go and returns the commands written. On a connection failure, re-queues the
+    /// commands that cannot have reached the server, fails those that may have, and returns the error.
+    /// Runs on this worker's thread, or on a caller's that claimed the idle connection (`IdleConnection`).
+    func write(_ batch: [PendingCommand], over connection: RedisConnection) -> Result<[PendingCommand], RedisError> {
         if connection.peerHasClosed {
             queue.requeue(batch)
-            return RedisError(code: .connectionClosed, message: "Redis at \(configuration.endpoint) closed the idle connection")
+            return .failure(RedisError(code: .connectionClosed, message: "Redis at \(configuration.endpoint) closed the idle connection"))
         }
         var buffered: [PendingCommand] = []
         buffered.reserveCapacity(batch.count)
@@ -86,17 +107,22 @@ struct ConnectionWorker: Sendable {
         } catch {
             queue.requeue(Array(buffered[error.possiblyWritten...]))
             fail(buffered[..<error.possiblyWritten], after: error.error)
-            return error.error
+            return .failure(error.error)
         }
+        return .success(buffered)
+    }
+
+    /// Reads one reply per written command, in order; on a failure fails the unanswered ones and returns it.
+    private func read(_ written: [PendingCommand], over connection: RedisConnection) -> RedisError? {
         var answered = 0
         do throws(RedisError) {
-            for command in buffered {
+            for command in written {
                 command.finish(.success(try connection.readReply()))
                 answered += 1
             }
             return nil
         } catch {
-            fail(buffered[answered...], after: error)
+            fail(written[answered...], after: error)
             return error
         }
     }
@@ -130,5 +156,33 @@ struct ConnectionWorker: Sendable {
         let maximum = UInt64(RedisConnection.milliseconds(configuration.reconnect.maximumBackoff)) * 1_000_000
         let ceiling = min(maximum, initial << UInt64(min(failures - 1, 20)))
         return UInt64.random(in: 0...ceiling)
+    }
+}
+
+/// A connection whose thread sleeps with nothing to do, which one caller at a time may claim and write on
+/// (`CommandQueue.submit`) before handing it back to the thread to read the replies.
+///
+/// `@unchecked Sendable` because `RedisConnection` is not: `CommandQueue`'s hand-off states (idle, claimed,
+/// handed back, all changed under its mutex) give the connection to exactly one thread at a time.
+final class IdleConnection: @unchecked Sendable {
+    let worker: ConnectionWorker
+    let connection: RedisConnection
+
+    init(worker: ConnectionWorker, connection: RedisConnection) {
+        self.worker = worker
+        self.connection = connection
+    }
+
+    /// Writes the commands on the caller's thread and says what the connection's thread does next. A write
+    /// that would need a round trip first (an IAM re-authentication) is left to the thread.
+    func write(_ commands: [PendingCommand]) -> CommandQueue.Work {
+        guard !connection.isReauthenticationDue(worker.configuration) else { return .batch(commands) }
+        let outcome = connection.usesTLS
+            ? Thread.withPipeSignalBlocked { worker.write(commands, over: connection) }
+            : worker.write(commands, over: connection)
+        switch outcome {
+        case .success(let written): return .written(written)
+        case .failure(let error): return .broken(error)
+        }
     }
 }

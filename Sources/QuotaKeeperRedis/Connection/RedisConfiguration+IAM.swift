@@ -20,6 +20,8 @@ extension RedisConfiguration {
         /// A connection sends `AUTH` with a new token when its last one is this old (ElastiCache drops
         /// connections not re-authenticated within 12 hours).
         public var reauthenticateAfter: Duration = .seconds(10 * 3600)
+        /// The time a token is signed at (the wall clock; tests fix it to make tokens predictable).
+        public var now: @Sendable () -> Date = { Date() }
 
         /// Creates IAM authentication.
         /// - Parameters:
@@ -54,7 +56,7 @@ extension RedisConfiguration {
             return password.map { (username, $0) }
         case .iam(let iam):
             let credentials = try Self.waitForCredentials(iam.credentials, timeout: timeouts.connect)
-            return (iam.token.userID, iam.token.token(credentials: credentials))
+            return (iam.token.userID, iam.token.token(credentials: credentials, date: iam.now()))
         }
     }
 

@@ -22,6 +22,9 @@ public struct RedisConfiguration: Sendable {
         public var connect: Duration = .seconds(2)
         /// From handing a command to the client until its reply: callers get `.timeout` after this.
         public var command: Duration = .seconds(1)
+        /// How long `shutdown()` (or a graceful shutdown of `run()`) lets commands already written wait for
+        /// their replies; then it shuts the sockets still being read down, so no thread waits out a stuck server.
+        public var shutdownGrace: Duration = .milliseconds(100)
         public init() {}
     }
 
@@ -31,9 +34,10 @@ public struct RedisConfiguration: Sendable {
         public var connections: Int = 2
         /// Most commands written in one batch (one write, one read).
         public var maximumBatch: Int = 512
-        /// How long a connection thread keeps polling for the next command after a batch before it sleeps:
-        /// can save a single caller the thread wake-up on back-to-back commands, at the price of that much CPU
-        /// after each batch. Off (`.zero`) by default: on busy cores it made latency worse (docs/benchmarks.md).
+        /// How long a connection thread keeps polling for the next command after a batch before it sleeps,
+        /// at the price of that much CPU after each batch. Off (`.zero`) by default: a spinning thread is not
+        /// idle, so callers cannot write on its connection themselves, and on busy cores it made latency
+        /// worse (docs/benchmarks.md).
         public var spinBeforeSleep: Duration = .zero
         public init() {}
     }
@@ -188,6 +192,14 @@ public struct RedisConfiguration: Sendable {
         }
         self.username = username
         self.password = password
+    }
+
+    /// Parses `url` as `init(url:)` does and, for `rediss://`, takes the TLS files from
+    /// `QUOTAKEEPER_REDIS_TLS_CA`, `_CERT` and `_KEY` in `environment`: how the CLI and the fleet read their
+    /// Redis settings (the CLI's `--redis-tls-*` flags then take precedence).
+    public init(url: String, environment: [String: String]) throws(RedisError) {
+        try self.init(url: url)
+        tls?.fillFromEnvironment(environment)
     }
 
     /// The URL with any password replaced by `***`, for messages.

@@ -31,14 +31,16 @@ final class RedisConnection {
     /// (`AUTH`, `SELECT`, `PING`).
     /// - Throws: `RedisError` (`.connectionRefused`, `.timeout`, `.authenticationFailed`, `.tlsRequired`,
     ///   `.tlsCertificateUntrusted`, `.tlsHostNameMismatch`, `.tlsHandshakeFailed`, ...).
-    init(configuration: RedisConfiguration, tls context: TLSContext?) throws(RedisError) {
+    /// - Parameter watch: where the open socket is registered so the client's shutdown can end a blocking read.
+    init(configuration: RedisConfiguration, tls context: TLSContext?, watch: SocketWatch? = nil) throws(RedisError) {
         endpoint = configuration.endpoint
         guard let reader = redisReaderCreate() else {
             throw RedisError(code: .connectionFailed, message: "cannot allocate a RESP reader for \(endpoint)")
         }
         // From here on `deinit` frees the reader, the buffer and the socket on every path.
         self.reader = reader
-        socket = try Socket(connectingTo: endpoint, timeout: configuration.timeouts.connect, keepAlive: configuration.tcpKeepAlive)
+        socket = try Socket(
+            connectingTo: endpoint, timeout: configuration.timeouts.connect, keepAlive: configuration.tcpKeepAlive, watch: watch)
         // The handshakes' reads are bounded by the connect timeout: a server that accepts but never answers
         // (paused with SIGSTOP, overloaded) must not hold this thread.
         socket.setTimeout(configuration.timeouts.connect)
@@ -57,11 +59,11 @@ final class RedisConnection {
     /// Connects as `init` does, but calls a plaintext connection closed at its first command `.tlsRequired` only
     /// when a second connection meets the same: a server being killed or restarted closes connections it
     /// accepted too, and the second try then finds the port refused (`.connectionRefused`) or the server back.
-    static func open(configuration: RedisConfiguration, tls context: TLSContext?) throws(RedisError) -> RedisConnection {
+    static func open(configuration: RedisConfiguration, tls context: TLSContext?, watch: SocketWatch? = nil) throws(RedisError) -> RedisConnection {
         do throws(RedisError) {
-            return try RedisConnection(configuration: configuration, tls: context)
+            return try RedisConnection(configuration: configuration, tls: context, watch: watch)
         } catch where error.code == .tlsRequired {
-            return try RedisConnection(configuration: configuration, tls: context)
+            return try RedisConnection(configuration: configuration, tls: context, watch: watch)
         }
     }
 
@@ -73,6 +75,9 @@ final class RedisConnection {
     /// Whether the server closed or reset the connection while it was idle (so nothing buffered now can
     /// have reached it).
     var peerHasClosed: Bool { socket.peerHasClosed }
+
+    /// Whether bytes go through OpenSSL (whose writes can raise `SIGPIPE`) rather than `send`.
+    var usesTLS: Bool { tls != nil }
 
     /// Encodes a command into the output buffer (nothing is written to the socket yet).
     func append(_ command: RedisCommand) throws(RedisError) {
@@ -214,8 +219,14 @@ final class RedisConnection {
     /// With IAM authentication, sends `AUTH` again with a fresh token once the last one is
     /// `reauthenticateAfter` old (ElastiCache closes connections not re-authenticated within 12 hours).
     func reauthenticateIfDue(_ configuration: RedisConfiguration) throws(RedisError) {
-        guard case .iam(let iam) = configuration.auth, ContinuousClock.now - authenticatedAt >= iam.reauthenticateAfter else { return }
+        guard isReauthenticationDue(configuration) else { return }
         try authenticate(configuration)
+    }
+
+    /// Whether the connection authenticates with IAM and its last token is `reauthenticateAfter` old.
+    func isReauthenticationDue(_ configuration: RedisConfiguration) -> Bool {
+        guard case .iam(let iam) = configuration.auth else { return false }
+        return ContinuousClock.now - authenticatedAt >= iam.reauthenticateAfter
     }
 
     /// Copies a hiredis reply tree into a `RedisReply`.

@@ -7,11 +7,14 @@ import Glibc
 final class Socket {
     let descriptor: Int32
     private let endpoint: RedisConfiguration.Endpoint
+    private let watch: SocketWatch?
 
     /// Connects within `timeout` (a non-blocking `connect` and `poll`), trying every resolved address.
     /// - Throws: `.connectionRefused`, `.connectionFailed` or `.timeout`, naming the endpoint.
-    init(connectingTo endpoint: RedisConfiguration.Endpoint, timeout: Duration, keepAlive: Bool) throws(RedisError) {
+    /// Once connected, the socket is registered with `watch` (until `deinit`, just before it is closed).
+    init(connectingTo endpoint: RedisConfiguration.Endpoint, timeout: Duration, keepAlive: Bool, watch: SocketWatch? = nil) throws(RedisError) {
         self.endpoint = endpoint
+        self.watch = watch
         let deadline = monotonicNanoseconds() + UInt64(RedisConnection.milliseconds(timeout)) * 1_000_000
         switch endpoint {
         case .tcp(let host, let port):
@@ -22,12 +25,14 @@ final class Socket {
         case .unixSocket(let path):
             descriptor = try Self.connectUnix(path: path, deadline: deadline, endpoint: endpoint)
         }
+        watch?.queue.register(socket: descriptor, ofWorker: watch!.worker)
     }
 
     /// Linux's `POLLRDHUP` (the peer closed its side), which Glibc exports only under `_GNU_SOURCE`.
     private static let peerHangUp: Int16 = 0x2000
 
     deinit {
+        if let watch { watch.queue.unregisterSocket(ofWorker: watch.worker) }
         close(descriptor)
     }
 
@@ -170,4 +175,11 @@ final class Socket {
         return RedisError(code: kind, message: "Redis at \(endpoint): connecting failed: \(String(cString: strerror(code)))")
     }
 
+}
+
+/// A connection thread's socket slot in its `CommandQueue`: shutdown ends a read blocked on the registered
+/// socket with `shutdown(2)` instead of waiting for its timeout.
+struct SocketWatch: Sendable {
+    let queue: CommandQueue
+    let worker: Int
 }

@@ -15,4 +15,24 @@ extension Thread {
         thread.name = name
         thread.start()
     }
+
+    /// Runs `body` with `SIGPIPE` blocked on the calling thread (a caller writing through OpenSSL on a connection
+    /// the server just closed), then discards a `SIGPIPE` the body raised and restores the thread's mask.
+    static func withPipeSignalBlocked<T>(_ body: () -> T) -> T {
+        var pipeSignal = sigset_t()
+        sigemptyset(&pipeSignal)
+        sigaddset(&pipeSignal, SIGPIPE)
+        var previous = sigset_t()
+        pthread_sigmask(SIG_BLOCK, &pipeSignal, &previous)
+        defer {
+            var pending = sigset_t()
+            sigpending(&pending)
+            if sigismember(&pending, SIGPIPE) == 1, sigismember(&previous, SIGPIPE) == 0 {
+                var noWait = timespec()
+                sigtimedwait(&pipeSignal, nil, &noWait)
+            }
+            pthread_sigmask(SIG_SETMASK, &previous, nil)
+        }
+        return body()
+    }
 }
