@@ -121,6 +121,9 @@ for _, pair in ipairs({ { 'win', 'n' }, { 'dwin', 'dn' }, { 'b_win', 'b_n' } }) 
   end
 end
 if config.b_max < config.b_open then return { 'invalid', 'b_max', 'must be at least b_open' } end
+if config.hop > config.win or config.hop > config.dwin then   -- (so a ring counts at most 2 n + 1 buckets)
+  return { 'invalid', 'hop', 'must be at most the window and the day window' }
+end
 
 local now = now_ms()
 local names = stored[1] and redis.call('HKEYS', LEDGER_KEY) or {}
@@ -139,14 +142,23 @@ end
 if given.hk then
   push(writes, 'hk', given.hk)
 elseif given.hk == false or (mode == 'replace' and given.hk == nil) then
-  push(removals, 'hk')   -- back to the default (ledger_lib_extra.lua: HISTORY_DEFAULT_APPS)
+  push(removals, 'hk')   -- back to the default (ledger_lib_history.lua: HISTORY_DEFAULT_APPS)
 end
 for _, name in ipairs(names) do   -- the rings of apps that no longer have a cap
   local app = string.match(name, '^a:([^:]+)')
   if app and not caps['cap:' .. app] then push(removals, name) end
 end
 config.caps = 0
-for _ in pairs(caps) do config.caps = config.caps + 1 end
+local capped = {}   -- field `capped`: the capped apps' names, so that reading them needs no scan of the hash
+for name in pairs(caps) do
+  config.caps = config.caps + 1
+  capped[#capped + 1] = string.sub(name, 5)
+end
+if config.caps > MAX_CAPPED_APPS then
+  return { 'invalid', 'cap', 'at most ' .. MAX_CAPPED_APPS .. ' apps may have a cap, not ' .. config.caps }
+end
+table.sort(capped)
+if #capped > 0 then push(writes, 'capped', table.concat(capped, ' ')) else push(removals, 'capped') end
 
 if not stored[1] then
   config.ep = now
