@@ -24,6 +24,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
         // HTTP to Bedrock and the credential endpoints: connection pool, connect/read timeouts, keep-alive.
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
@@ -45,6 +46,7 @@ let package = Package(
             name: "QuotaKeeperRedis",
             dependencies: [
                 "CHiredis",
+                .product(name: "DequeModule", package: "swift-collections"),  // the command queues
                 "COpenSSL",
                 "AWSAuth",  // ElastiCache IAM authentication tokens
                 "TimeLimit",
@@ -93,6 +95,8 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "FlyingFox", package: "FlyingFox"),  // export --serve
                 .product(name: "FlyingSocks", package: "FlyingFox"),  // its listen address (IPv4 or IPv6)
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),  // export: SIGTERM/SIGINT, graceful shutdown
             ]
         ),
         .executableTarget(

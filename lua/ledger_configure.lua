@@ -127,6 +127,9 @@ for _, pair in ipairs({ { 'win', 'n' }, { 'dwin', 'dn' }, { 'b_win', 'b_n' } }) 
   end
 end
 if config.b_max < config.b_open then return { 'invalid', 'b_max', 'must be at least b_open' } end
+if config.hop > config.win or config.hop > config.dwin then   -- (so a ring counts at most 2 n + 1 buckets)
+  return { 'invalid', 'hop', 'must be at most the window and the day window' }
+end
 
 local now = now_ms()
 local names = stored[1] and redis.call('HKEYS', LEDGER_KEY) or {}
@@ -149,15 +152,19 @@ local function per_app_settings(prefix)
   for _ in pairs(kept) do count = count + 1 end
   return kept, count
 end
-local caps, capped = per_app_settings('cap:')
+local caps, cap_count = per_app_settings('cap:')
 if given.hk then
   push(writes, 'hk', given.hk)
 elseif given.hk == false or (mode == 'replace' and given.hk == nil) then
-  push(removals, 'hk')   -- back to the default (ledger_lib_extra.lua: HISTORY_DEFAULT_APPS)
+  push(removals, 'hk')   -- back to the default (ledger_lib_history.lua: HISTORY_DEFAULT_APPS)
 end
 -- The waiting line's settings (field `line`) and app weights (`w:<app>`), read by waiting admissions.
-local _, weighted = per_app_settings('w:')
+local weights, weighted = per_app_settings('w:')
 if weighted > MAX_WEIGHTS then return { 'invalid', 'w:<app>', 'at most ' .. MAX_WEIGHTS .. ' apps may have a weight' } end
+local weighted_apps = {}   -- field `weighted`: the weighted apps' names, so that ledger_read needs no scan
+for name in pairs(weights) do weighted_apps[#weighted_apps + 1] = string.sub(name, 3) end
+table.sort(weighted_apps)
+if #weighted_apps > 0 then push(writes, 'weighted', table.concat(weighted_apps, ' ')) else push(removals, 'weighted') end
 if mode ~= 'set' or given.lcap ~= nil or given.lprom ~= nil or given.lgrace ~= nil then
   local line = LINE_DEFAULTS
   local stored_line = mode == 'set' and redis.call('HGET', LEDGER_KEY, 'line')
@@ -172,7 +179,14 @@ for _, name in ipairs(names) do   -- the rings of apps that no longer have a cap
   local app = string.match(name, '^a:([^:]+)')
   if app and not caps['cap:' .. app] then push(removals, name) end
 end
-config.caps = capped
+config.caps = cap_count
+local capped = {}   -- field `capped`: the capped apps' names, so that reading them needs no scan of the hash
+for name in pairs(caps) do capped[#capped + 1] = string.sub(name, 5) end
+if config.caps > MAX_CAPPED_APPS then
+  return { 'invalid', 'cap', 'at most ' .. MAX_CAPPED_APPS .. ' apps may have a cap, not ' .. config.caps }
+end
+table.sort(capped)
+if #capped > 0 then push(writes, 'capped', table.concat(capped, ' ')) else push(removals, 'capped') end
 
 if not stored[1] then
   config.ep = now

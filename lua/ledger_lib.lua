@@ -1,6 +1,7 @@
 -- ledger_lib.lua: helpers shared by every QuotaKeeper ledger script.
--- Not run alone: the Swift side sends `ledger_lib.lua` (+ `ledger_lib_extra.lua` for every script but the
--- admission) followed by one operation script, as a single script (one SHA per operation). By hand:
+-- Not run alone: the Swift side sends `ledger_lib.lua` (+ `ledger_lib_history.lua` and `ledger_lib_extra.lua` for
+-- every script but the admission) followed by one operation script, as a single script (one SHA per operation;
+-- settle runs its everyday path before ledger_lib_extra.lua: `LedgerScripts` in Swift). By hand:
 --   cat lua/ledger_lib.lua lua/ledger_reserve.lua > /tmp/reserve.lua
 --   redis-cli --eval /tmp/reserve.lua 'qk:{m}:ledger' 'qk:{m}:res:id-1' 'qk:{m}:inflight' 'qk:{m}:probes' , app interactive 1 100
 -- Every script takes KEYS[1] = `<prefix>{<budget>}:ledger` and every other key it touches in KEYS (same hash
@@ -96,8 +97,8 @@ end
 -- Everything else comes from `helpers(...)`, which defines and returns the functions declared below, in this
 -- order. They are not defined at the top like the ones above because a script defines its functions anew on
 -- every call, used or not, and each local a function captures costs an allocation as well: the admission's
--- everyday path (ledger_reserve.lua) needs none of them. Every other script takes them at once
--- (ledger_lib_extra.lua), the admission only when it leaves its everyday path. For the same reason `helpers`
+-- everyday path (ledger_reserve.lua) needs none of them, nor does settle's (ledger_settle.lua). Every other
+-- script takes them at once (ledger_lib_extra.lua), admission and settle only when they leave their everyday path. For the same reason `helpers`
 -- captures nothing: KEYS[1] stands for LEDGER_KEY, the packing functions and ring formats are its own locals
 -- and the state format and breaker codes come in as arguments:
 --   helpers(STATE_FORMAT, STATE_SIZE, OPEN, HALF_OPEN, FORCED_OPEN)

@@ -1,7 +1,7 @@
--- ledger_replay.lua (after ledger_lib.lua and ledger_lib_extra.lua): charges usage that an instance admitted on
+-- ledger_replay.lua (after ledger_lib.lua, ledger_lib_history.lua and ledger_lib_extra.lua): charges usage that an instance admitted on
 -- its own while Redis was unreachable (call path policy failOpen), exactly once.
 -- KEYS     <base>:ledger, <base>:replayed:<replay_id>, <base>:hist:<minute> (the current history minute, the
---          last key: `history_target` in ledger_lib_extra.lua)   (<base> = <prefix>{<budget>})
+--          last key: `history_target` in ledger_lib_history.lua)   (<base> = <prefix>{<budget>})
 -- ARGV     replay_id (1-64 characters of A-Z a-z 0-9 . _ -: the same id on every retry of one entry),
 --          app, requests (1..10^6), tokens (0..10^12: what Bedrock charged), dedupe_ms (how long the id is
 --          remembered, 1000..one year), input and output (0..10^12: input + cache write and output as Bedrock

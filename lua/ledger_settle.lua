@@ -1,8 +1,10 @@
--- ledger_settle.lua (after ledger_lib.lua): settles or releases one reservation and reports the call's
--- outcome to the budget's circuit breaker, in one call.
+-- ledger_settle.lua (after ledger_lib.lua and ledger_lib_history.lua; followed by ledger_lib_extra.lua and
+-- ledger_settle_full.lua): settles or releases one reservation and reports the call's outcome to the budget's
+-- circuit breaker, in one call. This part checks the arguments and runs the everyday settlement; every other
+-- call falls through to ledger_settle_full.lua. Both decide alike.
 -- KEYS     <base>:ledger, <base>:res:<id> (the reservation's record), <base>:inflight, <base>:probes,
 --          <base>:failers, <base>:hist:<minute> (the history minute, last: `history_target` in
---          ledger_lib_extra.lua; unused on release)   (<base> = <prefix>{<budget>})
+--          ledger_lib_history.lua; unused on release)   (<base> = <prefix>{<budget>})
 -- ARGV     mode ('settle' | 'release'), input, cache_write, output (tokens Bedrock reported; 0 on release),
 --          burndown (output multiplier, 0..100), outcome ('none' | 'success' | 'failure' | 'slow'), latency_ms,
 --          instance (id of the reporting process)
@@ -14,28 +16,34 @@
 -- window and the ledger epoch is unchanged); a charge above the held tokens is added to the newest bucket.
 -- Release gives back the request and all tokens.
 -- Settle also adds the request, the charge, the input (+ cache write) and the output to the app's row (or the
--- `other` row) of the history minute in the last key (`history_add` in ledger_lib_extra.lua).
+-- `other` row) of the history minute in the last key (`history_add` in ledger_lib_history.lua).
 -- Replies  {'settled' | 'released', charged, delta_tokens, breaker_state}
 --          {'already_settled', 'settled' | 'released', charged, delta_tokens, breaker_state}
 --            (the record was consumed before: what that call did; nothing changes)
 --          {'unknown_reservation'}                        (no record: never admitted, expired or lost)
 --          {'no_budget'} | {'invalid', arg, reason}
--- Redis cost: TIME + HMGET + GET + HSET + SET (KEEPTTL), + one HMGET when a ring moves on or the held bucket is
--- older than the head; settle adds the history's writes; ZREM when an in-flight limit is set or the call was
--- a probe; breaker transitions and quorum counting add a few writes.
+-- Redis cost, everyday: GET + HMGET + TIME + SET (KEEPTTL) + HSET (skipped when nothing changes), + one HMGET
+-- when the held bucket is older than the head; settle adds the history's HMGET + HSET; ZREM when an in-flight
+-- limit is set or the call was a probe. Off the everyday path (a ring or the breaker's outcome window moves on,
+-- app caps, an epoch change, a failure, a breaker not closed): one HMGET more per ring moved, breaker
+-- transitions and quorum counting add a few writes.
 
-if not reservation_id() then return { 'invalid', 'reservation_id', NAME_RULE } end
-local keys_error = sibling_keys(':res:' .. reservation_id(), ':inflight', ':probes', ':failers')
-if keys_error then return keys_error end
+local id = reservation_id()   -- (KEYS[2] is then `<base>:res:<id>`)
+if not id then return { 'invalid', 'reservation_id', NAME_RULE } end
+if KEYS[3] ~= BASE .. ':inflight' or KEYS[4] ~= BASE .. ':probes' or KEYS[5] ~= BASE .. ':failers' then
+  return sibling_keys(':res:' .. id, ':inflight', ':probes', ':failers')   -- (names the wrong key)
+end
 local mode, outcome, instance = ARGV[1], ARGV[6], ARGV[8]
 if mode ~= 'settle' and mode ~= 'release' then return { 'invalid', 'mode', "must be 'settle' or 'release'" } end
-local usage = {}
-for i, name in ipairs({ 'input', 'cache_write', 'output' }) do
-  usage[i] = int_arg(ARGV[1 + i], 0, MAX_TOKENS)
-  if not usage[i] then return { 'invalid', name, 'must be an integer from 0 to ' .. MAX_TOKENS } end
+local input, cache_write, output = int_arg(ARGV[2], 0, MAX_TOKENS), int_arg(ARGV[3], 0, MAX_TOKENS),
+  int_arg(ARGV[4], 0, MAX_TOKENS)
+if not input then return { 'invalid', 'input', 'must be an integer from 0 to ' .. MAX_TOKENS } end
+if not cache_write then return { 'invalid', 'cache_write', 'must be an integer from 0 to ' .. MAX_TOKENS } end
+if not output then return { 'invalid', 'output', 'must be an integer from 0 to ' .. MAX_TOKENS } end
+local burndown = tonumber(ARGV[5])
+if not (burndown and burndown >= 0 and burndown <= 100) then   -- (NaN fails both comparisons)
+  return { 'invalid', 'burndown', 'must be a number from 0 to 100' }
 end
-local burndown = num_arg(ARGV[5], 0, 100)
-if not burndown then return { 'invalid', 'burndown', 'must be a number from 0 to 100' } end
 if outcome ~= 'none' and outcome ~= 'success' and outcome ~= 'failure' and outcome ~= 'slow' then
   return { 'invalid', 'outcome', "must be 'none', 'success', 'failure' or 'slow'" }
 end
@@ -45,110 +53,105 @@ if not valid_name(instance) then return { 'invalid', 'instance', NAME_RULE } end
 
 local packed = redis.call('GET', KEYS[2])
 if not packed or #packed <= RECORD_SIZE then return { 'unknown_reservation' } end
-local record = { sunpack(RECORD_FORMAT, packed) }
-local reservation_epoch, bucket, day_bucket, requests, held, probe = record[2], record[4], record[5], record[6],
-  record[7], record[8] == 1
+local record_state, reservation_epoch, sequence, bucket, day_bucket, requests, held, probe, admitted_at,
+  earlier_charged, earlier_delta = sunpack(RECORD_FORMAT, packed)
 local app = string.sub(packed, RECORD_SIZE + 1)
-local app_field = 'a:' .. app
-local v = redis.call('HMGET', LEDGER_KEY, 'cfg', 'st', 'bst', 'cap:' .. app, app_field)
+local v = redis.call('HMGET', LEDGER_KEY, 'cfg', 'st', 'bst')
 if not v[1] or #v[1] ~= CONFIG_SIZE then return { 'no_budget' } end
 local now = now_ms()
-if record[1] ~= RESERVED then   -- consumed before: what that settle or release did, and the breaker now
-  local code, deadline = 0, 0
-  if v[2] and #v[2] >= STATE_SIZE then code, deadline = select(2, sunpack('<ddd', v[2])) end
-  return { 'already_settled', record[1] == SETTLED and 'settled' or 'released', record[10], record[11],
-    breaker_state_name(breaker_effective_state(code, deadline, now)) }
+local history_key, history_minute = false, nil
+if record_state == RESERVED then   -- (a consumed record answers `already_settled`, whatever its history key)
+  history_key, history_minute = history_target(now, mode == 'settle')
+  if history_key == nil then return history_minute end
 end
-local history_key, history_minute = history_target(now, mode == 'settle')
-if history_key == nil then return history_minute end
-local win, n, dwin, dn, _, _, _, _, _, in_flight_limit, _, epoch, _, _, _, history_ms, failure_rate, minimum_calls,
+local win, n, dwin, dn, _, _, _, _, _, in_flight_limit, _, epoch, _, _, caps, history_ms, failure_rate, minimum_calls,
   consecutive_limit, quorum, open_ms, open_multiplier, open_max_ms, close_after, slow_ms, outcome_ms, outcome_n, hop =
   sunpack(CONFIG_FORMAT, v[1])
-local span = ring_span(win, n, hop)
-local seq, breaker_code, breaker_until, window, day = state_unpack(v[2], win, n, dwin, dn, span, ring_span(dwin, dn, hop))
-
 local charged = 0
-if mode == 'settle' then charged = usage[1] + usage[2] + math.ceil(usage[3] * burndown) end
+if mode == 'settle' then charged = input + cache_write + math.ceil(output * burndown) end
 local delta = charged - held
 local request_delta = mode == 'release' and -requests or 0
-local same_epoch = epoch == reservation_epoch
-record[1], record[10], record[11] = mode == 'settle' and SETTLED or RELEASED, charged, delta
-redis.call('SET', KEYS[2], spack(RECORD_FORMAT, unpack(record)) .. app, 'KEEPTTL')
+local consumed = spack(RECORD_FORMAT, mode == 'settle' and SETTLED or RELEASED, reservation_epoch, sequence, bucket,
+  day_bucket, requests, held, probe, admitted_at, charged, delta) .. app
 
--- Gives back into the bucket where the reservation was held; adds any extra charge to the head bucket.
-local function settle_ring(ring, held_bucket, d1, d2)
-  ring_advance(ring, floor(now / ring.granularity))
-  if same_epoch then ring_give_back(ring, held_bucket, math.max(-d1, 0), math.max(-d2, 0)) end
-  ring_add(ring, math.max(d1, 0), math.max(d2, 0))
-end
-
-settle_ring(window, bucket, request_delta, delta)
-settle_ring(day, day_bucket, delta, 0)
-local fields = {}
-ring_writes(window, fields)
-ring_writes(day, fields)
-if v[4] then
-  local capped = app_ring(app, v[5], win, n, span)
-  settle_ring(capped, bucket, request_delta, delta)
-  ring_writes(capped, fields, app_field)
-end
-local lease_member = reservation_epoch .. ':' .. reservation_id()
-if in_flight_limit > 0 then redis.call('ZREM', KEYS[3], lease_member) end
-if probe then redis.call('ZREM', KEYS[4], lease_member) end
-
-if history_key then   -- per-minute history; budget totals are the sum over rows
-  history_add(history_key, history_minute, app, history_ms, requests, charged, usage[1] + usage[2], usage[3])
-end
-
--- Breaker: count the outcome in its rolling window, then apply the transitions.
-local state = breaker_effective_state(breaker_code, breaker_until, now)
-if outcome ~= 'none' then
-  local openings, consecutive, probe_successes, closed_at, outcomes = breaker_unpack(v[3], outcome_ms, outcome_n)
-  local failed = outcome == 'failure' or outcome == 'slow' or (slow_ms > 0 and latency >= slow_ms)
-  ring_advance(outcomes, floor(now / outcomes.granularity))
-  ring_add(outcomes, 1, failed and 1 or 0)
-  consecutive = failed and consecutive + 1 or 0
-
-  -- Opens the breaker for the `count`-th time in a row. Defined only on a failure, the only outcome that can
-  -- open it (each function a script defines costs on every call).
-  local open_breaker
-  if failed then
-    open_breaker = function(count)
-      openings, probe_successes, state, breaker_code = count, 0, OPEN, OPEN
-      breaker_until = floor(now + math.min(open_ms * open_multiplier ^ (count - 1), open_max_ms))
-      redis.call('DEL', KEYS[4])
-    end
+-- The everyday settlement: a reservation of this epoch, no app caps, the window and day rings still in the
+-- bucket of the previous call (nothing leaves them), the breaker closed and either told nothing or a success
+-- counted in its outcome window's current bucket. It works on the unpacked numbers of `st` and `bst` as the
+-- full path's `settle_ring` and breaker step do: give back to the held bucket (the head, or one slot read and
+-- written if it is older and still counted), add any extra charge to the head; count the call.
+local st, bst = v[2], v[3]
+if record_state == RESERVED and caps == 0 and epoch == reservation_epoch and st
+    and (#st == STATE_SIZE or #st == STATE_SIZE + 16) then
+  local seq, code, deadline, w_head, w_requests, w_tokens, w_head_requests, w_head_tokens, w_low,
+    d_head, d_tokens, d_unused, d_head_tokens, d_head_unused, d_low = sunpack(STATE_FORMAT, st)
+  local counted = outcome == 'success' and not (slow_ms > 0 and latency >= slow_ms)
+  local b_open, b_consecutive, b_successes, b_closed, b_head, b_calls, b_failures, b_head_calls, b_head_failures, b_low
+  if counted and bst and #bst == 80 then
+    b_open, b_consecutive, b_successes, b_closed, b_head, b_calls, b_failures, b_head_calls, b_head_failures, b_low =
+      sunpack('<dddddddddd', bst)   -- BREAKER_FORMAT, then the outcome ring's header
   end
-
-  if state == HALF_OPEN and probe then
-    if failed then
-      open_breaker(openings + 1)
-    elseif probe_successes + 1 >= close_after then
-      state, breaker_code, breaker_until, probe_successes, closed_at = CLOSED, CLOSED, 0, 0, now
-      outcomes = ring_new('b', outcome_n, outcome_ms / outcome_n)   -- the failures that opened it are history
-      redis.call('DEL', KEYS[4], KEYS[5])
+  if code == CLOSED and w_head == floor(now / (win / n)) and d_head == floor(now / (dwin / dn))
+      and (outcome == 'none' or (b_head and b_head == floor(now / (outcome_ms / outcome_n)))) then
+    local fields = {}
+    -- Give back: (requests, tokens) to the window's held bucket, tokens to the day's.
+    local w_back_requests, w_back_tokens, d_back = math.max(-request_delta, 0), math.max(-delta, 0), math.max(-delta, 0)
+    local w_slot, d_slot = false, false   -- the held buckets' slot fields, if older than the head and still counted
+    if (w_back_requests > 0 or w_back_tokens > 0) and bucket < w_head then
+      local span = ring_span(win, n, hop)
+      w_slot = bucket > w_head - span and 'w' .. (bucket % span)
+    end
+    if d_back > 0 and day_bucket < d_head then
+      local span = ring_span(dwin, dn, hop)
+      d_slot = day_bucket > d_head - span and 'd' .. (day_bucket % span)
+    end
+    local slots = (w_slot or d_slot) and redis.call('HMGET', LEDGER_KEY, w_slot or d_slot, d_slot or w_slot)
+    if bucket == w_head then
+      if w_requests == 0 and w_tokens == 0 then w_low = w_head end
+      w_back_requests, w_back_tokens = math.min(w_back_requests, w_head_requests), math.min(w_back_tokens, w_head_tokens)
+      w_head_requests, w_head_tokens = w_head_requests - w_back_requests, w_head_tokens - w_back_tokens
+    elseif w_slot then
+      local a, c1, c2 = sunpack('<ddd', slots[1] or spack('<ddd', -1, 0, 0))
+      if a ~= bucket then c1, c2 = 0, 0 end   -- stale: that bucket holds nothing
+      w_back_requests, w_back_tokens = math.min(w_back_requests, c1), math.min(w_back_tokens, c2)
+      fields[#fields + 1], fields[#fields + 2] = w_slot, spack('<ddd', bucket, c1 - w_back_requests, c2 - w_back_tokens)
     else
-      probe_successes = probe_successes + 1
+      w_back_requests, w_back_tokens = 0, 0   -- it has left the window
     end
-  elseif state == CLOSED and failed then
-    local trips = (consecutive_limit > 0 and consecutive >= consecutive_limit)
-      or (outcomes.total1 >= minimum_calls and outcomes.total2 >= failure_rate * outcomes.total1)
-    if quorum > 1 then   -- failures must come from enough distinct instances
-      local failers_key = KEYS[5]
-      redis.call('ZADD', failers_key, now, instance)
-      redis.call('ZREMRANGEBYSCORE', failers_key, '-inf', now - outcome_ms)
-      redis.call('PEXPIRE', failers_key, outcome_ms)
-      trips = trips and redis.call('ZCARD', failers_key) >= quorum
+    if day_bucket == d_head then
+      if d_tokens == 0 and d_unused == 0 then d_low = d_head end
+      d_back = math.min(d_back, d_head_tokens)
+      d_head_tokens = d_head_tokens - d_back
+    elseif d_slot then
+      local a, c1, c2 = sunpack('<ddd', slots[2] or spack('<ddd', -1, 0, 0))
+      if a ~= day_bucket then c1, c2 = 0, 0 end
+      d_back = math.min(d_back, c1)
+      fields[#fields + 1], fields[#fields + 2] = d_slot, spack('<ddd', day_bucket, c1 - d_back, c2)
+    else
+      d_back = 0
     end
-    if trips then
-      local recently_closed = closed_at > 0 and now - closed_at < outcome_ms
-      open_breaker(recently_closed and openings + 1 or 1)
+    -- A charge above the held tokens goes to the head bucket (counting more, never less).
+    local extra = math.max(delta, 0)
+    if extra > 0 then
+      if w_requests - w_back_requests == 0 and w_tokens - w_back_tokens == 0 then w_low = w_head end
+      if d_tokens - d_back == 0 and d_unused == 0 then d_low = d_head end
     end
+    if w_back_requests > 0 or w_back_tokens > 0 or d_back > 0 or extra > 0 then
+      fields[#fields + 1], fields[#fields + 2] = 'st', spack(STATE_FORMAT, seq, code, deadline,
+        w_head, w_requests - w_back_requests, w_tokens - w_back_tokens + extra, w_head_requests, w_head_tokens + extra, w_low,
+        d_head, d_tokens - d_back + extra, d_unused, d_head_tokens + extra, d_head_unused, d_low) .. (#st > STATE_SIZE and string.sub(st, STATE_SIZE + 1) or '')
+    end
+    if counted then   -- a success: one more call in the outcome window's current bucket, no failure in a row
+      if b_calls == 0 and b_failures == 0 then b_low = b_head end
+      fields[#fields + 1], fields[#fields + 2] = 'bst', spack('<dddddddddd', b_open, 0, b_successes, b_closed,
+        b_head, b_calls + 1, b_failures, b_head_calls + 1, b_head_failures, b_low)
+    end
+    if #fields > 0 then redis.call('HSET', LEDGER_KEY, unpack(fields)) end
+    redis.call('SET', KEYS[2], consumed, 'KEEPTTL')
+    if in_flight_limit > 0 then redis.call('ZREM', KEYS[3], reservation_epoch .. ':' .. id) end
+    if probe == 1 then redis.call('ZREM', KEYS[4], reservation_epoch .. ':' .. id) end
+    if history_key then
+      history_add(history_key, history_minute, app, history_ms, requests, charged, input + cache_write, output)
+    end
+    return { mode == 'settle' and 'settled' or 'released', charged, delta, 'closed' }
   end
-  push(fields, 'bst', breaker_pack(openings, consecutive, probe_successes, closed_at, outcomes))
-  ring_writes(outcomes, fields)
 end
-
-push(fields, 'st', state_pack(seq, breaker_code, breaker_until, window, day))
-redis.call('HSET', LEDGER_KEY, unpack(fields))
-return { mode == 'settle' and 'settled' or 'released', charged, delta, breaker_state_name(state) }

@@ -85,16 +85,10 @@ struct RedisBenchmarkTool {
     /// Runs `redis-benchmark -c callers -n requests --csv <command...>` (unpipelined: one command per round
     /// trip per client, like a plain client library).
     func run(callers: Int, requests: Int, command: [String]) async throws -> Result {
-        var arguments = ["redis-benchmark", "-h", host, "-p", String(port), "-c", String(callers), "-n", String(requests), "--csv"]
-        if let username { arguments += ["--user", username] }
-        if let password { arguments += ["-a", password] }
-        if let tls {
-            arguments.append("--tls")
-            if let caFile = tls.caFile { arguments += ["--cacert", caFile] }
-            if let certificate = tls.certificateFile, let key = tls.privateKeyFile { arguments += ["--cert", certificate, "--key", key] }
-        }
         let data = try await ChildProcess.run(
-            URL(fileURLWithPath: "/usr/bin/env"), arguments: arguments + command, standardError: .discarded
+            URL(fileURLWithPath: "/usr/bin/env"),
+            arguments: ["redis-benchmark"] + connectionArguments + ["-c", String(callers), "-n", String(requests), "--csv"] + command,
+            standardError: .discarded
         ).standardOutput
         let lines = String(decoding: data, as: UTF8.self).split(separator: "\n")
         // CSV: header "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms",...; then one row.
@@ -107,7 +101,45 @@ struct RedisBenchmarkTool {
     }
 }
 
-/// A benchmark that cannot run or read its reference's output.
+extension RedisBenchmarkTool {
+    /// Address, credentials and TLS flags, spelled alike by redis-benchmark and redis-cli.
+    var connectionArguments: [String] {
+        var arguments = ["-h", host, "-p", String(port)]
+        if let username { arguments += ["--user", username] }
+        if let password { arguments += ["-a", password] }
+        if let tls {
+            arguments.append("--tls")
+            if let caFile = tls.caFile { arguments += ["--cacert", caFile] }
+            if let certificate = tls.certificateFile, let key = tls.privateKeyFile { arguments += ["--cert", certificate, "--key", key] }
+        }
+        return arguments
+    }
+
+    /// Sends `commands` through one `redis-cli --pipe` (RESP, all written at once, replies read as they come):
+    /// the server's own ceiling for those commands, with no client library in the way. Returns the seconds it
+    /// took; throws if any reply was an error.
+    func pipelined(_ commands: [[String]]) async throws -> Double {
+        var input = Data()
+        for command in commands {
+            input.append(contentsOf: "*\(command.count)\r\n".utf8)
+            for argument in command {
+                input.append(contentsOf: "$\(argument.utf8.count)\r\n\(argument)\r\n".utf8)
+            }
+        }
+        let clock = ContinuousClock()
+        let started = clock.now
+        let result = try await ChildProcess.run(
+            URL(fileURLWithPath: "/usr/bin/env"), arguments: ["redis-cli"] + connectionArguments + ["--pipe"],
+            standardInput: input, standardError: .discarded)
+        let elapsed = clock.now - started
+        guard result.status == 0, result.output.contains("errors: 0, replies: \(commands.count)") else {
+            throw BenchmarkError("redis-cli --pipe: \(result.output.split(separator: "\n").last ?? "no report")")
+        }
+        let (seconds, attoseconds) = elapsed.components
+        return Double(seconds) + Double(attoseconds) / 1e18
+    }
+}
+
 struct BenchmarkError: Error, Sendable, CustomStringConvertible {
     var message: String
     init(_ message: String) { self.message = message }

@@ -187,6 +187,21 @@ struct ExportTests {
         }
     }
 
+    @Test("without --serve, prints an export every --interval until SIGINT, then exits 0")
+    func printsUntilInterrupted() async throws {
+        try await CLIHarness.withFreshPrefix("export-interrupt") { cli in
+            try await Self.setUpBudget(cli)
+            let exporter = try await BackgroundChildProcess(
+                try CLIProcess.executable(), arguments: ["export", "--interval", "100ms", "--redis-url", cli.url, "--prefix", cli.prefix],
+                standardOutput: .collected, standardError: .collected)
+            let printed = await eventually { exporter.standardOutput.contains("# quotakeeper export 2 at ") }
+            try #require(printed, "\(exporter.standardOutput)\(exporter.standardError)")
+            exporter.signal(SIGINT)
+            #expect(try await exporter.waitForExit() == 0, "\(exporter.standardError)")
+            #expect(exporter.standardError.isEmpty, "nothing but exports: \(exporter.standardError)")
+        }
+    }
+
     @Test("--serve listens on an IPv6 address given in brackets", .enabled(if: IPv6Loopback.isAvailable, "this host has no IPv6 loopback"))
     func serveIPv6() async throws {
         try await Self.withServedExporter("export-serve6", listening: "[::1]:0") { server, address in

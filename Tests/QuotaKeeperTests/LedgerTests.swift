@@ -291,6 +291,59 @@ struct LedgerTests {
         }
     }
 
+    @Test("settle's everyday path and its full path count alike: random holds settled, released or overcharged across buckets")
+    func settlementPathsCountAlike() async throws {
+        // Without app caps most settles take ledger_settle.lua's everyday path (held bucket = head, or an older
+        // slot); with a cap on another app every settle takes ledger_settle_full.lua. Both must leave exactly the
+        // totals a plain recomputation gives, buckets that sum to them, and every success counted by the breaker.
+        for capped in [false, true] {
+            var configuration = testConfiguration(
+                uniqueBudget(capped ? "settle-full" : "settle-everyday"), rpm: 100_000, tpm: 100_000_000, window: .seconds(3))
+            configuration.bucketCount = 3   // 1 s buckets (and 1 s day buckets): settles hit the head and older buckets
+            if capped { configuration.appCaps = ["someone-else": 0.5] }
+            try await withLedger(configuration) { ledger, budget in
+                var open: [(record: ReservationRecord, held: Int)] = []
+                var requests = 0, tokens = 0, successes = 0
+                for round in 0..<3 {
+                    for _ in 0..<16 {
+                        let held = Int.random(in: 100...5000)
+                        let reservation = try await ledger.reserve(budget, app: "app", tokens: held)
+                        open.append((ReservationRecord(reservation), held))
+                        requests += 1
+                        tokens += held
+                    }
+                    open.shuffle()
+                    for _ in 0..<(round == 2 ? 20 : 10) {
+                        let (record, held) = open.removeLast()
+                        switch Int.random(in: 0..<4) {
+                        case 0:   // released: request and tokens back
+                            _ = try await ledger.finish(record, mode: .release, usage: TokenUsage(inputTokens: 0, outputTokens: 0), outcome: .notCounted, latency: .zero)
+                            requests -= 1
+                            tokens -= held
+                        default:  // settled below, at or above what was held (burndown 1 for this model)
+                            let charged = Int.random(in: 0...(2 * held))
+                            _ = try await ledger.finish(
+                                record, mode: .settle, usage: TokenUsage(inputTokens: charged / 2, outputTokens: charged - charged / 2),
+                                outcome: .success, latency: .milliseconds(5))
+                            tokens += charged - held
+                            successes += 1
+                        }
+                    }
+                    try await Task.sleep(for: .milliseconds(700))   // the next round lands in a later bucket
+                }
+                let status = try await ledger.status(of: budget)
+                #expect(status.window.requests == requests && status.window.tokens == tokens, "capped \(capped)")
+                #expect(status.day.tokens == tokens, "capped \(capped)")
+                #expect(status.window.buckets.reduce(0) { $0 + $1.tokens } == tokens, "capped \(capped)")
+                #expect(status.window.buckets.reduce(0) { $0 + ($1.requests ?? 0) } == requests, "capped \(capped)")
+                #expect(status.day.buckets.reduce(0) { $0 + $1.tokens } == tokens, "capped \(capped)")
+                #expect(status.breaker.calls == successes && status.breaker.failures == 0, "capped \(capped)")
+                let minutes = try await ledger.history(of: budget, minutes: 5)
+                #expect(minutes.reduce(0) { $0 + $1.requests } == successes, "capped \(capped)")
+            }
+        }
+    }
+
     @Test("batch callers stop at the batch ceiling; an app cap limits one app's share")
     func batchCeilingAndAppCap() async throws {
         var configuration = testConfiguration(uniqueBudget("batch"), rpm: 10, window: .seconds(4))

@@ -29,12 +29,29 @@ public struct BudgetStatus: Sendable, Hashable, Decodable {
         public var granularityMilliseconds: Int64
         public var requests: Int?
         public var tokens: Int
-        /// Buckets holding usage, oldest first (the newest bucket is always listed).
-        public var buckets: [Bucket]
+        /// Buckets holding usage, oldest first (the newest bucket is always listed). Read after the totals, from
+        /// the ring's slots in chunks (`QuotaLedger.status(of:)`): under traffic they may differ from the totals
+        /// by the calls in between.
+        public var buckets: [Bucket] = []
+        /// Where the ring's buckets are (`ledger_read`'s `slots`).
+        var slots: RingSlots
 
         enum CodingKeys: String, CodingKey {
-            case windowMilliseconds = "window_ms", granularityMilliseconds = "granularity_ms", requests, tokens, buckets
+            case windowMilliseconds = "window_ms", granularityMilliseconds = "granularity_ms", requests, tokens, slots
         }
+    }
+
+    /// A ring's layout as `ledger_read` reports it: bucket `a` lives in the ledger hash's field
+    /// `<prefix><a % span>` (3 little-endian doubles: a, counter 1, counter 2; another stored bucket is stale),
+    /// except the stored head bucket, whose counters are `headCounts`; buckets up to `current - span` have left.
+    struct RingSlots: Sendable, Hashable, Decodable {
+        var prefix: String
+        var span: Int64
+        var head: Int64
+        var headCounts: [Double]
+        var current: Int64
+
+        enum CodingKeys: String, CodingKey { case prefix, span, head, headCounts = "head_counts", current }
     }
 
     public struct Bucket: Sendable, Hashable, Decodable {

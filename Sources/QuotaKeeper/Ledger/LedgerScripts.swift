@@ -1,14 +1,21 @@
 import QuotaKeeperRedis
 import TimeLimit
 
-/// The ledger's scripts: `lua/ledger_lib.lua` (+ `lua/ledger_lib_extra.lua` for all but the admission) followed
-/// by one operation script from `lua/`, embedded at build time, so the binaries run exactly what `lua/` holds.
+/// The ledger's scripts: `lua/ledger_lib.lua` followed by one operation script from `lua/` (all but the admission
+/// with `lua/ledger_lib_history.lua` and `lua/ledger_lib_extra.lua` between), embedded at build time, so the
+/// binaries run exactly what `lua/` holds. Settle runs its everyday path before `ledger_lib_extra.lua`, whose
+/// definitions only the rest of it pays for.
 enum LedgerScripts {
     static let reserve = RedisScript(
         name: "ledger_reserve", source: EmbeddedLuaScripts.ledgerLib + "\n" + EmbeddedLuaScripts.ledgerReserve)
     static let leaveLine = RedisScript(
         name: "ledger_reserve_leave", source: EmbeddedLuaScripts.ledgerLib + "\n" + EmbeddedLuaScripts.ledgerReserveLeave)
-    static let settle = script("ledger_settle", EmbeddedLuaScripts.ledgerSettle)
+    static let settle = RedisScript(
+        name: "ledger_settle",
+        source: [
+            EmbeddedLuaScripts.ledgerLib, EmbeddedLuaScripts.ledgerLibHistory, EmbeddedLuaScripts.ledgerSettle,
+            EmbeddedLuaScripts.ledgerLibExtra, EmbeddedLuaScripts.ledgerSettleFull,
+        ].joined(separator: "\n"))
     static let configure = script("ledger_configure", EmbeddedLuaScripts.ledgerConfigure)
     static let read = script("ledger_read", EmbeddedLuaScripts.ledgerRead)
     static let delete = script("ledger_delete", EmbeddedLuaScripts.ledgerDelete)
@@ -22,7 +29,8 @@ enum LedgerScripts {
     private static func script(_ name: String, _ body: String) -> RedisScript {
         RedisScript(
             name: name,
-            source: EmbeddedLuaScripts.ledgerLib + "\n" + EmbeddedLuaScripts.ledgerLibExtra + "\n" + body)
+            source: [EmbeddedLuaScripts.ledgerLib, EmbeddedLuaScripts.ledgerLibHistory, EmbeddedLuaScripts.ledgerLibExtra, body]
+                .joined(separator: "\n"))
     }
 }
 
@@ -50,6 +58,9 @@ extension BudgetConfiguration {
         return settings
     }
 
+    /// Apps with a cap per budget (`MAX_CAPPED_APPS` in lua/ledger_lib_extra.lua): each has a ring of its own.
+    static let maximumCappedApps = 16
+
     /// Checks what the scripts would refuse, naming the setting.
     func validate() throws(LedgerError) {
         func invalid(_ what: String) -> LedgerError {
@@ -76,6 +87,12 @@ extension BudgetConfiguration {
         }
         if !(1...1000).contains(historyApps) { throw invalid("historyApps must be from 1 to 1000, not \(historyApps)") }
         if !(.zero ... .seconds(60)).contains(hopMargin) { throw invalid("hopMargin must be from 0 to 60 s, not \(hopMargin)") }
+        if hopMargin > window || hopMargin > dayWindow {
+            throw invalid("hopMargin (\(hopMargin)) must be at most the window and the day window")
+        }
+        if appCaps.count > Self.maximumCappedApps {
+            throw invalid("at most \(Self.maximumCappedApps) apps may have a cap, not \(appCaps.count)")
+        }
         for (app, cap) in appCaps {
             guard QuotaLedger.isValidName(app) else { throw invalid("app cap name \"\(app)\" is not a valid app name") }
             if !(0.001...1).contains(cap) { throw invalid("cap of app \(app) must be from 0.001 to 1") }

@@ -4,6 +4,15 @@ import TimeLimit
 /// The typed wire contract of the admission and settlement scripts (`lua/ledger_reserve.lua`,
 /// `lua/ledger_settle.lua`): their KEYS, arguments and replies, encoded and decoded here and nowhere else.
 enum LedgerWire {
+    /// `count` little-endian doubles packed by the scripts (`struct.pack('<d...')`), or nil if `bytes` is not
+    /// exactly that long.
+    static func doubles(_ bytes: [UInt8], count: Int) -> [Double]? {
+        guard bytes.count == 8 * count else { return nil }
+        return (0..<count).map { index in
+            Double(bitPattern: (0..<8).reduce(UInt64(0)) { $0 | UInt64(bytes[index * 8 + $1]) << (8 * UInt64($1)) })
+        }
+    }
+
     /// `<prefix>{<budget>}` followed by a suffix: every key of a budget shares its hash tag (one cluster slot).
     struct BudgetKeys {
         let base: String

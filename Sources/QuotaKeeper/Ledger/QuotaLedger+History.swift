@@ -2,7 +2,7 @@ import QuotaKeeperRedis
 
 /// The per-minute history of settled calls (docs/ledger.md, "History"): one hash per budget and minute,
 /// `<prefix>{<budget>}:hist:<minute>` with `minute = floor(Redis ms / 60000)`, written by the settle and replay
-/// scripts (`history_add` in `lua/ledger_lib_extra.lua`). Each field is a row of 4 little-endian doubles
+/// scripts (`history_add` in `lua/ledger_lib_history.lua`). Each field is a row of 4 little-endian doubles
 /// (requests, charged tokens, input with cache writes, output): one per app for the first `historyApps` apps of
 /// the minute and `:other` for every later app, so the rows sum to exactly what was settled.
 ///
@@ -114,14 +114,10 @@ enum HistoryWire {
 
     /// A row: 4 little-endian doubles, each a whole number from 0 to 2^53.
     static func usage(_ bytes: [UInt8]) -> HistoryMinute.Usage? {
-        guard bytes.count == 32 else { return nil }
-        var counts: [Int] = []
-        for index in 0..<4 {
-            let bits = (0..<8).reduce(UInt64(0)) { $0 | UInt64(bytes[index * 8 + $1]) << (8 * UInt64($1)) }
-            let value = Double(bitPattern: bits)
-            guard value >= 0, value <= 9_007_199_254_740_992, value == value.rounded() else { return nil }
-            counts.append(Int(value))
-        }
+        guard let values = LedgerWire.doubles(bytes, count: 4),
+              values.allSatisfy({ $0 >= 0 && $0 <= 9_007_199_254_740_992 && $0 == $0.rounded() })
+        else { return nil }
+        let counts = values.map { Int($0) }
         return HistoryMinute.Usage(requests: counts[0], tokens: counts[1], inputTokens: counts[2], outputTokens: counts[3])
     }
 }

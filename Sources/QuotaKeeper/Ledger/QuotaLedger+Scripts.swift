@@ -5,6 +5,9 @@ extension QuotaLedger {
     /// e.g. `redis-benchmark EVALSHA <sha1> 1 <ledgerKey> app interactive 1 <tokens> 0`).
     package static var reserveScript: RedisScript { LedgerScripts.reserve }
 
+    /// The exact `ledger_settle` script the ledger runs (for benchmarks that drive it directly).
+    package static var settleScript: RedisScript { LedgerScripts.settle }
+
     /// Every script of the ledger, e.g. to load them into a new Redis ahead of time.
     package static var allScripts: [RedisScript] { LedgerScripts.all }
 }

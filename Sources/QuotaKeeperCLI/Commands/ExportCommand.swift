@@ -1,10 +1,12 @@
 import ArgumentParser
-import Dispatch
 import FlyingFox
 import FlyingSocks
 import Foundation
+import Logging
 import QuotaKeeper
 import QuotaKeeperEMF
+import ServiceLifecycle
+import Synchronization
 
 /// `quotakeeper export --format emf|prometheus [--interval 10s] [--iterations N]`, `quotakeeper export --serve :9464`
 struct ExportCommand: FailureReportingCommand {
@@ -48,66 +50,79 @@ struct ExportCommand: FailureReportingCommand {
     func execute() async throws {
         let peakMinutes = try HistorySpan.minutes(peaksSince, option: "--peaks-since")
         try await connection.withLedger { ledger in
-            try await ShutdownSignals.run { signals in
-                if let serve {
-                    try await Self.serve(on: serve, ledger: ledger, peakMinutes: peakMinutes, until: signals)
-                } else {
-                    try await printLoop(ledger: ledger, peakMinutes: peakMinutes, until: signals)
-                }
+            let exporter: any Service
+            if let serve {
+                exporter = try await MetricsEndpoint(address: serve, ledger: ledger, peakMinutes: peakMinutes)
+            } else {
+                exporter = ExportPrinter(
+                    ledger: ledger, peakMinutes: peakMinutes, format: format, interval: interval, iterations: iterations,
+                    encoder: EMFDocumentEncoder(configuration: BudgetGauges.emfConfiguration(namespace: namespace)))
             }
+            // SIGINT and SIGTERM shut the exporter down gracefully (the current export or scrape finishes, exit 0);
+            // an error it throws (a listen failure, a wrong password) ends the command with that error.
+            let group = ServiceGroup(configuration: ServiceGroupConfiguration(
+                services: [.init(service: exporter, successTerminationBehavior: .gracefullyShutdownGroup)],
+                gracefulShutdownSignals: [.sigterm, .sigint], logger: Logger(label: "quotakeeper.export", factory: { _ in SwiftLogNoOpLogHandler() })))
+            try await group.run()
         }
     }
+}
 
-    // MARK: stdout
+/// Prints an export every `interval` until `iterations` or a graceful shutdown. A Redis outage is reported and retried.
+struct ExportPrinter: Service {
+    let ledger: QuotaLedger
+    let peakMinutes: Int
+    let format: ExportCommand.ExportFormat
+    let interval: Duration
+    let iterations: Int?
+    let encoder: EMFDocumentEncoder
 
-    /// Prints an export every `interval` until `iterations` or a signal. A Redis outage is reported and retried.
-    private func printLoop(ledger: QuotaLedger, peakMinutes: Int, until signals: AsyncStream<Int32>) async throws {
-        let encoder = EMFDocumentEncoder(configuration: BudgetGauges.emfConfiguration(namespace: namespace))
-        let (format, interval, iterations) = (format, interval, iterations)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask {
-                var lastFailed = false
-                var round = 0
-                while iterations.map({ round < $0 }) ?? true {
-                    round += 1
-                    do {
-                        let budgets = try await BudgetGauges.read(ledger: ledger, peakMinutes: peakMinutes)
-                        try Task.checkCancellation()
-                        switch format {
-                        case .emf:
-                            let lines = budgets.flatMap { $0.emfDocuments(encoder) }
-                            if !lines.isEmpty { StandardStream.output.write(lines.joined(separator: "\n") + "\n") }
-                        case .prometheus:
-                            let time = Format.timestamp(milliseconds: budgets.first?.nowMilliseconds ?? Int64(Date().timeIntervalSince1970 * 1000))
-                            StandardStream.output.write("# quotakeeper export \(round) at \(time)\n" + PrometheusExposition.render(budgets) + "\n")
-                        }
-                        lastFailed = false
-                    } catch is CancellationError {
-                        return
-                    } catch {
-                        let failure = CLIFailure(error)
-                        guard failure.status == .redisUnavailable else { throw failure }
-                        failure.report(json: false)
-                        lastFailed = true
-                    }
-                    if iterations.map({ round < $0 }) ?? true {
-                        do { try await Task.sleep(for: interval) } catch { return }
-                    }
-                }
-                if lastFailed { throw ExitCode(ExitStatus.redisUnavailable.rawValue) }  // reported above
-            }
-            group.addTask {
-                for await _ in signals { return }
-            }
-            try await group.next()
-            group.cancelAll()
-        }
+    func run() async throws {
+        try await cancelWhenGracefulShutdown { try await printExports() }
     }
 
-    // MARK: --serve
+    private func printExports() async throws {
+        var lastFailed = false
+        var round = 0
+        while iterations.map({ round < $0 }) ?? true {
+            round += 1
+            do {
+                let budgets = try await BudgetGauges.read(ledger: ledger, peakMinutes: peakMinutes)
+                try Task.checkCancellation()
+                switch format {
+                case .emf:
+                    let lines = budgets.flatMap { $0.emfDocuments(encoder) }
+                    if !lines.isEmpty { StandardStream.output.write(lines.joined(separator: "\n") + "\n") }
+                case .prometheus:
+                    let time = Format.timestamp(milliseconds: budgets.first?.nowMilliseconds ?? Int64(Date().timeIntervalSince1970 * 1000))
+                    StandardStream.output.write("# quotakeeper export \(round) at \(time)\n" + PrometheusExposition.render(budgets) + "\n")
+                }
+                lastFailed = false
+            } catch is CancellationError {
+                return
+            } catch {
+                let failure = CLIFailure(error)
+                guard failure.status == .redisUnavailable else { throw failure }
+                failure.report(json: false)
+                lastFailed = true
+            }
+            if iterations.map({ round < $0 }) ?? true {
+                do { try await Task.sleep(for: interval) } catch { return }
+            }
+        }
+        if lastFailed { throw ExitCode(ExitStatus.redisUnavailable.rawValue) }  // reported above
+    }
+}
 
-    /// Serves `GET /metrics` until a signal; a failure to listen is an error (exit 1).
-    private static func serve(on address: ListenAddress, ledger: QuotaLedger, peakMinutes: Int, until signals: AsyncStream<Int32>) async throws {
+/// `GET /metrics` on FlyingFox's HTTP server, as a service: a graceful shutdown stops the server (open scrapes get
+/// 1 s to finish); a failure to listen is an error (exit 1).
+struct MetricsEndpoint: Service {
+    let address: ListenAddress
+    private let server: HTTPServer
+
+    /// Checks the address and Redis (wrong credentials or an unreadable reply end the command, exit 5 or 7, rather
+    /// than every scrape; an unreachable Redis may come back, so the server starts and answers 503 meanwhile).
+    init(address: ListenAddress, ledger: QuotaLedger, peakMinutes: Int) async throws {
         let socketAddress: any SocketAddress
         do {
             if address.isIPv6 {
@@ -118,8 +133,6 @@ struct ExportCommand: FailureReportingCommand {
         } catch {
             throw CLIFailure(.invalidInput, "--serve: '\(address.host)' is not an IPv\(address.isIPv6 ? 6 : 4) address")
         }
-        // Wrong credentials or an unreadable reply end the command (exit 5, 7) rather than every scrape; an
-        // unreachable Redis may come back, so the server starts and answers 503 meanwhile.
         do {
             _ = try await BudgetGauges.read(ledger: ledger, peakMinutes: peakMinutes)
         } catch {
@@ -127,50 +140,53 @@ struct ExportCommand: FailureReportingCommand {
             guard failure.status == .redisUnavailable else { throw failure }
             failure.report(json: false)
         }
-        let server = HTTPServer(
+        self.address = address
+        server = HTTPServer(
             config: HTTPServer.Configuration(address: socketAddress, timeout: 30, logger: .disabled),
             handler: ClosureHTTPHandler { request in
-                await metricsResponse(request, ledger: ledger, peakMinutes: peakMinutes)
+                await Self.metricsResponse(request, ledger: ledger, peakMinutes: peakMinutes)
             })
-        let running = Task { try await server.run() }
+    }
+
+    func run() async throws {
+        let stopping = StopRequest()
+        try await withGracefulShutdownHandler {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    do {
+                        try await server.run()
+                    } catch _ where stopping.requested {
+                        // Closing the listening socket on shutdown ends the server's accept loop with an error.
+                    }
+                }
+                try await announce(group: &group)
+                try await group.waitForAll()
+            }
+        } onGracefulShutdown: {
+            stopping.request()
+            Task { await server.stop(timeout: 1) }
+        }
+    }
+
+    /// Prints the address really bound (port 0 picks one) once the server listens.
+    private func announce(group: inout ThrowingTaskGroup<Void, any Error>) async throws {
         do {
             try await server.waitUntilListening(timeout: 5)
         } catch {
-            running.cancel()
+            group.cancelAll()
             var cause: any Error = error  // the server's own error (address in use) says more than the wait's timeout
-            if case .failure(let failure) = await running.result, !(failure is CancellationError) { cause = failure }
+            do { _ = try await group.next() } catch let serverError where !(serverError is CancellationError) { cause = serverError } catch {}
             throw CLIFailure(.invalidInput, "--serve: cannot listen on \(address): \(cause)")
         }
         switch await server.listeningAddress {
         case .ip4(_, let port)?, .ip6(_, let port)?:
-            // The port really bound (port 0 picks one); a wildcard host is shown as its loopback.
+            // A wildcard host is shown as its loopback.
             var shown = address
             shown.port = port
             shown.host = ["0.0.0.0": "127.0.0.1", "::": "::1"][address.host] ?? address.host
             StandardStream.error.write("quotakeeper export: serving http://\(shown)/metrics (SIGINT or SIGTERM stops)\n")
         default:
             break
-        }
-        // Until a signal (which stops the server), or the server ends on its own (an error).
-        let signalled = await withTaskGroup(of: Bool.self) { group in
-            group.addTask {
-                for await _ in signals {
-                    await server.stop(timeout: 1)
-                    return true
-                }
-                return false
-            }
-            group.addTask {
-                _ = await running.result
-                return false
-            }
-            var signalled = await group.next() ?? false
-            group.cancelAll()
-            for await stoppedBySignal in group { signalled = signalled || stoppedBySignal }
-            return signalled
-        }
-        if !signalled, case .failure(let error) = await running.result {
-            throw CLIFailure(.unexpected, "--serve: the server on \(address) stopped: \(error)")
         }
     }
 
@@ -225,22 +241,9 @@ struct ListenAddress: Sendable, CustomStringConvertible {
     var description: String { isIPv6 ? "[\(host)]:\(port)" : "\(host):\(port)" }
 }
 
-/// SIGINT and SIGTERM as an async sequence while `body` runs (their default action, ending the process at
-/// once, is suspended meanwhile), so commands can finish what they write and exit 0.
-enum ShutdownSignals {
-    static func run<Result: Sendable>(_ body: (AsyncStream<Int32>) async throws -> Result) async throws -> Result {
-        let (stream, continuation) = AsyncStream<Int32>.makeStream(bufferingPolicy: .bufferingNewest(1))
-        let sources = [SIGINT, SIGTERM].map { number in
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler { continuation.yield(number) }
-            source.resume()
-            return source
-        }
-        defer {
-            sources.forEach { $0.cancel() }
-            continuation.finish()
-        }
-        return try await body(stream)
-    }
+/// Set when a graceful shutdown has asked the server to stop.
+private final class StopRequest: Sendable {
+    private let flag = Atomic<Bool>(false)
+    var requested: Bool { flag.load(ordering: .acquiring) }
+    func request() { flag.store(true, ordering: .releasing) }
 }

@@ -1,3 +1,4 @@
+import DequeModule
 import Glibc
 import Synchronization
 
@@ -8,48 +9,18 @@ func monotonicNanoseconds() -> UInt64 {
     return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
 }
 
-/// A first-in first-out buffer that reuses its storage (amortised O(1) push and pop).
-struct FIFO<Element> {
-    private var storage: [Element] = []
-    private var head = 0
-
-    var isEmpty: Bool { head == storage.count }
-    var count: Int { storage.count - head }
-    var first: Element? { isEmpty ? nil : storage[head] }
-
-    mutating func append(_ element: Element) { storage.append(element) }
-    mutating func append(contentsOf elements: [Element]) { storage.append(contentsOf: elements) }
-
-    /// Inserts elements before the current first one, keeping their order.
-    mutating func prepend(contentsOf elements: [Element]) {
-        storage.replaceSubrange(head..<head, with: elements)
-    }
-
-    mutating func popFirst() -> Element? {
-        guard !isEmpty else { return nil }
-        let element = storage[head]
-        head += 1
-        if head > 64, head * 2 > storage.count {
-            storage.removeFirst(head)
-            head = 0
-        }
-        return element
-    }
-
+extension Deque {
     /// Removes and returns up to `limit` elements from the front.
     mutating func popFirst(upTo limit: Int) -> [Element] {
-        let taken = Array(storage[head..<min(storage.count, head + limit)])
-        head += taken.count
-        if head * 2 > storage.count {
-            storage.removeFirst(head)
-            head = 0
-        }
+        let taken = Array(prefix(limit))
+        removeFirst(taken.count)
         return taken
     }
 
-    mutating func removeAll() -> [Element] {
-        defer { storage = []; head = 0 }
-        return Array(storage[head...])
+    /// Removes and returns every element, front first.
+    mutating func removeAllElements() -> [Element] {
+        defer { removeAll() }
+        return Array(self)
     }
 }
 
@@ -102,14 +73,14 @@ final class CommandQueue: @unchecked Sendable {
     private let spinNanoseconds: UInt64
     /// How long shutdown lets written commands wait for their replies before it shuts their sockets down.
     private let shutdownGraceNanoseconds: UInt64
-    private var unsent = FIFO<PendingCommand>() {
+    private var unsent = Deque<PendingCommand>() {
         didSet { unsentCount.store(unsent.count, ordering: .releasing) }
     }
     /// `unsent.count`, readable without the mutex (the spinning threads poll it).
     private let unsentCount = Atomic<Int>(0)
     private let stopping = Atomic<Bool>(false)
     /// Every command not known to be finished, in deadline order (all share one timeout).
-    private var unfinished = FIFO<PendingCommand>()
+    private var unfinished = Deque<PendingCommand>()
     private var workers: [WorkerState]
     private var handoffs: [Handoff]
     /// Each thread's open socket, so shutdown can end a blocking read (`shutdown(2)`) instead of waiting it out.
@@ -292,7 +263,7 @@ final class CommandQueue: @unchecked Sendable {
             workers[index] = state
             if let error { lastConnectionError = error }
             guard state == .down, workers.allSatisfy({ $0 == .down }) else { return ([], nil) }
-            return (unsent.removeAll(), lastConnectionError)
+            return (unsent.removeAllElements(), lastConnectionError)
         }
         if let reason {
             for command in failed { command.finish(.failure(reason)) }
@@ -379,7 +350,7 @@ final class CommandQueue: @unchecked Sendable {
             stopping.store(true, ordering: .relaxed)
             if let onExit, runningThreads > 0 { onAllThreadsExited.append(onExit) }
             for condition in workerWake + [watchdogWake, backoffWake] { pthread_cond_broadcast(condition) }
-            return (unsent.removeAll(), runningThreads == 0)
+            return (unsent.removeAllElements(), runningThreads == 0)
         }
         let error = RedisError(code: .clientShutdown, message: "the Redis client was shut down")
         for command in failed { command.finish(.failure(error)) }
