@@ -25,19 +25,7 @@ struct ClusterLedgerTests {
         var redisConfiguration = try RedisConfiguration(url: cluster.seedURL)
         redisConfiguration.timeouts.command = .seconds(2)
         redisConfiguration.timeouts.connect = .milliseconds(500)
-        let redis = RedisClient(configuration: redisConfiguration)
-        let ledger = try QuotaLedger(redis: redis, keyPrefix: testKeyPrefix, budgets: [configuration])
-        var failure: (any Error)?
-        do {
-            try await ledger.seedBudgets()
-            try await body(ledger)
-        } catch {
-            failure = error
-        }
-        _ = try? await ledger.deleteBudget(configuration.id)
-        try? await TestRedis.deleteKeys(matching: "\(testKeyPrefix){\(configuration.id)}", using: redis)
-        await redis.shutdown()
-        if let failure { throw failure }
+        try await withLedger(configuration, redisConfiguration: redisConfiguration) { ledger, _ in try await body(ledger) }
     }
 
     @Test("8 processes x 32 tasks admit exactly RPM 100 on a budget served by a master other than the seed")

@@ -26,12 +26,14 @@ func testConfiguration(
     return configuration
 }
 
-/// Runs `body` with a ledger that knows `configuration` (seeded), then deletes every key of the budget.
+/// Runs `body` with a ledger that knows `configuration` (seeded), then deletes every key of the budget; on the
+/// test Redis unless `redisConfiguration` names another (a cluster's seed node).
 func withLedger(
     _ configuration: BudgetConfiguration, instanceID: String = "test-instance",
+    redisConfiguration: RedisConfiguration? = nil,
     _ body: (QuotaLedger, BudgetID) async throws -> Void
 ) async throws {
-    let redis = RedisClient(configuration: try TestRedis.configuration())
+    let redis = RedisClient(configuration: try redisConfiguration ?? TestRedis.configuration())
     let ledger = try QuotaLedger(redis: redis, keyPrefix: testKeyPrefix, budgets: [configuration], instanceID: instanceID)
     var failure: (any Error)?
     do {
