@@ -19,7 +19,9 @@
 -- charge above the held tokens is added to the newest bucket. Release gives back the request and all tokens.
 -- Settle also adds the request, the charge, the input (+ cache write) and the output to the app's row (or the
 -- `other` row) of the history minute in the last key (`history_add` in ledger_lib_history.lua).
--- Replies  {'settled' | 'released', charged, delta_tokens, breaker_state}
+-- Replies  delta_tokens (an integer: charged - held) from the everyday path: settled or released as asked,
+--            `charged` as sent (0 on release), the breaker closed (the cheapest reply: an array costs 6 000 more)
+--          {'settled' | 'released', charged, delta_tokens, breaker_state} from every other settlement
 --          {'already_settled', 'settled' | 'released', charged, delta_tokens, breaker_state}
 --            (the record was consumed before: what that call did; nothing changes)
 --          {'unknown_reservation'}                        (no record: never admitted, expired or lost)
