@@ -94,7 +94,15 @@ final class LineTurns: Sendable {
         }
     }
 
-    /// A waiting caller of `key` got a ticket or was admitted: its turn came within a wait.
+    /// A caller of `key` was admitted. At once (no ticket): the line has room now, so what was known is
+    /// forgotten. In its turn after waiting in line: the line may still be long, and the next caller's turn
+    /// known from the latest answer stands until a later answer or its time (forgetting it here sent about one
+    /// caller per admission to Redis only to be refused, in a lasting overload).
+    func admitted(_ key: Key, afterWaitingInLine: Bool) {
+        if !afterWaitingInLine { forget(key) }
+    }
+
+    /// A waiting caller of `key` got a ticket whose answer named no next turn: nothing is known.
     func forget(_ key: Key) {
         turns.withLock { turns in _ = turns.removeValue(forKey: key) }
     }

@@ -144,7 +144,7 @@ public struct QuotaLedger: Sendable {
             let denial: Denial
             switch try await attempt(budget, request, waiting: waiting) {
             case .admitted(var reservation):
-                lineTurns.forget(turnKey)
+                lineTurns.admitted(turnKey, afterWaitingInLine: ticket != nil)
                 reservation.waitingTicket = ticket
                 return reservation
             case .queued(let issued, let due):
