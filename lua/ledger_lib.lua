@@ -32,11 +32,13 @@ local CONFIG_SIZE = 224                  -- a `cfg` of any other size is from an
 local ADMISSION_CONFIG_FORMAT = '<ddddddddddddddd'
 local HOP_OFFSET = 217                   -- byte position of `hop` (the 28th double) in `cfg`
 -- A reservation's record `<base>:res:<id>` (string): RECORD_FORMAT doubles, then the app name. [1] state
--- (RESERVED, SETTLED, RELEASED), [2] epoch, [3] sequence number, [4] bucket, [5] day bucket, [6] requests,
--- [7] held tokens, [8] probe 0|1, [9] admission time ms, [10] tokens charged and [11] tokens given back by its
--- settle or release (0 until then). Written by the admission, consumed (state changed) by settle/release.
+-- (RESERVED, SETTLED, RELEASED), [2] tokens charged and [3] tokens given back by its settle or release (0 until
+-- then), [4] epoch, [5] sequence number, [6] bucket, [7] day bucket, [8] requests, [9] held tokens, [10] probe
+-- 0|1, [11] admission time ms. Written by the admission; settle/release consume it by overwriting its first
+-- three doubles (CONSUMED_FORMAT, SETRANGE: the TTL stays).
 local RECORD_FORMAT = '<ddddddddddd'
 local RECORD_SIZE = 88
+local CONSUMED_FORMAT = '<ddd'
 local RESERVED, SETTLED, RELEASED = 0, 1, 2
 -- Field `st`: the admission state as 15 packed doubles: [1] reservation counter, [2] breaker state code,
 -- [3] breaker deadline, then the ring headers (RING_FORMAT in `helpers()`) of the window [4-9] and of the day

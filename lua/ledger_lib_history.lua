@@ -21,10 +21,10 @@ local HISTORY_MAX_MS = 604800000
 -- values, not a table: a table costs an allocation on every settle.)
 local function history_target(now, wanted)
   if not wanted then return false end
-  local key = KEYS[#KEYS]
-  local digits = string.sub(key, #BASE + 7)   -- after `<base>:hist:`; parsed, never formatted (cheaper)
+  local key, current = KEYS[#KEYS], floor(now / 60000)
+  if key == BASE .. ':hist:' .. current then return key, current end   -- the usual case: this minute
+  local digits = string.sub(key, #BASE + 7)   -- after `<base>:hist:`
   local minute = tonumber(digits)
-  local current = floor(now / 60000)
   if minute and string.sub(key, 1, #BASE + 6) == BASE .. ':hist:' and not string.find(digits, '%D')
     and minute >= current - HISTORY_SKEW_MINUTES and minute <= current + HISTORY_SKEW_MINUTES then
     return key, minute
@@ -33,14 +33,15 @@ local function history_target(now, wanted)
     .. HISTORY_SKEW_MINUTES .. ' of the Redis clock (now ' .. string.format('%.0f', current) .. ')' }
 end
 
--- Adds one settled call to its minute's row (see above). Redis cost: HMGET + HSET; while the minute has fewer
--- than `hk` app rows and no `other` row, a new app adds HLEN + HGET of `hk` (+ PEXPIREAT for the first row).
+-- Adds one settled call to its minute's row (see above). Redis cost: HGET + HSET; an app without a row of its
+-- own adds HGET of the `other` row, and while the minute has fewer than `hk` app rows and no `other` row, HLEN +
+-- HGET of `hk` (+ PEXPIREAT for the first row).
 local function history_add(key, minute, app, history_ms, requests, tokens, input, output)
-  local stored = redis.call('HMGET', key, app, HISTORY_OTHER)
-  local field, row, created = app, stored[1], false
+  local field, row, created = app, redis.call('HGET', key, app), false
   if not row then
-    if stored[2] then
-      field, row = HISTORY_OTHER, stored[2]
+    row = redis.call('HGET', key, HISTORY_OTHER)
+    if row then
+      field = HISTORY_OTHER
     else
       local rows = redis.call('HLEN', key)
       created = rows == 0

@@ -63,7 +63,7 @@ local v = wait_ms and redis.call('HMGET', LEDGER_KEY, 'cfg', 'st', 'line', 'w:' 
 if not v[1] or #v[1] ~= CONFIG_SIZE then return { 'no_budget' } end
 local first = redis.call('GET', record_key)
 if first then   -- a retry of an admitted reservation: its first answer, nothing held twice
-  local _, first_epoch, first_seq, first_bucket, first_day, _, _, first_probe, first_at = sunpack(RECORD_FORMAT, first)
+  local _, _, _, first_epoch, first_seq, first_bucket, first_day, _, _, first_probe, first_at = sunpack(RECORD_FORMAT, first)
   return { 'ok', first_seq, first_epoch, first_bucket, first_day, first_probe, first_at, 1 }
 end
 local now = now_ms()
@@ -78,8 +78,8 @@ lease = lease_ms > 0 and lease_ms or lease
 -- The record lives while its hold is in the window and while its lease runs, whichever is longer.
 local record_ms = math.max(span * granularity, lease)
 local function record(seq, probe)
-  redis.call('SET', record_key, spack(RECORD_FORMAT, RESERVED, epoch, seq, bucket, day_bucket, requests, tokens, probe,
-    now, 0, 0) .. app, 'PX', record_ms)
+  redis.call('SET', record_key, spack(RECORD_FORMAT, RESERVED, 0, 0, epoch, seq, bucket, day_bucket, requests, tokens,
+    probe, now) .. app, 'PX', record_ms)
 end
 
 -- The everyday admission: breaker closed, both rings still in the bucket of the previous call, no app caps or

@@ -5,57 +5,63 @@
 -- KEYS     <base>:ledger, <base>:res:<id> (the reservation's record), <base>:inflight, <base>:probes,
 --          <base>:failers, <base>:hist:<minute> (the history minute, last: `history_target` in
 --          ledger_lib_history.lua; unused on release)   (<base> = <prefix>{<budget>})
--- ARGV     mode ('settle' | 'release'), input, cache_write, output (tokens Bedrock reported; 0 on release),
---          burndown (output multiplier, 0..100), outcome ('none' | 'success' | 'failure' | 'slow'), latency_ms,
---          instance (id of the reporting process)
+-- ARGV     mode ('settle' | 'release'), charged (tokens Bedrock charged: input + cache write + ceil(output x
+--          burndown), computed by the caller: `BurndownTable.charge` in Swift; 0..MAX_CHARGE), input (input +
+--          cache write tokens) and output (output tokens) as Bedrock reported them, for the history (0..2e8,
+--          0..1e8; ARGV[2..4] are not read on release), outcome ('none' | 'success' | 'failure' | 'slow'),
+--          latency_ms (read only for a success on a budget with a slow-call threshold `b_slow`), instance (id of
+--          the reporting process; read only for a failed call, the only one it can be counted for)
 -- The reservation (app, buckets, requests, held tokens, probe, epoch) comes from its record, never from the
 -- caller, and is consumed: a second settle or release, or one naming an id never admitted (or whose record
 -- expired, or was lost with Redis's state), changes nothing and says so.
--- Settle charges input + cache_write + ceil(output x burndown) (cache reads were held and are given back):
--- tokens held beyond that are given back at once to the bucket where they were held (if it is still in the
--- window and the ledger epoch is unchanged); a charge above the held tokens is added to the newest bucket.
--- Release gives back the request and all tokens.
+-- Settle counts `charged` (cache reads were held and are given back): tokens held beyond it are given back at
+-- once to the bucket where they were held (if it is still in the window and the ledger epoch is unchanged); a
+-- charge above the held tokens is added to the newest bucket. Release gives back the request and all tokens.
 -- Settle also adds the request, the charge, the input (+ cache write) and the output to the app's row (or the
 -- `other` row) of the history minute in the last key (`history_add` in ledger_lib_history.lua).
--- Replies  {'settled' | 'released', charged, delta_tokens, breaker_state}
+-- Replies  delta_tokens (an integer: charged - held) from the everyday path: settled or released as asked,
+--            `charged` as sent (0 on release), the breaker closed (the cheapest reply: an array costs 6 000 more)
+--          {'settled' | 'released', charged, delta_tokens, breaker_state} from every other settlement
 --          {'already_settled', 'settled' | 'released', charged, delta_tokens, breaker_state}
 --            (the record was consumed before: what that call did; nothing changes)
 --          {'unknown_reservation'}                        (no record: never admitted, expired or lost)
 --          {'no_budget'} | {'invalid', arg, reason}
--- Redis cost, everyday: GET + HMGET + TIME + SET (KEEPTTL) + HSET (skipped when nothing changes), + one HMGET
+-- Every key but the record and the history minute is checked only where it is touched (KEYS[3] with an
+-- in-flight limit, KEYS[4] and KEYS[5] for a probe or a failed call), always before anything changes.
+-- Redis cost, everyday: GET + HMGET + TIME + SETRANGE + HSET (skipped when nothing changes), + one HMGET
 -- when the held bucket is older than the head; settle adds the history's HMGET + HSET; ZREM when an in-flight
 -- limit is set or the call was a probe. Off the everyday path (a ring or the breaker's outcome window moves on,
 -- app caps, an epoch change, a failure, a breaker not closed): one HMGET more per ring moved, breaker
 -- transitions and quorum counting add a few writes.
 
-local id = reservation_id()   -- (KEYS[2] is then `<base>:res:<id>`)
-if not id then return { 'invalid', 'reservation_id', NAME_RULE } end
-if KEYS[3] ~= BASE .. ':inflight' or KEYS[4] ~= BASE .. ':probes' or KEYS[5] ~= BASE .. ':failers' then
-  return sibling_keys(':res:' .. id, ':inflight', ':probes', ':failers')   -- (names the wrong key)
-end
-local mode, outcome, instance = ARGV[1], ARGV[6], ARGV[8]
+local MAX_CHARGE = 102 * MAX_TOKENS   -- input and cache write up to 1e8 each, output 1e8 x burndown 100
+
+-- The record key is checked for its prefix only: a record exists only for an id the admission accepted, so the
+-- id itself is checked only when there is no record (to tell a malformed id from an unknown one).
+if string.sub(KEYS[2], 1, #BASE + 5) ~= BASE .. ':res:' then return { 'invalid', 'reservation_id', NAME_RULE } end
+local mode, outcome = ARGV[1], ARGV[5]
 if mode ~= 'settle' and mode ~= 'release' then return { 'invalid', 'mode', "must be 'settle' or 'release'" } end
-local input, cache_write, output = int_arg(ARGV[2], 0, MAX_TOKENS), int_arg(ARGV[3], 0, MAX_TOKENS),
-  int_arg(ARGV[4], 0, MAX_TOKENS)
-if not input then return { 'invalid', 'input', 'must be an integer from 0 to ' .. MAX_TOKENS } end
-if not cache_write then return { 'invalid', 'cache_write', 'must be an integer from 0 to ' .. MAX_TOKENS } end
-if not output then return { 'invalid', 'output', 'must be an integer from 0 to ' .. MAX_TOKENS } end
-local burndown = tonumber(ARGV[5])
-if not (burndown and burndown >= 0 and burndown <= 100) then   -- (NaN fails both comparisons)
-  return { 'invalid', 'burndown', 'must be a number from 0 to 100' }
+local charged, input, output = 0, 0, 0   -- (release: ARGV[2..4] are not read)
+if mode == 'settle' then   -- (int_arg's test, inline: this is the everyday path's largest share of argument checks)
+  charged, input, output = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+  if not (charged and charged % 1 == 0 and charged >= 0 and charged <= MAX_CHARGE) then charged = nil end
+  if not (input and input % 1 == 0 and input >= 0 and input <= 2 * MAX_TOKENS) then input = nil end
+  if not (output and output % 1 == 0 and output >= 0 and output <= MAX_TOKENS) then output = nil end
+  if not charged then return { 'invalid', 'charged', 'must be an integer from 0 to ' .. MAX_CHARGE } end
+  if not input then return { 'invalid', 'input', 'must be an integer from 0 to ' .. 2 * MAX_TOKENS } end
+  if not output then return { 'invalid', 'output', 'must be an integer from 0 to ' .. MAX_TOKENS } end
 end
 if outcome ~= 'none' and outcome ~= 'success' and outcome ~= 'failure' and outcome ~= 'slow' then
   return { 'invalid', 'outcome', "must be 'none', 'success', 'failure' or 'slow'" }
 end
-local latency = int_arg(ARGV[7], 0, MAX_MS)
-if not latency then return { 'invalid', 'latency_ms', 'must be an integer from 0 to ' .. MAX_MS } end
-if not valid_name(instance) then return { 'invalid', 'instance', NAME_RULE } end
 
 local packed = redis.call('GET', KEYS[2])
-if not packed or #packed <= RECORD_SIZE then return { 'unknown_reservation' } end
-local record_state, reservation_epoch, sequence, bucket, day_bucket, requests, held, probe, admitted_at,
-  earlier_charged, earlier_delta = sunpack(RECORD_FORMAT, packed)
-local app = string.sub(packed, RECORD_SIZE + 1)
+if not packed or #packed <= RECORD_SIZE then
+  if not reservation_id() then return { 'invalid', 'reservation_id', NAME_RULE } end
+  return { 'unknown_reservation' }
+end
+local record_state, earlier_charged, earlier_delta, reservation_epoch, _, bucket, day_bucket, requests, held, probe =
+  sunpack(RECORD_FORMAT, packed)
 local v = redis.call('HMGET', LEDGER_KEY, 'cfg', 'st', 'bst')
 if not v[1] or #v[1] ~= CONFIG_SIZE then return { 'no_budget' } end
 local now = now_ms()
@@ -64,27 +70,53 @@ if record_state == RESERVED then   -- (a consumed record answers `already_settle
   history_key, history_minute = history_target(now, mode == 'settle')
   if history_key == nil then return history_minute end
 end
-local win, n, dwin, dn, _, _, _, _, _, in_flight_limit, _, epoch, _, _, caps, history_ms, failure_rate, minimum_calls,
-  consecutive_limit, quorum, open_ms, open_multiplier, open_max_ms, close_after, slow_ms, outcome_ms, outcome_n, hop =
-  sunpack(CONFIG_FORMAT, v[1])
-local charged = 0
-if mode == 'settle' then charged = input + cache_write + math.ceil(output * burndown) end
+-- `cfg`'s doubles 1-16 and 25-28 (the breaker's thresholds, 17-24, are read by the full path alone).
+local win, n, dwin, dn, _, _, _, _, _, in_flight_limit, _, epoch, _, _, caps, history_ms =
+  sunpack('<dddddddddddddddd', v[1])
+local slow_ms, outcome_ms, outcome_n, hop = sunpack('<dddd', v[1], 193)
+-- A failed call (reported so, or a success slower than the budget's `b_slow`) may open the breaker, counting
+-- the instance that reports it. `latency_ms` is read only when it decides (a success, and `b_slow` set), and
+-- `instance` only when the call failed; the sibling keys only when they are touched (an in-flight lease, a
+-- probe, a failure), but always before anything changes.
+local failed = outcome == 'failure' or outcome == 'slow'
+if outcome == 'success' and slow_ms > 0 then
+  local latency = int_arg(ARGV[6], 0, MAX_MS)
+  if not latency then return { 'invalid', 'latency_ms', 'must be an integer from 0 to ' .. MAX_MS } end
+  failed = latency >= slow_ms
+end
+if failed and not valid_name(ARGV[7]) then return { 'invalid', 'instance', NAME_RULE } end
+if (in_flight_limit > 0 and KEYS[3] ~= BASE .. ':inflight')
+    or ((probe == 1 or failed) and (KEYS[4] ~= BASE .. ':probes' or KEYS[5] ~= BASE .. ':failers')) then
+  return sibling_keys(string.sub(KEYS[2], #BASE + 1), ':inflight', ':probes', ':failers')   -- (names the wrong key)
+end
 local delta = charged - held
 local request_delta = mode == 'release' and -requests or 0
-local consumed = spack(RECORD_FORMAT, mode == 'settle' and SETTLED or RELEASED, reservation_epoch, sequence, bucket,
-  day_bucket, requests, held, probe, admitted_at, charged, delta) .. app
+local app = string.sub(packed, RECORD_SIZE + 1)
+local st, bst = v[2], v[3]
+-- Consume the record (its first three doubles; the TTL stays), end the leases, add the call to the history
+-- minute. Both paths below then count the call in the rings and the breaker.
+if record_state == RESERVED then
+  redis.call('SETRANGE', KEYS[2], 0, spack(CONSUMED_FORMAT, mode == 'settle' and SETTLED or RELEASED, charged, delta))
+  if in_flight_limit > 0 or probe == 1 then
+    local lease = reservation_epoch .. ':' .. string.sub(KEYS[2], #BASE + 6)
+    if in_flight_limit > 0 then redis.call('ZREM', KEYS[3], lease) end
+    if probe == 1 then redis.call('ZREM', KEYS[4], lease) end
+  end
+  if history_key then
+    history_add(history_key, history_minute, app, history_ms, requests, charged, input, output)
+  end
+end
 
 -- The everyday settlement: a reservation of this epoch, no app caps, the window and day rings still in the
 -- bucket of the previous call (nothing leaves them), the breaker closed and either told nothing or a success
 -- counted in its outcome window's current bucket. It works on the unpacked numbers of `st` and `bst` as the
 -- full path's `settle_ring` and breaker step do: give back to the held bucket (the head, or one slot read and
 -- written if it is older and still counted), add any extra charge to the head; count the call.
-local st, bst = v[2], v[3]
 if record_state == RESERVED and caps == 0 and epoch == reservation_epoch and st
     and (#st == STATE_SIZE or #st == STATE_SIZE + 16) then
   local seq, code, deadline, w_head, w_requests, w_tokens, w_head_requests, w_head_tokens, w_low,
     d_head, d_tokens, d_unused, d_head_tokens, d_head_unused, d_low = sunpack(STATE_FORMAT, st)
-  local counted = outcome == 'success' and not (slow_ms > 0 and latency >= slow_ms)
+  local counted = outcome == 'success' and not failed
   local b_open, b_consecutive, b_successes, b_closed, b_head, b_calls, b_failures, b_head_calls, b_head_failures, b_low
   if counted and bst and #bst == 80 then
     b_open, b_consecutive, b_successes, b_closed, b_head, b_calls, b_failures, b_head_calls, b_head_failures, b_low =
@@ -92,9 +124,10 @@ if record_state == RESERVED and caps == 0 and epoch == reservation_epoch and st
   end
   if code == CLOSED and w_head == floor(now / (win / n)) and d_head == floor(now / (dwin / dn))
       and (outcome == 'none' or (b_head and b_head == floor(now / (outcome_ms / outcome_n)))) then
-    local fields = {}
+    local fields   -- HSET's field/value pairs when a slot is written too (else `st` and `bst` go alone)
     -- Give back: (requests, tokens) to the window's held bucket, tokens to the day's.
-    local w_back_requests, w_back_tokens, d_back = math.max(-request_delta, 0), math.max(-delta, 0), math.max(-delta, 0)
+    local w_back_requests, w_back_tokens = -request_delta, delta < 0 and -delta or 0
+    local d_back = w_back_tokens
     local w_slot, d_slot = false, false   -- the held buckets' slot fields, if older than the head and still counted
     if (w_back_requests > 0 or w_back_tokens > 0) and bucket < w_head then
       local span = ring_span(win, n, hop)
@@ -105,9 +138,11 @@ if record_state == RESERVED and caps == 0 and epoch == reservation_epoch and st
       d_slot = day_bucket > d_head - span and 'd' .. (day_bucket % span)
     end
     local slots = (w_slot or d_slot) and redis.call('HMGET', LEDGER_KEY, w_slot or d_slot, d_slot or w_slot)
+    if slots then fields = {} end
     if bucket == w_head then
       if w_requests == 0 and w_tokens == 0 then w_low = w_head end
-      w_back_requests, w_back_tokens = math.min(w_back_requests, w_head_requests), math.min(w_back_tokens, w_head_tokens)
+      if w_back_requests > w_head_requests then w_back_requests = w_head_requests end   -- (math.min, inline)
+      if w_back_tokens > w_head_tokens then w_back_tokens = w_head_tokens end
       w_head_requests, w_head_tokens = w_head_requests - w_back_requests, w_head_tokens - w_back_tokens
     elseif w_slot then
       local a, c1, c2 = sunpack('<ddd', slots[1] or spack('<ddd', -1, 0, 0))
@@ -119,7 +154,7 @@ if record_state == RESERVED and caps == 0 and epoch == reservation_epoch and st
     end
     if day_bucket == d_head then
       if d_tokens == 0 and d_unused == 0 then d_low = d_head end
-      d_back = math.min(d_back, d_head_tokens)
+      if d_back > d_head_tokens then d_back = d_head_tokens end
       d_head_tokens = d_head_tokens - d_back
     elseif d_slot then
       local a, c1, c2 = sunpack('<ddd', slots[2] or spack('<ddd', -1, 0, 0))
@@ -130,28 +165,31 @@ if record_state == RESERVED and caps == 0 and epoch == reservation_epoch and st
       d_back = 0
     end
     -- A charge above the held tokens goes to the head bucket (counting more, never less).
-    local extra = math.max(delta, 0)
+    local extra = delta > 0 and delta or 0
     if extra > 0 then
       if w_requests - w_back_requests == 0 and w_tokens - w_back_tokens == 0 then w_low = w_head end
       if d_tokens - d_back == 0 and d_unused == 0 then d_low = d_head end
     end
+    local state, breaker = false, false   -- the new `st` and `bst`, if they change
     if w_back_requests > 0 or w_back_tokens > 0 or d_back > 0 or extra > 0 then
-      fields[#fields + 1], fields[#fields + 2] = 'st', spack(STATE_FORMAT, seq, code, deadline,
+      state = spack(STATE_FORMAT, seq, code, deadline,
         w_head, w_requests - w_back_requests, w_tokens - w_back_tokens + extra, w_head_requests, w_head_tokens + extra, w_low,
         d_head, d_tokens - d_back + extra, d_unused, d_head_tokens + extra, d_head_unused, d_low) .. (#st > STATE_SIZE and string.sub(st, STATE_SIZE + 1) or '')
     end
     if counted then   -- a success: one more call in the outcome window's current bucket, no failure in a row
       if b_calls == 0 and b_failures == 0 then b_low = b_head end
-      fields[#fields + 1], fields[#fields + 2] = 'bst', spack('<dddddddddd', b_open, 0, b_successes, b_closed,
+      breaker = spack('<dddddddddd', b_open, 0, b_successes, b_closed,
         b_head, b_calls + 1, b_failures, b_head_calls + 1, b_head_failures, b_low)
     end
-    if #fields > 0 then redis.call('HSET', LEDGER_KEY, unpack(fields)) end
-    redis.call('SET', KEYS[2], consumed, 'KEEPTTL')
-    if in_flight_limit > 0 then redis.call('ZREM', KEYS[3], reservation_epoch .. ':' .. id) end
-    if probe == 1 then redis.call('ZREM', KEYS[4], reservation_epoch .. ':' .. id) end
-    if history_key then
-      history_add(history_key, history_minute, app, history_ms, requests, charged, input + cache_write, output)
+    if fields then
+      if state then fields[#fields + 1], fields[#fields + 2] = 'st', state end
+      if breaker then fields[#fields + 1], fields[#fields + 2] = 'bst', breaker end
+      redis.call('HSET', LEDGER_KEY, unpack(fields))
+    elseif state and breaker then
+      redis.call('HSET', LEDGER_KEY, 'st', state, 'bst', breaker)
+    elseif state or breaker then
+      redis.call('HSET', LEDGER_KEY, state and 'st' or 'bst', state or breaker)
     end
-    return { mode == 'settle' and 'settled' or 'released', charged, delta, 'closed' }
+    return delta   -- (settled or released as asked, `charged` as sent, the breaker closed: the cheapest reply)
   end
 end

@@ -9,10 +9,11 @@ if record_state ~= RESERVED then   -- consumed before: what that settle or relea
   return { 'already_settled', record_state == SETTLED and 'settled' or 'released', earlier_charged, earlier_delta,
     breaker_state_name(breaker_effective_state(code, deadline, now)) }
 end
+local failure_rate, minimum_calls, consecutive_limit, quorum, open_ms, open_multiplier, open_max_ms, close_after =
+  sunpack('<dddddddd', v[1], 129)   -- `cfg`'s doubles 17-24
 local span = ring_span(win, n, hop)
 local seq, breaker_code, breaker_until, window, day = state_unpack(st, win, n, dwin, dn, span, ring_span(dwin, dn, hop))
 local same_epoch = epoch == reservation_epoch
-redis.call('SET', KEYS[2], consumed, 'KEEPTTL')
 
 -- Gives back into the bucket where the reservation was held; adds any extra charge to the head bucket.
 local function settle_ring(ring, held_bucket, d1, d2)
@@ -35,19 +36,10 @@ if caps > 0 then
     ring_writes(capped, fields, app_field)
   end
 end
-local lease_member = reservation_epoch .. ':' .. id
-if in_flight_limit > 0 then redis.call('ZREM', KEYS[3], lease_member) end
-if probe == 1 then redis.call('ZREM', KEYS[4], lease_member) end
-
-if history_key then   -- per-minute history; budget totals are the sum over rows
-  history_add(history_key, history_minute, app, history_ms, requests, charged, input + cache_write, output)
-end
-
 -- Breaker: count the outcome in its rolling window, then apply the transitions.
 local state = breaker_effective_state(breaker_code, breaker_until, now)
 if outcome ~= 'none' then
   local openings, consecutive, probe_successes, closed_at, outcomes = breaker_unpack(bst, outcome_ms, outcome_n)
-  local failed = outcome == 'failure' or outcome == 'slow' or (slow_ms > 0 and latency >= slow_ms)
   ring_advance(outcomes, floor(now / outcomes.granularity))
   ring_add(outcomes, 1, failed and 1 or 0)
   consecutive = failed and consecutive + 1 or 0
@@ -78,7 +70,7 @@ if outcome ~= 'none' then
       or (outcomes.total1 >= minimum_calls and outcomes.total2 >= failure_rate * outcomes.total1)
     if quorum > 1 then   -- failures must come from enough distinct instances
       local failers_key = KEYS[5]
-      redis.call('ZADD', failers_key, now, instance)
+      redis.call('ZADD', failers_key, now, ARGV[7])
       redis.call('ZREMRANGEBYSCORE', failers_key, '-inf', now - outcome_ms)
       redis.call('PEXPIRE', failers_key, outcome_ms)
       trips = trips and redis.call('ZCARD', failers_key) >= quorum

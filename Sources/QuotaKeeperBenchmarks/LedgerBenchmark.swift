@@ -56,8 +56,9 @@ struct LedgerBenchmark: AsyncParsableCommand {
             ["4", ledgerKey, base + ":res:" + record + "__rand_int__", base + ":inflight", base + ":probes"]
         }
         let reserveCommand = random + ["EVALSHA", QuotaLedger.reserveScript.sha1] + keys(ledger.ledgerKey(unlimited), record: "b") + reserveArguments
-        let settleArguments = [
-            "settle", String(usage.inputTokens), "0", String(usage.outputTokens), String(ledger.burndown.rate(for: model)), "success", "0", "bench",
+        let settleArguments = [   // mode, charged, input (+ cache write), output, outcome, latency ms, instance
+            "settle", String(ledger.burndown.charge(usage, model: model)), String(usage.inputTokens), String(usage.outputTokens),
+            "success", "0", "bench",
         ]
         func pipelinedPairs(_ round: Int) async throws -> Double {
             let time = try await redis.send(["TIME"]).array?.first?.string.flatMap { Int64($0) } ?? 0

@@ -74,8 +74,8 @@ struct HistoryTests {
             let minute = try await freshHistoryMinute(ledger)
             let held = try await ledger.reserve(budget, app: "app", tokens: 1000)
             let wire = LedgerWire.SettleArguments(
-                reservationID: held.id, mode: .settle, usage: TokenUsage(inputTokens: 100, outputTokens: 10), burndown: 1,
-                outcome: .success, latency: .milliseconds(5), instance: "test-instance")
+                reservationID: held.id, mode: .settle, usage: TokenUsage(inputTokens: 100, outputTokens: 10), burndown: ledger.burndown,
+                model: budget.model, outcome: .success, latency: .milliseconds(5), instance: "test-instance")
             let wrongKeys = [
                 ledger.historyKey(budget, minute: minute + 9), ledger.historyKey(budget, minute: minute - 9),
                 ledger.historyKey(BudgetID(model: "other", region: "test-1"), minute: minute), ledger.ledgerKey(budget),

@@ -88,23 +88,26 @@ struct LedgerTests {
             #expect(before.requests == 2 && before.tokens == 1100)
             // Forged and repeated calls straight through the public script, as any client could send them.
             let keys = ledger.keys(budget)
-            func settle(_ id: String, _ mode: String) async throws -> String? {
-                let reply = try await ledger.redis.evalScript(
+            func settle(_ id: String, _ mode: String) async throws -> String? { try await settleReply(id, mode).tag }
+            func settleReply(_ id: String, _ mode: String) async throws -> RedisReply {
+                try await ledger.redis.evalScript(
                     LedgerScripts.settle, keys: [keys.ledger, keys.record(id), keys.inFlight, keys.probes, keys.failers],
-                    arguments: [mode, "0", "0", "0", "1", "none", "0", "forger"])
-                return reply.tag
+                    arguments: [mode, "0", "0", "0", "none", "0", "forger"])
             }
-            #expect(try await settle("other", "settle") == "already_settled")
+            // What the first settle did, from the consumed record: charged 100 of 500 held, 400 given back.
+            let repeated = try await settleReply("other", "settle")
+            #expect(repeated.tag == "already_settled" && Array(repeated.integers.dropFirst(2).prefix(2)) == [100, -400], "\(repeated)")
             #expect(try await settle("other", "release") == "already_settled")
             #expect(try await settle("never-issued", "settle") == "unknown_reservation")
             #expect(try await settle("never-issued", "release") == "unknown_reservation")
             let after = try await ledger.status(of: budget).window
             #expect(after.requests == before.requests && after.tokens == before.tokens)
-            // A script call with a key outside the budget is refused before anything runs.
+            // A script call with a key outside the budget where it would touch it (a failure reaches the
+            // breaker's keys) is refused before anything runs.
             await #expect(throws: (any Error).self) {
                 _ = try await ledger.redis.evalScript(
-                    LedgerScripts.settle, keys: [keys.ledger, keys.record("victim"), "elsewhere", keys.probes, keys.failers],
-                    arguments: ["release", "0", "0", "0", "1", "none", "0", "forger"])
+                    LedgerScripts.settle, keys: [keys.ledger, keys.record("victim"), keys.inFlight, keys.probes, "elsewhere"],
+                    arguments: ["release", "0", "0", "0", "failure", "0", "forger"])
             }
             try await victim.release()
             #expect(try await ledger.status(of: budget).window.tokens == 100)
@@ -294,13 +297,20 @@ struct LedgerTests {
     @Test("settle's everyday path and its full path count alike: random holds settled, released or overcharged across buckets")
     func settlementPathsCountAlike() async throws {
         // Without app caps most settles take ledger_settle.lua's everyday path (held bucket = head, or an older
-        // slot); with a cap on another app every settle takes ledger_settle_full.lua. Both must leave exactly the
-        // totals a plain recomputation gives, buckets that sum to them, and every success counted by the breaker.
-        for capped in [false, true] {
+        // slot); with a cap on another app every settle takes ledger_settle_full.lua. The third budget takes the
+        // everyday path with an in-flight limit (each settle ends a lease) and a slow-call threshold (each success's
+        // latency is read). All must leave exactly the totals a plain recomputation gives, buckets that sum to
+        // them, every success counted by the breaker, and answer each call with what it charged and gave back
+        // (the everyday path's integer reply and the full path's array decode alike).
+        for variant in ["everyday", "full", "leases"] {
             var configuration = testConfiguration(
-                uniqueBudget(capped ? "settle-full" : "settle-everyday"), rpm: 100_000, tpm: 100_000_000, window: .seconds(3))
+                uniqueBudget("settle-\(variant)"), rpm: 100_000, tpm: 100_000_000, window: .seconds(3))
             configuration.bucketCount = 3   // 1 s buckets (and 1 s day buckets): settles hit the head and older buckets
-            if capped { configuration.appCaps = ["someone-else": 0.5] }
+            if variant == "full" { configuration.appCaps = ["someone-else": 0.5] }
+            if variant == "leases" {
+                configuration.inFlight = .init(limit: 1000)
+                configuration.breaker.slowCallThreshold = .seconds(10)
+            }
             try await withLedger(configuration) { ledger, budget in
                 var open: [(record: ReservationRecord, held: Int)] = []
                 var requests = 0, tokens = 0, successes = 0
@@ -317,14 +327,16 @@ struct LedgerTests {
                         let (record, held) = open.removeLast()
                         switch Int.random(in: 0..<4) {
                         case 0:   // released: request and tokens back
-                            _ = try await ledger.finish(record, mode: .release, usage: TokenUsage(inputTokens: 0, outputTokens: 0), outcome: .notCounted, latency: .zero)
+                            let released = try await ledger.finish(record, mode: .release, usage: TokenUsage(inputTokens: 0, outputTokens: 0), outcome: .notCounted, latency: .zero)
+                            #expect(released == Settlement(chargedTokens: 0, returnedTokens: held, breakerState: .closed), "\(variant)")
                             requests -= 1
                             tokens -= held
                         default:  // settled below, at or above what was held (burndown 1 for this model)
                             let charged = Int.random(in: 0...(2 * held))
-                            _ = try await ledger.finish(
+                            let settled = try await ledger.finish(
                                 record, mode: .settle, usage: TokenUsage(inputTokens: charged / 2, outputTokens: charged - charged / 2),
                                 outcome: .success, latency: .milliseconds(5))
+                            #expect(settled == Settlement(chargedTokens: charged, returnedTokens: held - charged, breakerState: .closed), "\(variant)")
                             tokens += charged - held
                             successes += 1
                         }
@@ -332,14 +344,15 @@ struct LedgerTests {
                     try await Task.sleep(for: .milliseconds(700))   // the next round lands in a later bucket
                 }
                 let status = try await ledger.status(of: budget)
-                #expect(status.window.requests == requests && status.window.tokens == tokens, "capped \(capped)")
-                #expect(status.day.tokens == tokens, "capped \(capped)")
-                #expect(status.window.buckets.reduce(0) { $0 + $1.tokens } == tokens, "capped \(capped)")
-                #expect(status.window.buckets.reduce(0) { $0 + ($1.requests ?? 0) } == requests, "capped \(capped)")
-                #expect(status.day.buckets.reduce(0) { $0 + $1.tokens } == tokens, "capped \(capped)")
-                #expect(status.breaker.calls == successes && status.breaker.failures == 0, "capped \(capped)")
+                #expect(status.window.requests == requests && status.window.tokens == tokens, "\(variant)")
+                #expect(status.day.tokens == tokens, "\(variant)")
+                #expect(status.window.buckets.reduce(0) { $0 + $1.tokens } == tokens, "\(variant)")
+                #expect(status.window.buckets.reduce(0) { $0 + ($1.requests ?? 0) } == requests, "\(variant)")
+                #expect(status.day.buckets.reduce(0) { $0 + $1.tokens } == tokens, "\(variant)")
+                #expect(status.breaker.calls == successes && status.breaker.failures == 0, "\(variant)")
+                if variant == "leases" { #expect(status.inFlight == open.count, "leases of the calls still open") }
                 let minutes = try await ledger.history(of: budget, minutes: 5)
-                #expect(minutes.reduce(0) { $0 + $1.requests } == successes, "capped \(capped)")
+                #expect(minutes.reduce(0) { $0 + $1.requests } == successes, "\(variant)")
             }
         }
     }
@@ -446,15 +459,16 @@ struct LedgerTests {
             }
             let admitted = try await ledger.reserve(budget, app: "app", tokens: 10, id: "s1")
             let settleKeys = LedgerWire.SettleArguments(
-                reservationID: "s1", mode: .settle, usage: TokenUsage(inputTokens: 0, outputTokens: 0), burndown: 1,
-                outcome: .success, latency: .zero, instance: "i").keys(ledger.keys(budget))
-            for arguments in [
-                ["settle", "-1", "0", "0", "1", "success", "0", "i"], ["done", "1", "0", "0", "1", "success", "0", "i"],
-                ["settle", "1", "0", "0", "nan", "success", "0", "i"], ["settle", "1", "0", "0", "1", "fine", "0", "i"],
-                ["settle", "1", "0", "0", "1", "success", "0", "bad instance"], ["settle", "1", "0", "0", "101", "none", "0", "i"],
+                reservationID: "s1", mode: .settle, usage: TokenUsage(inputTokens: 0, outputTokens: 0), burndown: .bedrockDefaults,
+                model: budget.model, outcome: .success, latency: .zero, instance: "i").keys(ledger.keys(budget))
+            for (arguments, named) in [
+                (["settle", "-1", "0", "0", "success", "0", "i"], "charged"), (["done", "1", "0", "0", "success", "0", "i"], "mode"),
+                (["settle", "nan", "0", "0", "success", "0", "i"], "charged"), (["settle", "1e12", "0", "0", "none", "0", "i"], "charged"),
+                (["settle", "1", "1.5", "0", "none", "0", "i"], "input"), (["settle", "1", "0", "1e9", "none", "0", "i"], "output"),
+                (["settle", "1", "0", "0", "fine", "0", "i"], "outcome"), (["release", "0", "0", "0", "failure", "0", "bad instance"], "instance"),
             ] {
                 let reply = try await ledger.evaluate(LedgerScripts.settle, budget, arguments, keys: settleKeys)
-                #expect(reply.tag == "invalid", "\(arguments) -> \(reply)")
+                #expect(reply.tag == "invalid" && reply.array?[1].string == named, "\(arguments) -> \(reply)")
             }
             try await admitted.release()   // none of the refused settles consumed it
             for arguments in [["set", "rpm", "0"], ["set", "win", "1999"], ["set", "hop", "-1"], ["adjust_ceiling", "lower", "2", "0.5"]] {

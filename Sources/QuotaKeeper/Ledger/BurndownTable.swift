@@ -36,8 +36,8 @@ public struct BurndownTable: Sendable, Hashable {
     }
 
     /// What Bedrock charges for a finished call of `model`: `input + cache-write + ceil(output x burndown)`;
-    /// cache reads are held at admission but not charged. The one charge formula on the Swift side
-    /// (`lua/ledger_settle.lua` applies the same one in Redis).
+    /// cache reads are held at admission but not charged. The one charge formula: settle sends its result to
+    /// `lua/ledger_settle.lua`, and fail-open's local holds use it too.
     public func charge(_ usage: TokenUsage, model: String) -> Int {
         usage.inputTokens + usage.cacheWriteInputTokens + Int((Double(usage.outputTokens) * rate(for: model)).rounded(.up))
     }

@@ -122,15 +122,31 @@ enum LedgerWire {
     }
 
     /// `ledger_settle`'s KEYS and ARGV. The reservation itself (app, buckets, held tokens, probe, epoch) comes
-    /// from its record in Redis, never from the caller.
+    /// from its record in Redis, never from the caller. The charge is the caller's (`BurndownTable.charge`, the
+    /// one charge formula); `usage` goes along for the history's input and output columns.
     struct SettleArguments {
         var reservationID: String
         var mode: SettleMode
+        /// Tokens Bedrock charged (0 on release).
+        var chargedTokens: Int
         var usage: TokenUsage
-        var burndown: Double
         var outcome: CallOutcome
         var latency: Duration
         var instance: String
+
+        /// A settle charges `burndown.charge(usage, model:)`; a release charges nothing and reports no usage.
+        init(
+            reservationID: String, mode: SettleMode, usage: TokenUsage, burndown: BurndownTable, model: String,
+            outcome: CallOutcome, latency: Duration, instance: String
+        ) {
+            self.reservationID = reservationID
+            self.mode = mode
+            self.usage = mode == .settle ? usage : TokenUsage(inputTokens: 0, outputTokens: 0)
+            self.chargedTokens = mode == .settle ? burndown.charge(usage, model: model) : 0
+            self.outcome = outcome
+            self.latency = latency
+            self.instance = instance
+        }
 
         func keys(_ keys: BudgetKeys) -> [String] {
             [keys.ledger, keys.record(reservationID), keys.inFlight, keys.probes, keys.failers]
@@ -138,8 +154,8 @@ enum LedgerWire {
 
         var arguments: [String] {
             [
-                mode.rawValue, String(usage.inputTokens), String(usage.cacheWriteInputTokens), String(usage.outputTokens),
-                String(burndown), outcome.rawValue, String(latency.millisecondsRoundedUp), instance,
+                mode.rawValue, String(chargedTokens), String(usage.inputTokens + usage.cacheWriteInputTokens),
+                String(usage.outputTokens), outcome.rawValue, String(latency.millisecondsRoundedUp), instance,
             ]
         }
     }
@@ -153,7 +169,13 @@ enum LedgerWire {
         /// No record: never admitted, expired, or lost with Redis's state. Nothing changed.
         case unknownReservation
 
-        init(_ reply: RedisReply) throws(LedgerError) {
+        /// `reply` to `arguments`. The everyday path answers with the integer delta alone (done as asked, the
+        /// charge as sent, the breaker closed); every other answer is an array.
+        init(_ reply: RedisReply, to arguments: SettleArguments) throws(LedgerError) {
+            if case .integer(let delta) = reply {
+                self = .done(Settlement(chargedTokens: arguments.chargedTokens, returnedTokens: Int(-delta), breakerState: .closed))
+                return
+            }
             let fields = reply.array ?? []
             func settlement(_ offset: Int) throws(LedgerError) -> Settlement {
                 guard fields.count == offset + 3, let charged = fields[offset].integer, let delta = fields[offset + 1].integer,

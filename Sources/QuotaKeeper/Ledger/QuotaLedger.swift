@@ -268,7 +268,7 @@ public struct QuotaLedger: Sendable {
             throw LedgerError(code: .invalidArgument, message: "latency must not be negative, not \(latency)")
         }
         let wire = LedgerWire.SettleArguments(
-            reservationID: reservation.id, mode: mode, usage: usage, burndown: burndown.rate(for: reservation.budget.model),
+            reservationID: reservation.id, mode: mode, usage: usage, burndown: burndown, model: reservation.budget.model,
             outcome: outcome, latency: latency, instance: instanceID)
         var attempts = 0
         let reply = try await retryingUnknownOutcome {
@@ -278,7 +278,7 @@ public struct QuotaLedger: Sendable {
                 LedgerScripts.settle, reservation.budget, wire.arguments, keys: wire.keys(keys(reservation.budget)) + [history])
         }
         let settlement: Settlement
-        switch try LedgerWire.SettleReply(reply) {
+        switch try LedgerWire.SettleReply(reply, to: wire) {
         case .done(let done):
             settlement = done
         case .alreadyDone(let earlier, let done) where attempts > 1 && earlier == mode:
