@@ -56,7 +56,7 @@ extension FleetCommand {
         var fallbackModel: String?
         @Option(help: "Bedrock operation the apps call: converse, converse-stream, invoke or invoke-stream.")
         var api: String = "converse"
-        @Option(name: .customLong("hop-margin-ms"), help: "The ledger's hop margin in wall milliseconds, 0 to 60000 (default 250, the library's; not time-scaled, so it costs the demo's 6 s window 10x what it costs Bedrock's 60 s one).")
+        @Option(name: .customLong("hop-margin-ms"), help: "The ledger's hop margin in wall milliseconds, 0 to 60000 (default 250, the library's; not time-scaled, so it costs the presets' 12 s window 5x what it costs Bedrock's 60 s one).")
         var hopMarginMs: Int?
         @Option(help: "Modes to run, comma-separated: uncoordinated, coordinated.")
         var modes: String = "uncoordinated,coordinated"

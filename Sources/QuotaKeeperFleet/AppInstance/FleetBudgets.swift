@@ -4,14 +4,19 @@ import TimeLimit
 
 /// QuotaKeeper's configuration for the fleet: one budget per model, time-scaled like the simulator.
 enum FleetBudgets {
-    /// The ledger's window is Bedrock's (time-scaled), with 100 buckets. The library makes it exact against
-    /// Bedrock's continuously sliding window; the hop margin (`FleetSettings.hopMarginMilliseconds`) covers the
-    /// time between an admission and Bedrock's own: no margin of the demo's own.
+    /// The ledger's window is Bedrock's (time-scaled), in `bucketCount` buckets. The library makes it exact
+    /// against Bedrock's continuously sliding window; the hop margin (`FleetSettings.hopMarginMilliseconds`)
+    /// covers the time between an admission and Bedrock's own: no margin of the demo's own.
     static func ledgerWindow(_ settings: FleetSettings) -> Duration {
-        wholeBuckets(settings.wall(60), bucketCount)
+        wholeBuckets(settings.wall(60), bucketCount(settings))
     }
 
-    static let bucketCount = 100
+    /// Buckets of about 50 ms of wall time, at least 100: the ledger counts one bucket more than the window
+    /// (docs/ledger.md, "Exact against a sliding window"), and a bucket of a time-scaled window is a larger part
+    /// of it than Bedrock's own 1 s bucket is of 60 s.
+    static func bucketCount(_ settings: FleetSettings) -> Int {
+        max(100, Int((settings.windowSeconds * 20).rounded()))
+    }
 
     static func route(_ settings: FleetSettings) -> [BudgetID] {
         ([settings.primaryModel] + (settings.fallbackModel.map { [$0] } ?? [])).map {
@@ -24,7 +29,7 @@ enum FleetBudgets {
             var budget = BudgetConfiguration(
                 id: id, limits: .init(requestsPerWindow: settings.quotaRPM, tokensPerWindow: settings.quotaTPM))
             budget.window = ledgerWindow(settings)
-            budget.bucketCount = bucketCount
+            budget.bucketCount = bucketCount(settings)
             budget.batchCeiling = settings.batchCeiling
             budget.hopMargin = .milliseconds(settings.hopMarginMilliseconds)
             var breaker = BreakerConfiguration()

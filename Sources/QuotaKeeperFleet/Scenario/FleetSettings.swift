@@ -54,10 +54,10 @@ struct FleetSettings: Codable, Sendable {
     var batchCeiling: Double = 0.8
     /// The ledger's hop margin in wall milliseconds (`BudgetConfiguration.hopMargin`): the time from an admission
     /// to the simulator's own on this machine. Not time-scaled, unlike everything else: the library's default
-    /// (250 ms, kept here) is 0.4% of Bedrock's 60 s window but 4% of the demo's 6 s one, and the ledger counts it
-    /// into every window (6.36 s in 106 buckets of 60 ms), which caps utilization at 6 / 6.36 = 94%. A quiet
-    /// machine's loopback hop fits in 120 ms (`--hop-margin-ms 120`: 6.18 s, 97%); the referee's quota 429s
-    /// say whether a margin was enough.
+    /// (250 ms, kept here) is 0.4% of Bedrock's 60 s window but 2% of the presets' 12 s one, and the ledger counts
+    /// it into every window (12.3 s in 246 buckets of 50 ms: `FleetBudgets.bucketCount`), which caps utilization
+    /// at 12 / 12.3 = 97.6% (at a 6 s window, 6.3 s: 95.2%). The referee's quota 429s say whether a margin was
+    /// enough.
     var hopMarginMilliseconds: Int = 250
     /// Simulated first-token latency and output speed of both models.
     var firstTokenMilliseconds: Int = 400
@@ -102,7 +102,9 @@ enum Scenario: String, CaseIterable, Sendable {
     static let primaryModel = "anthropic.claude-haiku-4-5-20251001-v1:0"
     static let fallbackModel = "amazon.nova-pro-v1:0"
 
-    /// The preset's settings (a 6 s window standing for 60 s, 30 s of demand per mode: 5 quota windows).
+    /// The preset's settings (a 12 s window standing for 60 s, 60 s of demand per mode: 5 quota windows). The
+    /// scale is 5x, not more: the hop margin is not time-scaled (`hopMarginMilliseconds`), so the faster the
+    /// demo runs, the more of its window the margin takes.
     var settings: FleetSettings {
         switch self {
         case .spike:
@@ -111,7 +113,7 @@ enum Scenario: String, CaseIterable, Sendable {
             }
             return FleetSettings(
                 scenario: rawValue, apps: apps, primaryModel: Self.primaryModel, fallbackModel: nil,
-                quotaRPM: 150, quotaTPM: nil, windowSeconds: 6, durationSeconds: 30)
+                quotaRPM: 150, quotaTPM: nil, windowSeconds: 12, durationSeconds: 60)
         case .tokens:
             let apps = [
                 AppSpec(name: "batch", demandRPM: 10, inputTokens: 15_000, maxOutputTokens: 5_000, outputTokens: 5_000,
@@ -121,7 +123,7 @@ enum Scenario: String, CaseIterable, Sendable {
             ]
             var settings = FleetSettings(
                 scenario: rawValue, apps: apps, primaryModel: Self.primaryModel, fallbackModel: nil,
-                quotaRPM: nil, quotaTPM: 150_000, windowSeconds: 6, durationSeconds: 30)
+                quotaRPM: nil, quotaTPM: 150_000, windowSeconds: 12, durationSeconds: 60)
             // The batch job starts one window after the chat apps (as a job starts while users are active).
             // The batch ceiling bounds the *total* window usage at which batch calls are still admitted, and
             // the chat apps' steady usage (45,000 tokens a minute) is already inside that total, so the headroom
@@ -137,9 +139,9 @@ enum Scenario: String, CaseIterable, Sendable {
             }
             var settings = FleetSettings(
                 scenario: rawValue, apps: apps, primaryModel: Self.primaryModel, fallbackModel: Self.fallbackModel,
-                quotaRPM: 150, quotaTPM: nil, windowSeconds: 6, durationSeconds: 30)
+                quotaRPM: 150, quotaTPM: nil, windowSeconds: 12, durationSeconds: 60)
             settings.fault503Rate = 0.05
-            settings.overload = OverloadPeriod(start: 10, end: 20)
+            settings.overload = OverloadPeriod(start: 20, end: 40)
             return settings
         case .overload:
             let apps = (1...9).map {
@@ -147,7 +149,7 @@ enum Scenario: String, CaseIterable, Sendable {
             }
             return FleetSettings(
                 scenario: rawValue, apps: apps, primaryModel: Self.primaryModel, fallbackModel: nil,
-                quotaRPM: 150, quotaTPM: nil, windowSeconds: 6, durationSeconds: 30)
+                quotaRPM: 150, quotaTPM: nil, windowSeconds: 12, durationSeconds: 60)
         }
     }
 }
