@@ -66,6 +66,7 @@ let package = Package(
                 "TimeLimit",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "DequeModule", package: "swift-collections"),
             ],
             plugins: ["EmbedLuaScripts"]
         ),

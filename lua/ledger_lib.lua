@@ -2,7 +2,7 @@
 -- Not run alone: the Swift side sends `ledger_lib.lua` (+ `ledger_lib_history.lua` and `ledger_lib_extra.lua` for
 -- every script but the admission) followed by one operation script, as a single script (one SHA per operation;
 -- settle runs its everyday path before ledger_lib_extra.lua: `LedgerScripts` in Swift). By hand:
---   cat lua/ledger_lib.lua lua/ledger_reserve.lua > /tmp/reserve.lua
+--   cat lua/ledger_lib.lua lua/ledger_lib_admission.lua lua/ledger_reserve.lua > /tmp/reserve.lua
 --   redis-cli --eval /tmp/reserve.lua 'qk:{m}:ledger' 'qk:{m}:res:id-1' 'qk:{m}:inflight' 'qk:{m}:probes' , app interactive 1 100
 -- Every script takes KEYS[1] = `<prefix>{<budget>}:ledger` and every other key it touches in KEYS (same hash
 -- tag, so the same cluster slot; `sibling_keys` checks them). Redis `TIME` is the only clock. Layout of the ledger hash: docs/ledger.md.
@@ -74,9 +74,9 @@ local function sibling_keys(...)
   return nil
 end
 
--- The reservation id named by KEYS[2] = `<base>:res:<id>`, or nil if it is not a valid id.
-local function reservation_id()
-  local key = KEYS[2] or ''
+-- The reservation id named by KEYS[index] (default 2) = `<base>:res:<id>`, or nil if it is not a valid id.
+local function reservation_id(index)
+  local key = KEYS[index or 2] or ''
   if #key <= #BASE + 5 or string.sub(key, 1, #BASE + 5) ~= BASE .. ':res:' then return nil end
   local id = string.sub(key, #BASE + 6)
   if #id > 64 or string.find(id, '[^%w%._%-]') then return nil end

@@ -1,4 +1,4 @@
--- ledger_reserve.lua (after ledger_lib.lua): the full atomic admission of one call against one budget:
+-- ledger_reserve.lua (after ledger_lib.lua and ledger_lib_admission.lua): the full atomic admission of one call against one budget:
 -- breaker, requests and tokens per window, tokens per day, batch ceiling, per-app cap, in-flight limit.
 -- KEYS     <base>:ledger, <base>:res:<id>, <base>:inflight, <base>:probes   (<base> = <prefix>{<budget>};
 --          <id>: the caller's reservation id, 1-64 characters of A-Z a-z 0-9 . _ -, unique per reservation),
@@ -82,25 +82,15 @@ local function record(seq, probe)
     probe, now) .. app, 'PX', record_ms)
 end
 
--- The everyday admission: breaker closed, both rings still in the bucket of the previous call, no app caps or
--- in-flight limit, and every limit has room (usage and amounts are integers, so `usage + amount > limit x share`
--- is the same test as the full check's against floor(limit x share)). It works on the unpacked numbers of `st`
--- (STATE_FORMAT) without the functions from `helpers(...)`, and holds the call as `ring_add` does on both rings:
--- the head bucket's counters and the totals grow, and an empty ring's `low` moves up to its head. Any other
--- call takes the full path below; both decide alike.
+-- The everyday admission (`everyday_admission`, ledger_lib_admission.lua): breaker closed, both rings still in
+-- the bucket of the previous call, no waiting line, app caps or in-flight limit, and every limit has room. Any
+-- other call takes the full path below; both decide alike.
 if v[2] and #v[2] == STATE_SIZE and caps == 0 and in_flight_limit == 0 then
-  local seq, code, deadline, w_head, w_requests, w_tokens, w_head_requests, w_head_tokens, w_low,
-    d_head, d_tokens, d_unused, d_head_tokens, d_head_unused, d_low = sunpack(STATE_FORMAT, v[2])
-  if code == CLOSED and w_head == bucket and d_head == day_bucket
-      and not ((rpm > 0 and w_requests + requests > rpm * share) or (tpm > 0 and w_tokens + tokens > tpm * share)
-        or (tpd > 0 and d_tokens + tokens > tpd * share)) then
-    if w_requests == 0 and w_tokens == 0 then w_low = w_head end
-    if d_tokens == 0 and d_unused == 0 then d_low = d_head end
-    redis.call('HSET', LEDGER_KEY, 'st', spack(STATE_FORMAT, seq + 1, code, deadline,
-      w_head, w_requests + requests, w_tokens + tokens, w_head_requests + requests, w_head_tokens + tokens, w_low,
-      d_head, d_tokens + tokens, d_unused, d_head_tokens + tokens, d_head_unused, d_low))
-    record(seq + 1, 0)
-    return { 'ok', seq + 1, epoch, bucket, day_bucket, 0, now, 0 }
+  local st, seq = everyday_admission(v[2], bucket, day_bucket, requests, tokens, rpm, tpm, tpd, share)
+  if st then
+    redis.call('HSET', LEDGER_KEY, 'st', st)
+    record(seq, 0)
+    return { 'ok', seq, epoch, bucket, day_bucket, 0, now, 0 }
   end
 end
 

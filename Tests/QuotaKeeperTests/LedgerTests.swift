@@ -558,7 +558,7 @@ struct LedgerTests {
     /// `ledger_reserve`'s body run `ARGV[6]` times in one script: the bounded-memory test's server-side loop. Each
     /// admission's record (KEYS[2]) is removed after it, so every call is a new admission; records themselves
     /// expire with their window and lease (measured apart).
-    static let reserveLoop = EmbeddedLuaScripts.ledgerLib + """
+    static let reserveLoop = EmbeddedLuaScripts.ledgerLib + "\n" + EmbeddedLuaScripts.ledgerLibAdmission + """
 
         local function reserve()
         \(EmbeddedLuaScripts.ledgerReserve)

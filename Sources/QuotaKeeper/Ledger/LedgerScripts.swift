@@ -7,7 +7,14 @@ import TimeLimit
 /// definitions only the rest of it pays for.
 enum LedgerScripts {
     static let reserve = RedisScript(
-        name: "ledger_reserve", source: EmbeddedLuaScripts.ledgerLib + "\n" + EmbeddedLuaScripts.ledgerReserve)
+        name: "ledger_reserve",
+        source: [EmbeddedLuaScripts.ledgerLib, EmbeddedLuaScripts.ledgerLibAdmission, EmbeddedLuaScripts.ledgerReserve].joined(separator: "\n"))
+    /// Up to ``LedgerWire/ReserveManyArguments/maximumCalls`` non-waiting admissions of one budget at once
+    /// (``ReserveCoalescer``).
+    static let reserveMany = RedisScript(
+        name: "ledger_reserve_many",
+        source: [EmbeddedLuaScripts.ledgerLib, EmbeddedLuaScripts.ledgerLibAdmission, EmbeddedLuaScripts.ledgerReserveMany]
+            .joined(separator: "\n"))
     static let leaveLine = RedisScript(
         name: "ledger_reserve_leave", source: EmbeddedLuaScripts.ledgerLib + "\n" + EmbeddedLuaScripts.ledgerReserveLeave)
     static let settle = RedisScript(
@@ -24,7 +31,7 @@ enum LedgerScripts {
     /// The fleet-wide retry budget (stands alone: it needs none of the ledger's library).
     static let retryBudget = RedisScript(name: "retry_budget", source: EmbeddedLuaScripts.retryBudget)
 
-    static let all = [reserve, leaveLine, settle, configure, read, delete, breakerAdmin, replay, retryBudget]
+    static let all = [reserve, reserveMany, leaveLine, settle, configure, read, delete, breakerAdmin, replay, retryBudget]
 
     private static func script(_ name: String, _ body: String) -> RedisScript {
         RedisScript(

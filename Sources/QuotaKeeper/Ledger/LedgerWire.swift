@@ -75,6 +75,30 @@ enum LedgerWire {
         }
     }
 
+    /// `ledger_reserve_many`'s KEYS and ARGV: non-waiting admissions of one budget, decided in order.
+    struct ReserveManyArguments {
+        static let maximumCalls = 64   // MAX_CALLS in lua/ledger_reserve_many.lua
+        var calls: [ReserveArguments]
+
+        func keys(_ keys: BudgetKeys) -> [String] { [keys.ledger] + calls.map { keys.record($0.reservationID) } }
+
+        var arguments: [String] {
+            calls.flatMap { call in
+                [call.app, call.priority.rawValue, String(call.requests), String(call.tokens), String(call.lease?.millisecondsRoundedUp ?? 0)]
+            }
+        }
+    }
+
+    /// `ledger_reserve_many`'s answer: per call, `ledger_reserve`'s own reply (decoded by ``ReserveReply``), or nil
+    /// for a call to send through `ledger_reserve` (one that needs more than the everyday path, and every call after
+    /// it). Nil as a whole when the budget has no configuration in Redis (send every call through `ledger_reserve`,
+    /// which seeds it).
+    static func reserveManyReplies(_ reply: RedisReply, calls: Int) throws(LedgerError) -> [RedisReply?]? {
+        if reply.tag == "no_budget" { return nil }
+        guard let replies = reply.array, replies.count == calls else { throw QuotaLedger.unexpected(reply, LedgerScripts.reserveMany) }
+        return replies.map { $0.tag == "fallback" ? nil : $0 }
+    }
+
     /// `ledger_reserve`'s answer.
     enum ReserveReply {
         /// Admitted (or, `repeated`, admitted before under the same reservation id: the first admission).

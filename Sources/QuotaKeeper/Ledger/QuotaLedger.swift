@@ -25,6 +25,8 @@ public struct QuotaLedger: Sendable {
     let logger: Logger
     /// What this process last heard of each app's turn in a waiting line (``acquire``).
     let lineTurns = LineTurns()
+    /// Sends the non-waiting reservations of a budget that overlap in time as one call (group commit).
+    let reserveCoalescer = ReserveCoalescer()
 
     /// Creates a ledger; nothing is sent to Redis until the first call (`seedBudgets()` seeds eagerly).
     /// - Parameters:
@@ -229,7 +231,8 @@ public struct QuotaLedger: Sendable {
         let wire = LedgerWire.ReserveArguments(
             reservationID: id, app: app, priority: priority, requests: requests, tokens: tokens, lease: lease, waiting: waiting)
         let reply = try await retryingUnknownOutcome {
-            try await run(LedgerScripts.reserve, budget, wire.arguments, keys: wire.keys(keys(budget)))
+            // A caller that waits goes alone (the line); one that does not may share a batch with others.
+            waiting == nil ? try await reserveCoalescer.reply(to: wire, of: budget, ledger: self) : try await reserveAlone(wire, of: budget)
         }
         switch try LedgerWire.ReserveReply(reply, budget: budget) {
         case .admitted(let sequence, let epoch, let isProbe, let admittedAt, let repeated):
@@ -250,6 +253,18 @@ public struct QuotaLedger: Sendable {
             ])
             return .denied(denial)
         }
+    }
+
+    /// One `ledger_reserve` call.
+    func reserveAlone(_ call: LedgerWire.ReserveArguments, of budget: BudgetID) async throws -> RedisReply {
+        try await run(LedgerScripts.reserve, budget, call.arguments, keys: call.keys(keys(budget)))
+    }
+
+    /// One `ledger_reserve_many` call: per call, `ledger_reserve`'s reply, or nil for one to send alone.
+    func reserveMany(_ calls: [LedgerWire.ReserveArguments], of budget: BudgetID) async throws -> [RedisReply?] {
+        let wire = LedgerWire.ReserveManyArguments(calls: calls)
+        let reply = try await evaluate(LedgerScripts.reserveMany, budget, wire.arguments, keys: wire.keys(keys(budget)))
+        return try LedgerWire.reserveManyReplies(reply, calls: calls.count) ?? calls.map { _ in nil }
     }
 
     // MARK: Settling (called by Reservation)
