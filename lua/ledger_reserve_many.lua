@@ -1,10 +1,12 @@
 -- ledger_reserve_many.lua (after ledger_lib.lua and ledger_lib_admission.lua): up to 64 admissions of one budget in
--- one call (group commit: a process sends the non-waiting reservations that arrive while one of the budget's is
--- in flight together). Each is decided as ledger_reserve.lua would decide it, in order, on the everyday path only
--- (`everyday_admission`); from the first one that needs anything else (a denial, a ring that moved on, a
--- breaker not closed, a waiting line, app caps, an in-flight limit, a bad argument), it and every later one are
--- answered `fallback`, and the caller sends those through ledger_reserve.lua, one by one and in order. So a
--- batch admits a prefix of its calls exactly as the same calls sent one by one at the same instant would be.
+-- one call (group commit: a process sends the reservations that arrive while one of the budget's is in flight
+-- together; a caller that waits joins only while it holds no ticket, and its waiting arguments stay with it: they
+-- matter only when the everyday path does not admit it, and then it is sent alone). Each is decided as
+-- ledger_reserve.lua would decide it, in order, on the everyday path only (`everyday_admission`); from the first
+-- one that needs anything else (a denial, a ring that moved on, a breaker not closed, a waiting line, app caps, an
+-- in-flight limit, a bad argument), it and every later one are answered `fallback`, and the caller sends those
+-- through ledger_reserve.lua, one by one and in order. So a batch admits a prefix of its calls exactly as the
+-- same calls sent one by one at the same instant would be.
 -- KEYS     <base>:ledger, then <base>:res:<id> of each call, in order (1-64 calls; each id a different
 --          reservation, 1-64 characters of A-Z a-z 0-9 . _ -)
 -- ARGV     per call, 5 values: app, priority ('interactive' | 'batch'), requests (1..1000), tokens (0..1e8),

@@ -144,7 +144,7 @@ public struct QuotaLedger: Sendable {
             let sent = clock.now
             var wait: Duration
             let denial: Denial
-            switch try await attempt(budget, request, waiting: waiting) {
+            switch try await attempt(budget, request, waiting: waiting, mayShareACall: ticket == nil) {
             case .admitted(var reservation):
                 lineTurns.admitted(turnKey, afterWaitingInLine: ticket != nil)
                 reservation.waitingTicket = ticket
@@ -213,8 +213,12 @@ public struct QuotaLedger: Sendable {
         case queued(WaitingTicket, Denial)
     }
 
-    /// One `ledger_reserve` call (with a ticket in the waiting line when `waiting` is set).
-    func attempt(_ budget: BudgetID, _ request: ReserveRequest, waiting: LedgerWire.Waiting?) async throws -> AttemptOutcome {
+    /// One `ledger_reserve` call (with a ticket in the waiting line when `waiting` is set). With `mayShareACall`
+    /// (a caller that holds no ticket), it may go in a batch of the budget's calls that overlap it
+    /// (``ReserveCoalescer``): admitted there on the everyday path as alone, or sent alone after it.
+    func attempt(
+        _ budget: BudgetID, _ request: ReserveRequest, waiting: LedgerWire.Waiting?, mayShareACall: Bool = true
+    ) async throws -> AttemptOutcome {
         let (app, priority, tokens, requests, lease, id) =
             (request.app, request.priority, request.tokens, request.requests, request.lease, request.id)
         try Self.validateName(app, "app")
@@ -231,8 +235,7 @@ public struct QuotaLedger: Sendable {
         let wire = LedgerWire.ReserveArguments(
             reservationID: id, app: app, priority: priority, requests: requests, tokens: tokens, lease: lease, waiting: waiting)
         let reply = try await retryingUnknownOutcome {
-            // A caller that waits goes alone (the line); one that does not may share a batch with others.
-            waiting == nil ? try await reserveCoalescer.reply(to: wire, of: budget, ledger: self) : try await reserveAlone(wire, of: budget)
+            mayShareACall ? try await reserveCoalescer.reply(to: wire, of: budget, ledger: self) : try await reserveAlone(wire, of: budget)
         }
         switch try LedgerWire.ReserveReply(reply, budget: budget) {
         case .admitted(let sequence, let epoch, let isProbe, let admittedAt, let repeated):

@@ -2,8 +2,8 @@ import DequeModule
 import QuotaKeeperRedis
 import Synchronization
 
-/// Group commit for a budget's non-waiting reservations: while one is in flight, the ones that arrive meanwhile
-/// queue, and go together as one `ledger_reserve_many` call when it is back (up to
+/// Group commit for a budget's reservations (of callers holding no ticket in its waiting line): while one is in
+/// flight, the ones that arrive meanwhile queue, and go together as one `ledger_reserve_many` call when it is back (up to
 /// ``LedgerWire/ReserveManyArguments/maximumCalls``; more make further calls). A reservation that finds no call
 /// of its budget in flight goes at once, alone, through `ledger_reserve`: calls that do not overlap pay exactly
 /// what they paid before. Under load Redis runs one script per batch instead of one per reservation
@@ -22,7 +22,8 @@ final class ReserveCoalescer: Sendable {
     /// Per budget with a call in flight: the calls waiting for the next batch. No entry: nothing in flight.
     private let waiting = Mutex<[BudgetID: Deque<Queued>]>([:])
 
-    /// `ledger_reserve`'s reply to `call` (no waiting arguments), sent alone or in a batch.
+    /// `ledger_reserve`'s reply to `call`, sent alone or admitted in a batch (`ledger_reserve_many` ignores the
+    /// waiting arguments: a call it does not admit on the everyday path is sent alone, with them).
     func reply(to call: LedgerWire.ReserveArguments, of budget: BudgetID, ledger: QuotaLedger) async throws -> RedisReply {
         let alone = waiting.withLock { waiting in
             guard waiting[budget] == nil else { return false }
