@@ -436,6 +436,43 @@ struct LedgerTests {
         }
     }
 
+    @Test("settle reads latency, instance and the sibling keys only where they decide, and refuses them there before anything changes")
+    func settleChecksWhereItUses() async throws {
+        var configuration = testConfiguration(uniqueBudget("settle-lazy"), tpm: 100_000)
+        configuration.inFlight = .init(limit: 10)                 // settle ends the lease in KEYS[3]
+        configuration.breaker.slowCallThreshold = .seconds(1)    // a success's latency decides whether it failed
+        try await withLedger(configuration) { ledger, budget in
+            _ = try await ledger.reserve(budget, app: "app", tokens: 1000, id: "lazy")
+            let keys = ledger.keys(budget)
+            let history = ledger.historyKey(budget, minute: try await ledger.redisMilliseconds() / 60_000)
+            let right = [keys.ledger, keys.record("lazy"), keys.inFlight, keys.probes, keys.failers, history]
+            func settle(_ keys: [String], _ outcome: String, latency: String, instance: String = "i") async throws -> RedisReply {
+                try await ledger.redis.evalScript(
+                    LedgerScripts.settle, keys: keys, arguments: ["settle", "500", "400", "100", outcome, latency, instance])
+            }
+            for (latency, outcome) in [("-1", "success"), ("soon", "success"), ("1.5", "success")] {
+                let reply = try await settle(right, outcome, latency: latency)
+                #expect(reply.tag == "invalid" && reply.array?[1].string == "latency_ms", "\(latency) -> \(reply)")
+            }
+            // A slow success is a failed call: its instance is read, and must be a name.
+            let slow = try await settle(right, "success", latency: "1500", instance: "bad instance")
+            #expect(slow.tag == "invalid" && slow.array?[1].string == "instance", "\(slow)")
+            // The in-flight key is touched (a limit is set), the breaker's keys are by a failure.
+            var elsewhere = right
+            elsewhere[2] = "elsewhere{\(budget)}:inflight"
+            await #expect(throws: (any Error).self) { _ = try await settle(elsewhere, "none", latency: "0") }
+            elsewhere = right
+            elsewhere[4] = "elsewhere{\(budget)}:failers"
+            await #expect(throws: (any Error).self) { _ = try await settle(elsewhere, "failure", latency: "0") }
+            let status = try await ledger.status(of: budget)
+            #expect(status.window.tokens == 1000 && status.inFlight == 1 && status.breaker.calls == 0, "nothing changed")
+            // A reported failure failed whatever its latency: the latency is not read.
+            let settled = try await settle(right, "failure", latency: "not read")
+            #expect(settled.tag == "settled" && settled.integers.dropFirst().first == 500, "\(settled)")
+            #expect(try await ledger.status(of: budget).inFlight == 0)
+        }
+    }
+
     @Test("bad input is refused by the Swift API and by the scripts themselves")
     func invalidInputIsRefused() async throws {
         try await withLedger(testConfiguration(uniqueBudget("invalid"), rpm: 10)) { ledger, budget in
