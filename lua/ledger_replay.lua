@@ -10,7 +10,7 @@
 -- it leaves the window later than it really would: counting more, never less) and to this minute's history.
 -- The id is remembered in `<base>:replayed:<id>` (KEYS[2], SET NX PX), so a retry after a lost reply counts nothing twice.
 -- Replies  {'replayed', tokens} | {'duplicate'} | {'no_budget'} | {'invalid', argument, reason}
--- Redis cost: SET NX + TIME + HMGET + HSET (+ HMGET when a ring moves on) + the history's HMGET + HSET.
+-- Redis cost: SET NX + TIME + HMGET + HSET (+ HMGET when a ring moves on) + the history's HGET + HSET.
 
 local replay_id, app = ARGV[1], ARGV[2]
 if not valid_name(replay_id) then return { 'invalid', 'replay_id', NAME_RULE } end

@@ -29,7 +29,7 @@
 -- Every key but the record and the history minute is checked only where it is touched (KEYS[3] with an
 -- in-flight limit, KEYS[4] and KEYS[5] for a probe or a failed call), always before anything changes.
 -- Redis cost, everyday: GET + HMGET + TIME + SETRANGE + HSET (skipped when nothing changes), + one HMGET
--- when the held bucket is older than the head; settle adds the history's HMGET + HSET; ZREM when an in-flight
+-- when the held bucket is older than the head; settle adds the history's HGET + HSET; ZREM when an in-flight
 -- limit is set or the call was a probe. Off the everyday path (a ring or the breaker's outcome window moves on,
 -- app caps, an epoch change, a failure, a breaker not closed): one HMGET more per ring moved, breaker
 -- transitions and quorum counting add a few writes.
@@ -38,7 +38,7 @@ local MAX_CHARGE = 102 * MAX_TOKENS   -- input and cache write up to 1e8 each, o
 
 -- The record key is checked for its prefix only: a record exists only for an id the admission accepted, so the
 -- id itself is checked only when there is no record (to tell a malformed id from an unknown one).
-if string.find(KEYS[2], BASE .. ':res:', 1, true) ~= 1 then return { 'invalid', 'reservation_id', NAME_RULE } end
+if string.find(KEYS[2] or '', BASE .. ':res:', 1, true) ~= 1 then return { 'invalid', 'reservation_id', NAME_RULE } end
 local mode, outcome = ARGV[1], ARGV[5]
 if mode ~= 'settle' and mode ~= 'release' then return { 'invalid', 'mode', "must be 'settle' or 'release'" } end
 local charged, input, output = 0, 0, 0   -- (release: ARGV[2..4] are not read)
@@ -94,7 +94,8 @@ local request_delta = mode == 'release' and -requests or 0
 local app = string.sub(packed, RECORD_SIZE + 1)
 local st, bst = v[2], v[3]
 -- Consume the record (its first three doubles; the TTL stays; the offset goes as a string: a number argument
--- costs Redis a formatting, about 2 000 instructions), end the leases, add the call to the history minute. Both paths below then count the call in the rings and the breaker.
+-- costs Redis a formatting, about 2 000 instructions), end the leases, add the call to the history minute.
+-- Both paths below then count the call in the rings and the breaker.
 if record_state == RESERVED then
   redis.call('SETRANGE', KEYS[2], '0', spack(CONSUMED_FORMAT, mode == 'settle' and SETTLED or RELEASED, charged, delta))
   if in_flight_limit > 0 or probe == 1 then
