@@ -270,6 +270,7 @@ extension FleetCommand {
                 startAt: Date(timeIntervalSince1970: startAt), logger: logger)
             var report = try await instance.run()
             report.redisRoundTrips = metrics.roundTrips
+            report.reservationAnswers = metrics.reservationAnswers
             await emfFactory?.stopFlushing()
             try JSONEncoder().encode(report).write(to: URL(fileURLWithPath: output))
         }

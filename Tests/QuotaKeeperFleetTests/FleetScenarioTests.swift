@@ -25,6 +25,14 @@ struct FleetScenarioTests {
         // Demand 160 RPM exceeds the 150 RPM quota: it must be used, up to the 92.6 % the exact ledger admits.
         #expect((referee.utilizationMean ?? 0) >= 0.90, "demand 160 RPM exceeds the 150 RPM quota: it must be used")
         #expect(referee.peakWindowRequests <= 150)
+        // Where the round trips went: every reservation attempt's answer, plus one settle per admission (and the
+        // retry budget's answers, if a call failed).
+        let answers = try #require(coordinated.reservationAnswers)
+        let admitted = answers["admitted", default: 0]
+        #expect(admitted >= referee.admitted && admitted > 0)
+        let accounted = answers.values.reduce(0, +) + admitted
+        #expect(accounted <= coordinated.redisRoundTrips && coordinated.redisRoundTrips - accounted <= coordinated.redisRoundTrips / 20,
+                "\(answers) vs \(coordinated.redisRoundTrips) round trips")
 
         let uncoordinated = try report.mode("uncoordinated")
         #expect((uncoordinated.referee[Self.primary]?.quotaThrottles ?? 0) > 0, "three apps within 'their' share are throttled together")
@@ -122,6 +130,7 @@ enum FleetRun {
         var timeline: [String: [Second]]
         var primaryRequestsDuringOverload: Int?
         var redisRoundTrips: Int
+        var reservationAnswers: [String: Int]?
         var redisFaults: [Fault]?
         var admissionGapMedianSeconds: Double?
     }

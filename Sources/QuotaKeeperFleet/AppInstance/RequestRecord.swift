@@ -47,4 +47,6 @@ struct AppReport: Codable, Sendable {
     var breakerOpenings: Int
     /// Redis round trips of this instance, from the call path's metrics (coordinated mode).
     var redisRoundTrips = 0
+    /// The ledger's answers to this instance's reservation attempts by result (coordinated mode).
+    var reservationAnswers: [String: Int] = [:]
 }

@@ -10,6 +10,16 @@ import Synchronization
 final class RoundTripMetrics: MetricsFactory, Sendable {
     private let counts = Mutex<[String: Int64]>([:])
 
+    /// The ledger's answers to this instance's reservation attempts, by `result` (`admitted`, `queued`, or the
+    /// denial's reason): where the round trips of waiting go.
+    var reservationAnswers: [String: Int] {
+        counts.withLock { counts in
+            Dictionary(uniqueKeysWithValues: counts.compactMap { key, value in
+                key.hasPrefix("answer:") ? (String(key.dropFirst("answer:".count)), Int(value)) : nil
+            })
+        }
+    }
+
     /// Redis round trips made so far.
     var roundTrips: Int {
         counts.withLock { counts in
@@ -22,7 +32,10 @@ final class RoundTripMetrics: MetricsFactory, Sendable {
         switch label {
         case "quotakeeper_ledger_reservations_total":
             keys = ["reservations"]
-            if dimensions.contains(where: { $0 == ("result", "admitted") }) { keys.append("admitted") }
+            if let result = dimensions.first(where: { $0.0 == "result" })?.1 {
+                keys.append("answer:" + result)
+                if result == "admitted" { keys.append("admitted") }
+            }
         case "quotakeeper_retries_total", "quotakeeper_retries_denied_total":
             keys = ["retry_budget"]
         default:

@@ -215,6 +215,9 @@ struct Orchestrator {
             timeline: timeline, wallSeconds: wallSeconds,
             source: stats == nil ? .appInstances : .simulatorStats,
             observedUtilization: stats == nil ? Self.observedUtilization(appReports, settings) : nil)
+        if mode == .coordinated {
+            report.reservationAnswers = appReports.reduce(into: [:]) { total, app in total.merge(app.reservationAnswers, uniquingKeysWith: +) }
+        }
         if !appliedFaults.isEmpty {
             let requests = appReports.flatMap(\.requests)
             let quotaWindow = Double(stats?.quotaWindowSeconds ?? 60)

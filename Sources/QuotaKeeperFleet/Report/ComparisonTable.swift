@@ -52,6 +52,12 @@ enum ComparisonTable {
             }
         }
         for mode in report.modes {
+            guard let answers = mode.reservationAnswers, !answers.isEmpty else { continue }
+            let listed = answers.sorted { $0.value > $1.value }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
+            lines.append("\(mode.mode): \(mode.redisRoundTrips) Redis round trips; reservation answers: \(listed) "
+                + "(each admission is also settled once)")
+        }
+        for mode in report.modes {
             guard let faults = mode.redisFaults else { continue }
             lines.append("")
             lines.append("Redis faults (\(mode.mode) mode, on the redis-server the fleet started; wall seconds since the mode's start):")

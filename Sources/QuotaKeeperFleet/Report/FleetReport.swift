@@ -19,6 +19,9 @@ struct ModeReport: Codable, Sendable {
     /// own call-path metrics, so a Redis restart does not reset them; 0 in the uncoordinated mode).
     var redisRoundTripsPerRequest: Double
     var redisRoundTrips: Int
+    /// The ledger's answers to the reservation attempts of every instance, by result (`admitted`, `queued`, or
+    /// the denial's reason, e.g. `rpm`): what the round trips were spent on (coordinated mode).
+    var reservationAnswers: [String: Int]?
     /// Requests that reached the primary model during its overload period (outage scenario), and how many of
     /// them it answered "overloaded".
     var primaryRequestsDuringOverload: Int?
