@@ -23,12 +23,14 @@ struct LineTurnsTests {
         #expect(turns.refusal(key, deadline: now + .seconds(25), now: now + .seconds(1)) == nil)   // may ask the ledger
     }
 
-    @Test("an admission in its turn after waiting in line keeps the known turn; one at once forgets it")
-    func admissionsAfterWaitingKeepTheTurn() {
+    @Test("what is known is per budget, app and class, and an admission forgets it")
+    func knownTurnsArePerKeyAndForgotten() {
         let (turns, now) = learned(turnIn: .seconds(20))
-        turns.admitted(key, afterWaitingInLine: true)
+        var batch = key
+        batch.priority = .batch
+        #expect(turns.refusal(batch, deadline: now + .seconds(5), now: now) == nil)
         #expect(turns.refusal(key, deadline: now + .seconds(5), now: now) != nil)
-        turns.admitted(key, afterWaitingInLine: false)
+        turns.forget(key)
         #expect(turns.refusal(key, deadline: now + .seconds(5), now: now) == nil)
     }
 

@@ -94,15 +94,10 @@ final class LineTurns: Sendable {
         }
     }
 
-    /// A caller of `key` was admitted. At once (no ticket): the line has room now, so what was known is
-    /// forgotten. In its turn after waiting in line: the line may still be long, and the next caller's turn
-    /// known from the latest answer stands until a later answer or its time (forgetting it here sent about one
-    /// caller per admission to Redis only to be refused, in a lasting overload).
-    func admitted(_ key: Key, afterWaitingInLine: Bool) {
-        if !afterWaitingInLine { forget(key) }
-    }
-
-    /// A waiting caller of `key` got a ticket whose answer named no next turn: nothing is known.
+    /// A caller of `key` was admitted, or got a ticket whose answer named no next turn: nothing is known. (An
+    /// admission forgets even in a lasting overload, where the next caller's turn may still be late: keeping it
+    /// halved the callers Redis refuses there, but a turn inflated by a stalled process then refused callers here
+    /// that the line would have served: docs/benchmarks.md, "Waiting line, session 5".)
     func forget(_ key: Key) {
         turns.withLock { turns in _ = turns.removeValue(forKey: key) }
     }

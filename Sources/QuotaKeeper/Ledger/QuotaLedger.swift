@@ -146,7 +146,7 @@ public struct QuotaLedger: Sendable {
             let denial: Denial
             switch try await attempt(budget, request, waiting: waiting, mayShareACall: ticket == nil) {
             case .admitted(var reservation):
-                lineTurns.admitted(turnKey, afterWaitingInLine: ticket != nil)
+                lineTurns.forget(turnKey)
                 reservation.waitingTicket = ticket
                 return reservation
             case .queued(let issued, let due):
