@@ -1,5 +1,6 @@
--- ledger_reserve.lua (after ledger_lib.lua and ledger_lib_admission.lua): the full atomic admission of one call against one budget:
--- breaker, requests and tokens per window, tokens per day, batch ceiling, per-app cap, in-flight limit.
+-- ledger_reserve.lua (after ledger_lib.lua and ledger_lib_admission.lua): the full atomic admission of one call
+-- against one budget: breaker, requests and tokens per window, tokens per day, batch ceiling, per-app cap,
+-- in-flight limit.
 -- KEYS     <base>:ledger, <base>:res:<id>, <base>:inflight, <base>:probes   (<base> = <prefix>{<budget>};
 --          <id>: the caller's reservation id, 1-64 characters of A-Z a-z 0-9 . _ -, unique per reservation),
 --          and for a caller that waits: <base>:line, <base>:line:exp, <base>:line:tickets

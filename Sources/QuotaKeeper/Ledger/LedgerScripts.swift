@@ -9,8 +9,8 @@ enum LedgerScripts {
     static let reserve = RedisScript(
         name: "ledger_reserve",
         source: [EmbeddedLuaScripts.ledgerLib, EmbeddedLuaScripts.ledgerLibAdmission, EmbeddedLuaScripts.ledgerReserve].joined(separator: "\n"))
-    /// Up to ``LedgerWire/ReserveManyArguments/maximumCalls`` non-waiting admissions of one budget at once
-    /// (``ReserveCoalescer``).
+    /// Up to ``LedgerWire/ReserveManyArguments/maximumCalls`` admissions of one budget at once, of callers holding
+    /// no ticket in its waiting line (``ReserveCoalescer``).
     static let reserveMany = RedisScript(
         name: "ledger_reserve_many",
         source: [EmbeddedLuaScripts.ledgerLib, EmbeddedLuaScripts.ledgerLibAdmission, EmbeddedLuaScripts.ledgerReserveMany]

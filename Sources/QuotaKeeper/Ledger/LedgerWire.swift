@@ -75,7 +75,8 @@ enum LedgerWire {
         }
     }
 
-    /// `ledger_reserve_many`'s KEYS and ARGV: non-waiting admissions of one budget, decided in order.
+    /// `ledger_reserve_many`'s KEYS and ARGV: admissions of one budget, decided in order on the everyday path (a
+    /// call's waiting arguments are not sent: they matter only when it is sent alone).
     struct ReserveManyArguments {
         static let maximumCalls = 64   // MAX_CALLS in lua/ledger_reserve_many.lua
         var calls: [ReserveArguments]

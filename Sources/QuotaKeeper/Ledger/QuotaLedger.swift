@@ -25,7 +25,7 @@ public struct QuotaLedger: Sendable {
     let logger: Logger
     /// What this process last heard of each app's turn in a waiting line (``acquire``).
     let lineTurns = LineTurns()
-    /// Sends the non-waiting reservations of a budget that overlap in time as one call (group commit).
+    /// Sends the reservations of a budget that overlap in time (of callers holding no ticket) as one call.
     let reserveCoalescer = ReserveCoalescer()
 
     /// Creates a ledger; nothing is sent to Redis until the first call (`seedBudgets()` seeds eagerly).

@@ -23,7 +23,7 @@ final class RoundTripMetrics: MetricsFactory, Sendable {
     /// Redis round trips made so far.
     var roundTrips: Int {
         counts.withLock { counts in
-            Int(counts["reservations", default: 0] + counts["admitted", default: 0] + counts["retry_budget", default: 0])
+            Int(counts["reservations", default: 0] + counts["answer:admitted", default: 0] + counts["retry_budget", default: 0])
         }
     }
 
@@ -32,10 +32,7 @@ final class RoundTripMetrics: MetricsFactory, Sendable {
         switch label {
         case "quotakeeper_ledger_reservations_total":
             keys = ["reservations"]
-            if let result = dimensions.first(where: { $0.0 == "result" })?.1 {
-                keys.append("answer:" + result)
-                if result == "admitted" { keys.append("admitted") }
-            }
+            if let result = dimensions.first(where: { $0.0 == "result" })?.1 { keys.append("answer:" + result) }
         case "quotakeeper_retries_total", "quotakeeper_retries_denied_total":
             keys = ["retry_budget"]
         default:
