@@ -10,8 +10,10 @@
 --          wait_ms (how long it will still wait). The line's settings are the budget's (ledger_configure: field
 --          `line` = capacity, promotion ms, grace ms; field `w:<app>` = the app's weight; defaults 256, 30000,
 --          1000, 1); arguments after wait_ms are ignored (older clients sent the settings).
--- Replies  {'ok', sequence, epoch, bucket, day_bucket, probe (0|1), admitted_at_ms, repeated (0|1)}
+-- Replies  {'ok', sequence, epoch, bucket, day_bucket, probe (0|1), admitted_at_ms, repeated (0|1), starts_in_ms}
 --            repeated = 1: the id was admitted before (a retry): the first admission's answer, nothing held again
+--            starts_in_ms > 0: a booking (a waiting caller admitted for the later time admitted_at_ms: it calls
+--            Bedrock only after starts_in_ms); the everyday path's answer leaves it out (0)
 --          {'denied', reason, usage, limit, retry_after_ms (-1 = never at this priority), dimension}
 --            reason: rpm | tpm | tpd | batch_ceiling | app_cap | in_flight | breaker_open | waiters
 --            dimension: requests | tokens | day_tokens | in_flight | breaker | line
@@ -19,7 +21,7 @@
 --          {'queued', due_ms, position, tag, reason, usage, limit, dimension, next_ms}: a waiting caller's ticket
 --            (new or kept): come back in due_ms with the same reservation id; position = tickets ahead + 1 (at
 --            most LINE_SCAN + 1); tag = the ticket's place in the line (text); next_ms = when the app's next
---            caller of the class would have its turn, by the line's pace (-1: not known)
+--            caller of the class would have its turn, by the line's pace (-1: not known, or a booking is ahead)
 --          {'no_budget'}   (no configuration: seed it and retry)
 --          {'invalid', argument, reason}
 -- An admission writes the record `<base>:res:<id>` (RECORD_FORMAT + app), which expires when the hold has left

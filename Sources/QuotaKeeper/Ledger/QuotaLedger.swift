@@ -113,12 +113,15 @@ public struct QuotaLedger: Sendable {
     /// takes a ticket (in the same call), ordered by priority class, then per app by arrival with equal shares
     /// between apps (`BudgetConfiguration.WaitingLine`); each later attempt comes back exactly when the ledger
     /// says the ticket is due, and is admitted then unless budget was spent otherwise (e.g. an operator
-    /// lowered a limit). Without a ticket (a full line, an in-flight or app-cap limit) each wait is the
+    /// lowered a limit). A caller the window will have room for within its wait, at the head of the line, is
+    /// booked instead: admitted at once for that later time (`Reservation.startsIn`), and this returns when the
+    /// time has come, so it does not come back. Without a ticket (a full line, an in-flight or app-cap limit) each wait is the
     /// denial's retry-after plus jitter. A caller whose turn comes after `maxWait` leaves the line at once, and
     /// until that turn this process refuses the app's next callers of the class that cannot wait so long
     /// without asking Redis (``LineTurns``). A caller cancelled while it waits gives its ticket back.
     ///
-    /// Redis cost: one `reserve` per attempt: one when the budget has room, usually two when the caller waits,
+    /// Redis cost: one `reserve` per attempt: one when the budget has room or the caller is booked, usually two when
+    /// it waits with a ticket,
     /// none when this process already knows its turn is beyond `maxWait`; one more when cancelled holding a ticket.
     /// - Throws: `LedgerError` `.waitBeyondDeadline` (with the denial: when it would have been due) when its
     ///   turn comes after `maxWait` or never will, `.budgetExhausted` for a breaker that is open beyond it,
