@@ -232,6 +232,30 @@ struct WaitingLineTests {
         }
     }
 
+    @Test("a booking is counted at its booked time, also after a change of the window's geometry folds the rings")
+    func bookingSurvivesAFold() async throws {
+        var configuration = testConfiguration(uniqueBudget("fold"), rpm: 1, window: .seconds(1))
+        configuration.hopMargin = .zero
+        try await withLedger(configuration) { ledger, budget in
+            try await saturate(ledger, budget, 1)
+            let waiter = Task {
+                let reservation = try await ledger.acquire(budget, app: "patient", tokens: 1, maxWait: .seconds(3))
+                let startsIn = reservation.startsIn
+                _ = consume reservation   // held until it leaves the window
+                return startsIn
+            }
+            #expect(try await eventually { try await ledger.waitingLine(of: budget, now: redisMilliseconds(ledger)).interactive.waiters == 1 })
+            configuration.bucketCount = 20   // a geometry change: what the rings count moves into one bucket
+            try await ledger.updateBudget(configuration)
+            #expect(try await waiter.value > .milliseconds(500), "booked for when the filler leaves the window")
+            // 300 ms into the booking's window, its request still fills the limit: folded into a bucket at its
+            // booked time, not at the time of the change (which would let it leave 1 s after the change).
+            try await Task.sleep(for: .milliseconds(300))
+            let refused = try await denial { try await ledger.reserve(budget, app: "hasty", tokens: 1) }
+            #expect(refused.reason == .requestsPerWindow, "\(refused)")
+        }
+    }
+
     @Test("the line's capacity and weights are the budget's in Redis, whatever a caller's own configuration says")
     func settingsFromRedis() async throws {
         var configuration = testConfiguration(uniqueBudget("settings"), rpm: 2, window: .seconds(2))
