@@ -26,7 +26,15 @@ public struct QuotaLedger: Sendable {
     /// What this process last heard of each app's turn in a waiting line (``acquire``).
     let lineTurns = LineTurns()
     /// Sends the reservations of a budget that overlap in time (of callers holding no ticket) as one call.
-    let reserveCoalescer = ReserveCoalescer()
+    let reserveCoalescer = GroupCommit<LedgerWire.ReserveArguments>(
+        maximumCalls: LedgerWire.ReserveManyArguments.maximumCalls,
+        alone: { ledger, call, budget in try await ledger.reserveAlone(call, of: budget) },
+        many: { ledger, calls, budget in try await ledger.reserveMany(calls, of: budget) })
+    /// Sends the settlements and releases of a budget that overlap in time as one call.
+    let settleCoalescer = GroupCommit<SettleCall>(
+        maximumCalls: LedgerWire.SettleManyArguments.maximumCalls,
+        alone: { ledger, call, budget in try await ledger.settleAlone(call, of: budget) },
+        many: { ledger, calls, budget in try await ledger.settleMany(calls, of: budget) })
 
     /// Creates a ledger; nothing is sent to Redis until the first call (`seedBudgets()` seeds eagerly).
     /// - Parameters:
@@ -215,7 +223,7 @@ public struct QuotaLedger: Sendable {
 
     /// One `ledger_reserve` call (with a ticket in the waiting line when `waiting` is set). With `mayShareACall`
     /// (a caller that holds no ticket), it may go in a batch of the budget's calls that overlap it
-    /// (``ReserveCoalescer``): admitted there on the everyday path as alone, or sent alone after it.
+    /// (``reserveCoalescer``): admitted there on the everyday path as alone, or sent alone after it.
     func attempt(
         _ budget: BudgetID, _ request: ReserveRequest, waiting: LedgerWire.Waiting?, mayShareACall: Bool = true
     ) async throws -> AttemptOutcome {
@@ -267,7 +275,7 @@ public struct QuotaLedger: Sendable {
     func reserveMany(_ calls: [LedgerWire.ReserveArguments], of budget: BudgetID) async throws -> [RedisReply?] {
         let wire = LedgerWire.ReserveManyArguments(calls: calls)
         let reply = try await evaluate(LedgerScripts.reserveMany, budget, wire.arguments, keys: wire.keys(keys(budget)))
-        return try LedgerWire.reserveManyReplies(reply, calls: calls.count) ?? calls.map { _ in nil }
+        return try LedgerWire.manyReplies(reply, calls: calls.count, of: LedgerScripts.reserveMany) ?? calls.map { _ in nil }
     }
 
     // MARK: Settling (called by Reservation)
@@ -288,12 +296,11 @@ public struct QuotaLedger: Sendable {
         let wire = LedgerWire.SettleArguments(
             reservationID: reservation.id, mode: mode, usage: usage, burndown: burndown, model: reservation.budget.model,
             outcome: outcome, latency: latency, instance: instanceID)
+        let call = SettleCall(arguments: wire, reservation: reservation)
         var attempts = 0
         let reply = try await retryingUnknownOutcome {
             attempts += 1
-            let history = historyKey(reservation.budget, minute: reservation.historyMinute)
-            return try await run(
-                LedgerScripts.settle, reservation.budget, wire.arguments, keys: wire.keys(keys(reservation.budget)) + [history])
+            return try await settleCoalescer.reply(to: call, of: reservation.budget, ledger: self)
         }
         let settlement: Settlement
         switch try LedgerWire.SettleReply(reply, to: wire) {
@@ -315,6 +322,27 @@ public struct QuotaLedger: Sendable {
             "quotakeeper.charged_tokens": "\(settlement.chargedTokens)", "quotakeeper.breaker": "\(settlement.breakerState.rawValue)",
         ])
         return settlement
+    }
+
+    /// One settlement or release to send: its arguments, and the reservation (whose Redis clock names the history
+    /// minute when it is sent).
+    struct SettleCall: Sendable {
+        var arguments: LedgerWire.SettleArguments
+        var reservation: ReservationRecord
+    }
+
+    /// One `ledger_settle` call, in the history minute of now.
+    func settleAlone(_ call: SettleCall, of budget: BudgetID) async throws -> RedisReply {
+        let history = historyKey(budget, minute: call.reservation.historyMinute)
+        return try await run(LedgerScripts.settle, budget, call.arguments.arguments, keys: call.arguments.keys(keys(budget)) + [history])
+    }
+
+    /// One `ledger_settle_many` call, all in the history minute of now as the first call's reservation reckons it:
+    /// per call, `ledger_settle`'s reply, or nil for one to send alone.
+    func settleMany(_ calls: [SettleCall], of budget: BudgetID) async throws -> [RedisReply?] {
+        let wire = LedgerWire.SettleManyArguments(calls: calls.map(\.arguments), historyMinute: calls[0].reservation.historyMinute)
+        let reply = try await evaluate(LedgerScripts.settleMany, budget, wire.arguments, keys: wire.keys(keys(budget)))
+        return try LedgerWire.manyReplies(reply, calls: calls.count, of: LedgerScripts.settleMany) ?? calls.map { _ in nil }
     }
 
     /// Attempts in all for an idempotent script call (reserve, settle) whose outcome was unknown
