@@ -157,6 +157,47 @@ struct SettleBatchTests {
         }
     }
 
+    @Test("a batch sent again (its reply lost) changes nothing: each call answers already_settled in its own mode")
+    func repeatedBatchChangesNothing() async throws {
+        var slow = configuration("again")   // buckets of 10 s (window), 60 s (day) and 30 s (breaker outcomes)
+        slow.window = .seconds(600)
+        slow.dayWindow = .seconds(3600)
+        slow.breaker.window = .seconds(300)
+        slow.breaker.bucketCount = 10
+        try await withLedger(slow) { ledger, budget in
+            _ = try await freshHistoryMinute(ledger)
+            var records: [ReservationRecord] = []
+            for index in 0..<6 {
+                let reservation = try await ledger.reserve(budget, app: "again", tokens: 100, id: "again-\(index)")
+                records.append(ReservationRecord(reservation))
+                _ = consume reservation
+            }
+            // A first settle alone counts the breaker's first outcome (a batch needs its outcome ring).
+            _ = try await ledger.settleAlone(call(records[0], .settle, usage: TokenUsage(inputTokens: 80, outputTokens: 0), outcome: .success, ledger), of: budget)
+            let calls = records.dropFirst().enumerated().map { index, record in
+                call(record, index % 2 == 0 ? .settle : .release, usage: TokenUsage(inputTokens: 130, outputTokens: 0), outcome: .success, ledger)
+            }
+            let first = try await ledger.settleMany(calls, of: budget)
+            #expect(first.contains { $0 != nil }, "the batch settled nothing itself: \(first)")
+            for (reply, call) in zip(first, calls) where reply == nil { _ = try await ledger.settleAlone(call, of: budget) }
+            let before = try await ledger.status(of: budget)
+            let again = try await ledger.settleMany(calls, of: budget)
+            for (reply, call) in zip(again, calls) {
+                let sent = if let reply { reply } else { try await ledger.settleAlone(call, of: budget) }
+                guard case .alreadyDone(let mode, let settlement) = try LedgerWire.SettleReply(sent, to: call.arguments) else {
+                    Issue.record("expected already_settled, got \(sent)")
+                    continue
+                }
+                #expect(mode == call.arguments.mode && settlement.chargedTokens == call.arguments.chargedTokens)
+            }
+            let after = try await ledger.status(of: budget)
+            #expect(after.window.tokens == before.window.tokens && after.window.requests == before.window.requests)
+            #expect(after.window.tokens == 80 + 130 * 3 && after.window.requests == 1 + 3)
+            #expect(after.breaker.calls == before.breaker.calls)
+            #expect(try await ledger.history(of: budget, minutes: 2).reduce(0) { $0 + $1.tokens } == 80 + 130 * 3)
+        }
+    }
+
     @Test("hundreds of concurrent settles and releases of one process: every one answered once, totals exact")
     func concurrentSettlesAreExact() async throws {
         try await withLedger(configuration("concurrent", historyApps: 3)) { ledger, budget in
