@@ -51,9 +51,9 @@ local BREAKER_FORMAT = '<dddd'
 -- Breaker state codes in `st`.
 local CLOSED, OPEN, HALF_OPEN, FORCED_OPEN, DISABLED = 0, 1, 2, 3, 4
 
-local function now_ms()
+local function now_ms()   -- (TIME's strings take part in arithmetic as numbers: no `tonumber` needed)
   local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
+  return t[1] * 1000 + floor(t[2] / 1000)
 end
 
 -- The number in `value` if it is an integer in [low, high], else nil.

@@ -31,6 +31,9 @@ local hop = sunpack('<d', v[1], HOP_OFFSET)
 local granularity = win / n
 local bucket, day_bucket = floor(now / granularity), floor(now / (dwin / dn))
 local window_ms = ring_span(win, n, hop) * granularity
+-- The records' time to live with the budget's lease, formatted once (a number argument costs Redis a
+-- formatting, about 2 000 instructions, on every call).
+local record_ms = string.format('%d', math.max(window_ms, lease))
 local st = v[2]
 local everyday = st and #st == STATE_SIZE and caps == 0 and in_flight_limit == 0
 local replies, written = {}, {}
@@ -53,7 +56,7 @@ for i = 1, calls do
     if next_st then
       st = next_st
       local record = spack(RECORD_FORMAT, RESERVED, 0, 0, epoch, seq, bucket, day_bucket, requests, tokens, 0, now) .. app
-      redis.call('SET', key, record, 'PX', math.max(window_ms, lease_ms > 0 and lease_ms or lease))
+      redis.call('SET', key, record, 'PX', lease_ms > 0 and math.max(window_ms, lease_ms) or record_ms)
       written[key] = record
       replies[i] = { 'ok', seq, epoch, bucket, day_bucket, 0, now, 0 }
     else

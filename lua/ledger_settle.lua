@@ -1,7 +1,7 @@
--- ledger_settle.lua (after ledger_lib.lua and ledger_lib_history.lua; followed by ledger_lib_extra.lua and
--- ledger_settle_full.lua): settles or releases one reservation and reports the call's outcome to the budget's
--- circuit breaker, in one call. This part checks the arguments and runs the everyday settlement; every other
--- call falls through to ledger_settle_full.lua. Both decide alike.
+-- ledger_settle.lua (after ledger_lib.lua, ledger_lib_history.lua and ledger_lib_settlement.lua; followed by
+-- ledger_lib_extra.lua and ledger_settle_full.lua): settles or releases one reservation and reports the call's
+-- outcome to the budget's circuit breaker, in one call. This part checks the arguments and runs the everyday
+-- settlement; every other call falls through to ledger_settle_full.lua. Both decide alike.
 -- KEYS     <base>:ledger, <base>:res:<id> (the reservation's record), <base>:inflight, <base>:probes,
 --          <base>:failers, <base>:hist:<minute> (the history minute, last: `history_target` in
 --          ledger_lib_history.lua; unused on release)   (<base> = <prefix>{<budget>})
@@ -108,89 +108,15 @@ if record_state == RESERVED then
   end
 end
 
--- The everyday settlement: a reservation of this epoch, no app caps, the window and day rings still in the
--- bucket of the previous call (nothing leaves them), the breaker closed and either told nothing or a success
--- counted in its outcome window's current bucket. It works on the unpacked numbers of `st` and `bst` as the
--- full path's `settle_ring` and breaker step do: give back to the held bucket (the head, or one slot read and
--- written if it is older and still counted), add any extra charge to the head; count the call.
-if record_state == RESERVED and caps == 0 and epoch == reservation_epoch and st
-    and (#st == STATE_SIZE or #st == STATE_SIZE + 16) then
-  local seq, code, deadline, w_head, w_requests, w_tokens, w_head_requests, w_head_tokens, w_low,
-    d_head, d_tokens, d_unused, d_head_tokens, d_head_unused, d_low = sunpack(STATE_FORMAT, st)
-  local counted = outcome == 'success' and not failed
-  local b_open, b_consecutive, b_successes, b_closed, b_head, b_calls, b_failures, b_head_calls, b_head_failures, b_low
-  if counted and bst and #bst == 80 then
-    b_open, b_consecutive, b_successes, b_closed, b_head, b_calls, b_failures, b_head_calls, b_head_failures, b_low =
-      sunpack('<dddddddddd', bst)   -- BREAKER_FORMAT, then the outcome ring's header
-  end
-  if code == CLOSED and w_head == floor(now / (win / n)) and d_head == floor(now / (dwin / dn))
-      and (outcome == 'none' or (b_head and b_head == floor(now / (outcome_ms / outcome_n)))) then
-    local fields   -- HSET's field/value pairs when a slot is written too (else `st` and `bst` go alone)
-    -- Give back: (requests, tokens) to the window's held bucket, tokens to the day's.
-    local w_back_requests, w_back_tokens = -request_delta, delta < 0 and -delta or 0
-    local d_back = w_back_tokens
-    local w_slot, d_slot = false, false   -- the held buckets' slot fields, if older than the head and still counted
-    if (w_back_requests > 0 or w_back_tokens > 0) and bucket < w_head then
-      local span = ring_span(win, n, hop)
-      w_slot = bucket > w_head - span and 'w' .. (bucket % span)
-    end
-    if d_back > 0 and day_bucket < d_head then
-      local span = ring_span(dwin, dn, hop)
-      d_slot = day_bucket > d_head - span and 'd' .. (day_bucket % span)
-    end
-    local slots = (w_slot or d_slot) and redis.call('HMGET', LEDGER_KEY, w_slot or d_slot, d_slot or w_slot)
-    if slots then fields = {} end
-    if bucket == w_head then
-      if w_requests == 0 and w_tokens == 0 then w_low = w_head end
-      if w_back_requests > w_head_requests then w_back_requests = w_head_requests end   -- (math.min, inline)
-      if w_back_tokens > w_head_tokens then w_back_tokens = w_head_tokens end
-      w_head_requests, w_head_tokens = w_head_requests - w_back_requests, w_head_tokens - w_back_tokens
-    elseif w_slot then
-      local a, c1, c2 = sunpack('<ddd', slots[1] or spack('<ddd', -1, 0, 0))
-      if a ~= bucket then c1, c2 = 0, 0 end   -- stale: that bucket holds nothing
-      w_back_requests, w_back_tokens = math.min(w_back_requests, c1), math.min(w_back_tokens, c2)
-      fields[#fields + 1], fields[#fields + 2] = w_slot, spack('<ddd', bucket, c1 - w_back_requests, c2 - w_back_tokens)
-    else
-      w_back_requests, w_back_tokens = 0, 0   -- it has left the window
-    end
-    if day_bucket == d_head then
-      if d_tokens == 0 and d_unused == 0 then d_low = d_head end
-      if d_back > d_head_tokens then d_back = d_head_tokens end
-      d_head_tokens = d_head_tokens - d_back
-    elseif d_slot then
-      local a, c1, c2 = sunpack('<ddd', slots[2] or spack('<ddd', -1, 0, 0))
-      if a ~= day_bucket then c1, c2 = 0, 0 end
-      d_back = math.min(d_back, c1)
-      fields[#fields + 1], fields[#fields + 2] = d_slot, spack('<ddd', day_bucket, c1 - d_back, c2)
-    else
-      d_back = 0
-    end
-    -- A charge above the held tokens goes to the head bucket (counting more, never less).
-    local extra = delta > 0 and delta or 0
-    if extra > 0 then
-      if w_requests - w_back_requests == 0 and w_tokens - w_back_tokens == 0 then w_low = w_head end
-      if d_tokens - d_back == 0 and d_unused == 0 then d_low = d_head end
-    end
-    local state, breaker = false, false   -- the new `st` and `bst`, if they change
-    if w_back_requests > 0 or w_back_tokens > 0 or d_back > 0 or extra > 0 then
-      state = spack(STATE_FORMAT, seq, code, deadline,
-        w_head, w_requests - w_back_requests, w_tokens - w_back_tokens + extra, w_head_requests, w_head_tokens + extra, w_low,
-        d_head, d_tokens - d_back + extra, d_unused, d_head_tokens + extra, d_head_unused, d_low) .. (#st > STATE_SIZE and string.sub(st, STATE_SIZE + 1) or '')
-    end
-    if counted then   -- a success: one more call in the outcome window's current bucket, no failure in a row
-      if b_calls == 0 and b_failures == 0 then b_low = b_head end
-      breaker = spack('<dddddddddd', b_open, 0, b_successes, b_closed,
-        b_head, b_calls + 1, b_failures, b_head_calls + 1, b_head_failures, b_low)
-    end
-    if fields then
-      if state then fields[#fields + 1], fields[#fields + 2] = 'st', state end
-      if breaker then fields[#fields + 1], fields[#fields + 2] = 'bst', breaker end
-      redis.call('HSET', LEDGER_KEY, unpack(fields))
-    elseif state and breaker then
-      redis.call('HSET', LEDGER_KEY, 'st', state, 'bst', breaker)
-    elseif state or breaker then
-      redis.call('HSET', LEDGER_KEY, state and 'st' or 'bst', state or breaker)
-    end
+-- The everyday settlement (`everyday_settlement` in ledger_lib_settlement.lua, shared with ledger_settle_many.lua):
+-- a reservation of this epoch, no app caps, the window and day rings still in the bucket of the previous call,
+-- the breaker closed and either told nothing or a success counted in its outcome window's current bucket.
+if record_state == RESERVED and caps == 0 and epoch == reservation_epoch
+    and (outcome == 'none' or (outcome == 'success' and not failed)) then
+  local next_st, next_bst, slots = everyday_settlement(st, bst, false, now, win, n, dwin, dn, hop, outcome_ms, outcome_n,
+    bucket, day_bucket, -request_delta, delta, outcome == 'success')
+  if next_st then
+    write_settlement(next_st, next_bst, slots, st, bst)
     return delta   -- (settled or released as asked, `charged` as sent, the breaker closed: the cheapest reply)
   end
 end

@@ -10,7 +10,7 @@ enum LedgerScripts {
         name: "ledger_reserve",
         source: [EmbeddedLuaScripts.ledgerLib, EmbeddedLuaScripts.ledgerLibAdmission, EmbeddedLuaScripts.ledgerReserve].joined(separator: "\n"))
     /// Up to ``LedgerWire/ReserveManyArguments/maximumCalls`` admissions of one budget at once, of callers holding
-    /// no ticket in its waiting line (``ReserveCoalescer``).
+    /// no ticket in its waiting line (``QuotaLedger/reserveCoalescer``).
     static let reserveMany = RedisScript(
         name: "ledger_reserve_many",
         source: [EmbeddedLuaScripts.ledgerLib, EmbeddedLuaScripts.ledgerLibAdmission, EmbeddedLuaScripts.ledgerReserveMany]
@@ -20,8 +20,15 @@ enum LedgerScripts {
     static let settle = RedisScript(
         name: "ledger_settle",
         source: [
-            EmbeddedLuaScripts.ledgerLib, EmbeddedLuaScripts.ledgerLibHistory, EmbeddedLuaScripts.ledgerSettle,
-            EmbeddedLuaScripts.ledgerLibExtra, EmbeddedLuaScripts.ledgerSettleFull,
+            EmbeddedLuaScripts.ledgerLib, EmbeddedLuaScripts.ledgerLibHistory, EmbeddedLuaScripts.ledgerLibSettlement,
+            EmbeddedLuaScripts.ledgerSettle, EmbeddedLuaScripts.ledgerLibExtra, EmbeddedLuaScripts.ledgerSettleFull,
+        ].joined(separator: "\n"))
+    /// Up to ``LedgerWire/SettleManyArguments/maximumCalls`` settlements of one budget at once (``QuotaLedger/settleCoalescer``).
+    static let settleMany = RedisScript(
+        name: "ledger_settle_many",
+        source: [
+            EmbeddedLuaScripts.ledgerLib, EmbeddedLuaScripts.ledgerLibHistory, EmbeddedLuaScripts.ledgerLibSettlement,
+            EmbeddedLuaScripts.ledgerSettleMany,
         ].joined(separator: "\n"))
     static let configure = script("ledger_configure", EmbeddedLuaScripts.ledgerConfigure)
     static let read = script("ledger_read", EmbeddedLuaScripts.ledgerRead)
@@ -31,7 +38,7 @@ enum LedgerScripts {
     /// The fleet-wide retry budget (stands alone: it needs none of the ledger's library).
     static let retryBudget = RedisScript(name: "retry_budget", source: EmbeddedLuaScripts.retryBudget)
 
-    static let all = [reserve, reserveMany, leaveLine, settle, configure, read, delete, breakerAdmin, replay, retryBudget]
+    static let all = [reserve, reserveMany, leaveLine, settle, settleMany, configure, read, delete, breakerAdmin, replay, retryBudget]
 
     private static func script(_ name: String, _ body: String) -> RedisScript {
         RedisScript(

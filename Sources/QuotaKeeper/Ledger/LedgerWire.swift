@@ -2,7 +2,8 @@ import QuotaKeeperRedis
 import TimeLimit
 
 /// The typed wire contract of the admission and settlement scripts (`lua/ledger_reserve.lua`,
-/// `lua/ledger_settle.lua`): their KEYS, arguments and replies, encoded and decoded here and nowhere else.
+/// `lua/ledger_reserve_many.lua`, `lua/ledger_settle.lua`, `lua/ledger_settle_many.lua`): their KEYS, arguments
+/// and replies, encoded and decoded here and nowhere else.
 enum LedgerWire {
     /// `count` little-endian doubles packed by the scripts (`struct.pack('<d...')`), or nil if `bytes` is not
     /// exactly that long.
@@ -90,13 +91,13 @@ enum LedgerWire {
         }
     }
 
-    /// `ledger_reserve_many`'s answer: per call, `ledger_reserve`'s own reply (decoded by ``ReserveReply``), or nil
-    /// for a call to send through `ledger_reserve` (one that needs more than the everyday path, and every call after
-    /// it). Nil as a whole when the budget has no configuration in Redis (send every call through `ledger_reserve`,
-    /// which seeds it).
-    static func reserveManyReplies(_ reply: RedisReply, calls: Int) throws(LedgerError) -> [RedisReply?]? {
+    /// The answer of a batched script (`ledger_reserve_many`, `ledger_settle_many`): per call, the single script's
+    /// own reply (decoded by ``ReserveReply`` or ``SettleReply``), or nil for a call to send through the single script
+    /// (one that needs more than the everyday path, and every call after it). Nil as a whole when the budget has no
+    /// configuration in Redis (send every call through the single script, which seeds it).
+    static func manyReplies(_ reply: RedisReply, calls: Int, of script: RedisScript) throws(LedgerError) -> [RedisReply?]? {
         if reply.tag == "no_budget" { return nil }
-        guard let replies = reply.array, replies.count == calls else { throw QuotaLedger.unexpected(reply, LedgerScripts.reserveMany) }
+        guard let replies = reply.array, replies.count == calls else { throw QuotaLedger.unexpected(reply, script) }
         return replies.map { $0.tag == "fallback" ? nil : $0 }
     }
 
@@ -177,17 +178,38 @@ enum LedgerWire {
             self.instance = instance
         }
 
+        /// The KEYS but the last, the history minute's (``BudgetKeys/history(minute:)``).
         func keys(_ keys: BudgetKeys) -> [String] {
             [keys.ledger, keys.record(reservationID), keys.inFlight, keys.probes, keys.failers]
         }
 
-        var arguments: [String] {
+        var arguments: [String] { callArguments + [instance] }
+
+        /// The arguments `ledger_settle_many` takes per call: all but the instance (read only for a failed call,
+        /// which a batch sends alone).
+        var callArguments: [String] {
             [
                 mode.rawValue, String(chargedTokens), String(usage.inputTokens + usage.cacheWriteInputTokens),
-                String(usage.outputTokens), outcome.rawValue, String(latency.millisecondsRoundedUp), instance,
+                String(usage.outputTokens), outcome.rawValue, String(latency.millisecondsRoundedUp),
             ]
         }
     }
+
+    /// `ledger_settle_many`'s KEYS and ARGV: settlements and releases of one budget, decided in order on the
+    /// everyday path, all recorded in one history minute.
+    struct SettleManyArguments {
+        static let maximumCalls = 64   // MAX_CALLS in lua/ledger_settle_many.lua
+        var calls: [SettleArguments]
+        /// The minute (Redis ms / 60000) of the batch's history rows.
+        var historyMinute: Int64
+
+        func keys(_ keys: BudgetKeys) -> [String] {
+            [keys.ledger] + calls.map { keys.record($0.reservationID) } + [keys.history(minute: historyMinute)]
+        }
+
+        var arguments: [String] { calls.flatMap(\.callArguments) }
+    }
+
 
     /// `ledger_settle`'s answer.
     enum SettleReply {

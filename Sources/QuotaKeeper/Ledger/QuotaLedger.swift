@@ -26,7 +26,15 @@ public struct QuotaLedger: Sendable {
     /// What this process last heard of each app's turn in a waiting line (``acquire``).
     let lineTurns = LineTurns()
     /// Sends the reservations of a budget that overlap in time (of callers holding no ticket) as one call.
-    let reserveCoalescer = ReserveCoalescer()
+    let reserveCoalescer = GroupCommit<LedgerWire.ReserveArguments>(
+        maximumCalls: LedgerWire.ReserveManyArguments.maximumCalls,
+        alone: { ledger, call, budget in try await ledger.reserveAlone(call, of: budget) },
+        many: { ledger, calls, budget in try await ledger.reserveMany(calls, of: budget) })
+    /// Sends the settlements and releases of a budget that overlap in time as one call.
+    let settleCoalescer = GroupCommit<SettleCall>(
+        maximumCalls: LedgerWire.SettleManyArguments.maximumCalls,
+        alone: { ledger, call, budget in try await ledger.settleAlone(call, of: budget) },
+        many: { ledger, calls, budget in try await ledger.settleMany(calls, of: budget) })
 
     /// Creates a ledger; nothing is sent to Redis until the first call (`seedBudgets()` seeds eagerly).
     /// - Parameters:
@@ -94,7 +102,7 @@ public struct QuotaLedger: Sendable {
     ///   `.storeUnavailable`.
     public func reserve(
         _ budget: BudgetID, app: String, priority: Priority = .interactive, tokens: Int, requests: Int = 1,
-        lease: Duration? = nil, id: String = UUID().uuidString
+        lease: Duration? = nil, id: String = QuotaLedger.randomReservationID()
     ) async throws -> Reservation {
         switch try await attempt(
             budget, ReserveRequest(app: app, priority: priority, tokens: tokens, requests: requests, lease: lease, id: id),
@@ -133,7 +141,7 @@ public struct QuotaLedger: Sendable {
         let clock = ContinuousClock()
         let deadline = clock.now + maxWait
         let jitterCap = min(max((configurations[budget]?.granularity ?? .seconds(1)) / 4, .milliseconds(5)), .milliseconds(250))
-        let request = ReserveRequest(app: app, priority: priority, tokens: tokens, requests: requests, lease: lease, id: UUID().uuidString)
+        let request = ReserveRequest(app: app, priority: priority, tokens: tokens, requests: requests, lease: lease, id: Self.randomReservationID())
         let turnKey = LineTurns.Key(budget: budget, app: app, priority: priority)
         if let known = lineTurns.refusal(turnKey, deadline: deadline, now: clock.now) {
             throw LedgerError(code: .waitBeyondDeadline, message: "\(known.description); that is beyond maxWait \(maxWait)", denial: known)
@@ -244,7 +252,7 @@ public struct QuotaLedger: Sendable {
 
     /// One `ledger_reserve` call (with a ticket in the waiting line when `waiting` is set). With `mayShareACall`
     /// (a caller that holds no ticket), it may go in a batch of the budget's calls that overlap it
-    /// (``ReserveCoalescer``): admitted there on the everyday path as alone, or sent alone after it.
+    /// (``reserveCoalescer``): admitted there on the everyday path as alone, or sent alone after it.
     func attempt(
         _ budget: BudgetID, _ request: ReserveRequest, waiting: LedgerWire.Waiting?, mayShareACall: Bool = true
     ) async throws -> AttemptOutcome {
@@ -297,7 +305,7 @@ public struct QuotaLedger: Sendable {
     func reserveMany(_ calls: [LedgerWire.ReserveArguments], of budget: BudgetID) async throws -> [RedisReply?] {
         let wire = LedgerWire.ReserveManyArguments(calls: calls)
         let reply = try await evaluate(LedgerScripts.reserveMany, budget, wire.arguments, keys: wire.keys(keys(budget)))
-        return try LedgerWire.reserveManyReplies(reply, calls: calls.count) ?? calls.map { _ in nil }
+        return try LedgerWire.manyReplies(reply, calls: calls.count, of: LedgerScripts.reserveMany) ?? calls.map { _ in nil }
     }
 
     // MARK: Settling (called by Reservation)
@@ -318,12 +326,11 @@ public struct QuotaLedger: Sendable {
         let wire = LedgerWire.SettleArguments(
             reservationID: reservation.id, mode: mode, usage: usage, burndown: burndown, model: reservation.budget.model,
             outcome: outcome, latency: latency, instance: instanceID)
+        let call = SettleCall(arguments: wire, reservation: reservation)
         var attempts = 0
         let reply = try await retryingUnknownOutcome {
             attempts += 1
-            let history = historyKey(reservation.budget, minute: reservation.historyMinute)
-            return try await run(
-                LedgerScripts.settle, reservation.budget, wire.arguments, keys: wire.keys(keys(reservation.budget)) + [history])
+            return try await settleCoalescer.reply(to: call, of: reservation.budget, ledger: self)
         }
         let settlement: Settlement
         switch try LedgerWire.SettleReply(reply, to: wire) {
@@ -345,6 +352,27 @@ public struct QuotaLedger: Sendable {
             "quotakeeper.charged_tokens": "\(settlement.chargedTokens)", "quotakeeper.breaker": "\(settlement.breakerState.rawValue)",
         ])
         return settlement
+    }
+
+    /// One settlement or release to send: its arguments, and the reservation (whose Redis clock names the history
+    /// minute when it is sent).
+    struct SettleCall: Sendable {
+        var arguments: LedgerWire.SettleArguments
+        var reservation: ReservationRecord
+    }
+
+    /// One `ledger_settle` call, in the history minute of now.
+    func settleAlone(_ call: SettleCall, of budget: BudgetID) async throws -> RedisReply {
+        let history = historyKey(budget, minute: call.reservation.historyMinute)
+        return try await run(LedgerScripts.settle, budget, call.arguments.arguments, keys: call.arguments.keys(keys(budget)) + [history])
+    }
+
+    /// One `ledger_settle_many` call, all in the history minute of now as the first call's reservation reckons it:
+    /// per call, `ledger_settle`'s reply, or nil for one to send alone.
+    func settleMany(_ calls: [SettleCall], of budget: BudgetID) async throws -> [RedisReply?] {
+        let wire = LedgerWire.SettleManyArguments(calls: calls.map(\.arguments), historyMinute: calls[0].reservation.historyMinute)
+        let reply = try await evaluate(LedgerScripts.settleMany, budget, wire.arguments, keys: wire.keys(keys(budget)))
+        return try LedgerWire.manyReplies(reply, calls: calls.count, of: LedgerScripts.settleMany) ?? calls.map { _ in nil }
     }
 
     /// Attempts in all for an idempotent script call (reserve, settle) whose outcome was unknown
@@ -419,9 +447,31 @@ public struct QuotaLedger: Sendable {
         LedgerError(code: .unexpectedReply, message: "\(script.name) answered \(reply)")
     }
 
+    /// A random (version 4) UUID string, a new reservation's default id, from the C library's cryptographic
+    /// generator (`arc4random_buf`: no system call per id): Foundation's `UUID()` opens and reads /dev/urandom on
+    /// every call on Linux, which took a fifth of a busy process's CPU, and two `getrandom` calls a tenth.
+    @usableFromInline static func randomReservationID() -> String {
+        var random = (UInt64(0), UInt64(0))
+        withUnsafeMutableBytes(of: &random) { bytes in
+            arc4random_buf(bytes.baseAddress!, 16)
+            bytes[6] = bytes[6] & 0x0F | 0x40   // version 4
+            bytes[8] = bytes[8] & 0x3F | 0x80   // RFC 4122 variant
+        }
+        return UUID(uuid: withUnsafeBytes(of: random) { $0.load(as: uuid_t.self) }).uuidString
+    }
+
+    /// 1-64 characters of `A-Z a-z 0-9 . _ -` (the scripts' rule, `%w` in Lua's C locale), tested on the bytes:
+    /// asking Unicode properties for every character was a twentieth of a busy process's CPU.
     static func isValidName(_ name: String) -> Bool {
-        (1...64).contains(name.utf8.count)
-            && name.utf8.allSatisfy { $0 < 128 && (Character(Unicode.Scalar($0)).isLetter || Character(Unicode.Scalar($0)).isNumber || "._-".utf8.contains($0)) }
+        (1...64).contains(name.utf8.count) && name.utf8.allSatisfy { byte in
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                 UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "-"):
+                true
+            default:
+                false
+            }
+        }
     }
 
     static func validateName(_ name: String, _ what: String) throws(LedgerError) {

@@ -65,9 +65,11 @@ public struct Reservation: ~Copyable, Sendable {
     /// Charges what Bedrock charged: `input + cache-write + output x burndown(model)`, giving back the rest of
     /// the held tokens at once; reports the outcome to the breaker and the usage to the per-minute history.
     ///
-    /// Redis cost: one `EVALSHA` (`ledger_settle`): TIME + GET + HMGET + HSET + SET + the history's writes,
+    /// Redis cost: one `EVALSHA` (`ledger_settle`): TIME + GET + HMGET + SETRANGE + HSET + the history's writes,
     /// plus an HMGET when the held bucket is no longer the newest; a ZREM with an in-flight limit or for a
-    /// probe. Retried with the same id when Redis's answer is lost (at most once counted).
+    /// probe. Settlements of a budget that overlap in time share one `ledger_settle_many` call instead
+    /// (``QuotaLedger/settleCoalescer``; docs/ledger.md, "Batched settlements"). Retried with the same id when
+    /// Redis's answer is lost (at most once counted).
     /// - Parameters:
     ///   - usage: the tokens Bedrock reported.
     ///   - outcome: what the call means to the breaker.
@@ -87,7 +89,7 @@ public struct Reservation: ~Copyable, Sendable {
     /// charge it). Still reports an outcome to the breaker if given.
     ///
     /// Redis cost: one `EVALSHA` (`ledger_settle` in release mode): TIME + HMGET + HSET (+ HMGET, ZREM as for
-    /// `settle`).
+    /// `settle`), or a share of a batch as for `settle`.
     /// - Throws: `LedgerError` (`.storeUnavailable`); if it throws, the reservation stays counted until it
     ///   leaves the window.
     @discardableResult

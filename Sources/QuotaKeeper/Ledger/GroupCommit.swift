@@ -2,29 +2,43 @@ import DequeModule
 import QuotaKeeperRedis
 import Synchronization
 
-/// Group commit for a budget's reservations (of callers holding no ticket in its waiting line): while one is in
-/// flight, the ones that arrive meanwhile queue, and go together as one `ledger_reserve_many` call when it is back (up to
-/// ``LedgerWire/ReserveManyArguments/maximumCalls``; more make further calls). A reservation that finds no call
-/// of its budget in flight goes at once, alone, through `ledger_reserve`: calls that do not overlap pay exactly
-/// what they paid before. Under load Redis runs one script per batch instead of one per reservation
-/// (docs/ledger.md, "Batched admissions").
+/// Group commit for one kind of a budget's script calls: while one is in flight, the ones that arrive meanwhile
+/// queue, and go together as one batched call when it is back (up to `maximumCalls`; more make further calls). A
+/// call that finds none of its kind of its budget in flight goes at once, alone: calls that do not overlap pay
+/// exactly what they paid before. Under load Redis runs one script per batch instead of one per call.
 ///
-/// A batch admits a prefix of its calls exactly as `ledger_reserve` would admit them one by one; the rest (a
-/// denial or anything off the everyday path, and every call after it) go through `ledger_reserve` one by one, in
-/// order. Each caller gets its own reply or error; an error of a batch reaches every call in it (the caller's
-/// retry of an unknown outcome repeats its reservation id, so nothing is held twice).
-final class ReserveCoalescer: Sendable {
+/// The ledger has two (docs/ledger.md, "Batched admissions" and "Batched settlements"): reservations of callers
+/// holding no ticket in the waiting line (`ledger_reserve_many`, else `ledger_reserve`) and settlements and
+/// releases (`ledger_settle_many`, else `ledger_settle`). A batched script decides a prefix of its calls exactly
+/// as the single script would decide them one by one and answers the rest `fallback` (nil here): those are sent
+/// alone, one by one, in order. Each caller gets its own reply or error; an error of a batch reaches every call in
+/// it (a caller's retry of an unknown outcome repeats its own reservation id, so nothing counts twice).
+final class GroupCommit<Call: Sendable>: Sendable {
+    /// The single script's reply to one call.
+    typealias SendAlone = @Sendable (QuotaLedger, Call, BudgetID) async throws -> RedisReply
+    /// The batched script's replies to 2...`maximumCalls` calls, in order: the single script's reply, or nil for a
+    /// call to send alone.
+    typealias SendMany = @Sendable (QuotaLedger, [Call], BudgetID) async throws -> [RedisReply?]
+
     private struct Queued {
-        var call: LedgerWire.ReserveArguments
+        var call: Call
         var continuation: CheckedContinuation<RedisReply, any Error>
     }
 
     /// Per budget with a call in flight: the calls waiting for the next batch. No entry: nothing in flight.
     private let waiting = Mutex<[BudgetID: Deque<Queued>]>([:])
+    private let maximumCalls: Int
+    private let sendAlone: SendAlone
+    private let sendMany: SendMany
 
-    /// `ledger_reserve`'s reply to `call`, sent alone or admitted in a batch (`ledger_reserve_many` ignores the
-    /// waiting arguments: a call it does not admit on the everyday path is sent alone, with them).
-    func reply(to call: LedgerWire.ReserveArguments, of budget: BudgetID, ledger: QuotaLedger) async throws -> RedisReply {
+    init(maximumCalls: Int, alone: @escaping SendAlone, many: @escaping SendMany) {
+        self.maximumCalls = maximumCalls
+        self.sendAlone = alone
+        self.sendMany = many
+    }
+
+    /// The single script's reply to `call`, sent alone or answered in a batch.
+    func reply(to call: Call, of budget: BudgetID, ledger: QuotaLedger) async throws -> RedisReply {
         let alone = waiting.withLock { waiting in
             guard waiting[budget] == nil else { return false }
             waiting[budget] = []
@@ -32,7 +46,7 @@ final class ReserveCoalescer: Sendable {
         }
         if alone {
             let result: Result<RedisReply, any Error>
-            do { result = .success(try await ledger.reserveAlone(call, of: budget)) } catch { result = .failure(error) }
+            do { result = .success(try await sendAlone(ledger, call, budget)) } catch { result = .failure(error) }
             sendQueued(of: budget, ledger: ledger)
             return try result.get()
         }
@@ -69,7 +83,7 @@ final class ReserveCoalescer: Sendable {
                 waiting[budget] = nil
                 return []
             }
-            let batch = Array(queue.prefix(LedgerWire.ReserveManyArguments.maximumCalls))
+            let batch = Array(queue.prefix(maximumCalls))
             queue.removeFirst(batch.count)
             waiting[budget] = queue
             return batch
@@ -82,7 +96,7 @@ final class ReserveCoalescer: Sendable {
             replies = [nil]
         } else {
             do {
-                replies = try await ledger.reserveMany(batch.map(\.call), of: budget)
+                replies = try await sendMany(ledger, batch.map(\.call), budget)
             } catch {
                 for queued in batch { queued.continuation.resume(throwing: error) }
                 return
@@ -93,7 +107,7 @@ final class ReserveCoalescer: Sendable {
                 queued.continuation.resume(returning: reply)
                 continue
             }
-            do { queued.continuation.resume(returning: try await ledger.reserveAlone(queued.call, of: budget)) } catch {
+            do { queued.continuation.resume(returning: try await sendAlone(ledger, queued.call, budget)) } catch {
                 queued.continuation.resume(throwing: error)
             }
         }
