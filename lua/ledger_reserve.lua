@@ -123,7 +123,7 @@ if moved then
   ring_advance(window, bucket)
   ring_advance(day, day_bucket)
 end
--- Bookings (docs/ledger.md "Bookings"): the head of the line that the window will have room for within its wait
+-- Bookings (docs/ledger.md "Waiting line", Bookings): the head of the line that the window will have room for within its wait
 -- is admitted at once for that later time, so it does not come back. Its hold goes to the ring's head bucket,
 -- which then lies in the future: every later admission is for the head's time or later (what lies before it in
 -- the window is no longer counted), so callers that do not wait are refused while a booking is ahead, and each
