@@ -37,7 +37,7 @@ extension QuotaLedger {
         let live: RedisReply
         do {
             members = try await redis.send(["HVALS", keys.lineTickets])
-            live = try await redis.send(["ZRANGE", keys.lineExpiry, String(now), "+inf", "BYSCORE"])
+            live = try await redis.send(["ZRANGE", keys.lineExpiry, "(\(now)", "+inf", "BYSCORE"])   // (a booking whose time is now has started)
         } catch let error as RedisError {
             throw LedgerError(code: .storeUnavailable, message: "waiting line of budget \(budget): \(error.message)", underlying: error)
         }

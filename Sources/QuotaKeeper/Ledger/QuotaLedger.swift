@@ -148,6 +148,10 @@ public struct QuotaLedger: Sendable {
         }
         var ticket: WaitingTicket?
         while true {
+            if Task.isCancelled {
+                if ticket != nil { leaveLineDetached(budget, ticketID: request.id) }
+                throw CancellationError()
+            }
             let remaining = deadline - clock.now
             // While it holds a ticket a caller always says it waits (at least 1 ms), so that the call that
             // finds its turn too late also takes it out of the line.
@@ -271,9 +275,14 @@ public struct QuotaLedger: Sendable {
         }
         let wire = LedgerWire.ReserveArguments(
             reservationID: id, app: app, priority: priority, requests: requests, tokens: tokens, lease: lease, waiting: waiting)
-        let reply = try await retryingUnknownOutcome {
-            mayShareACall ? try await reserveCoalescer.reply(to: wire, of: budget, ledger: self) : try await reserveAlone(wire, of: budget)
+        let send = { @Sendable [self] in
+            try await retryingUnknownOutcome {
+                mayShareACall ? try await reserveCoalescer.reply(to: wire, of: budget, ledger: self) : try await reserveAlone(wire, of: budget)
+            }
         }
+        // A waiting caller's answer is read even if it is cancelled meanwhile (in a task that does not inherit the
+        // cancellation): a booking or a ticket it got is then given back by `acquire`, never left unknown.
+        let reply = waiting == nil ? try await send() : try await Task { try await send() }.value
         switch try LedgerWire.ReserveReply(reply, budget: budget) {
         case .admitted(let sequence, let epoch, let isProbe, let admittedAt, let repeated, let startsIn):
             if !repeated {
