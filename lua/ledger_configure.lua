@@ -201,6 +201,9 @@ elseif old.win ~= config.win or old.n ~= config.n or old.dwin ~= config.dwin or 
   local function fold(ring, win, n)
     ring_advance(ring, floor(now / ring.granularity))
     local head = floor(now / (win / n))
+    if ring.head > floor(now / ring.granularity) then   -- a booking ahead: the new bucket holding the old one's end
+      head = floor(((ring.head + 1) * ring.granularity - 1) / (win / n))
+    end
     return ring_new(ring.prefix, ring_span(win, n, config.hop), win / n, head, ring.total1, ring.total2, ring.total1,
       ring.total2, head)
   end

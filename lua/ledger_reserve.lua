@@ -10,8 +10,10 @@
 --          wait_ms (how long it will still wait). The line's settings are the budget's (ledger_configure: field
 --          `line` = capacity, promotion ms, grace ms; field `w:<app>` = the app's weight; defaults 256, 30000,
 --          1000, 1); arguments after wait_ms are ignored (older clients sent the settings).
--- Replies  {'ok', sequence, epoch, bucket, day_bucket, probe (0|1), admitted_at_ms, repeated (0|1)}
+-- Replies  {'ok', sequence, epoch, bucket, day_bucket, probe (0|1), admitted_at_ms, repeated (0|1), starts_in_ms}
 --            repeated = 1: the id was admitted before (a retry): the first admission's answer, nothing held again
+--            starts_in_ms > 0: a booking (a waiting caller admitted for the later time admitted_at_ms: it calls
+--            Bedrock only after starts_in_ms); the everyday path's answer leaves it out (0)
 --          {'denied', reason, usage, limit, retry_after_ms (-1 = never at this priority), dimension}
 --            reason: rpm | tpm | tpd | batch_ceiling | app_cap | in_flight | breaker_open | waiters
 --            dimension: requests | tokens | day_tokens | in_flight | breaker | line
@@ -19,7 +21,7 @@
 --          {'queued', due_ms, position, tag, reason, usage, limit, dimension, next_ms}: a waiting caller's ticket
 --            (new or kept): come back in due_ms with the same reservation id; position = tickets ahead + 1 (at
 --            most LINE_SCAN + 1); tag = the ticket's place in the line (text); next_ms = when the app's next
---            caller of the class would have its turn, by the line's pace (-1: not known)
+--            caller of the class would have its turn, by the line's pace (-1: not known, or a booking is ahead)
 --          {'no_budget'}   (no configuration: seed it and retry)
 --          {'invalid', argument, reason}
 -- An admission writes the record `<base>:res:<id>` (RECORD_FORMAT + app), which expires when the hold has left
@@ -65,7 +67,7 @@ if not v[1] or #v[1] ~= CONFIG_SIZE then return { 'no_budget' } end
 local first = redis.call('GET', record_key)
 if first then   -- a retry of an admitted reservation: its first answer, nothing held twice
   local _, _, _, first_epoch, first_seq, first_bucket, first_day, _, _, first_probe, first_at = sunpack(RECORD_FORMAT, first)
-  return { 'ok', first_seq, first_epoch, first_bucket, first_day, first_probe, first_at, 1 }
+  return { 'ok', first_seq, first_epoch, first_bucket, first_day, first_probe, first_at, 1, math.max(first_at - now_ms(), 0) }
 end
 local now = now_ms()
 local win, n, dwin, dn, rpm, tpm, tpd, batch, ceiling, in_flight_limit, lease, epoch, probes, probe_lease, caps =
@@ -78,9 +80,9 @@ local span = ring_span(win, n, hop)
 lease = lease_ms > 0 and lease_ms or lease
 -- The record lives while its hold is in the window and while its lease runs, whichever is longer.
 local record_ms = math.max(span * granularity, lease)
-local function record(seq, probe)
-  redis.call('SET', record_key, spack(RECORD_FORMAT, RESERVED, 0, 0, epoch, seq, bucket, day_bucket, requests, tokens,
-    probe, now) .. app, 'PX', record_ms)
+local function record(seq, probe, at, at_bucket, at_day_bucket)
+  redis.call('SET', record_key, spack(RECORD_FORMAT, RESERVED, 0, 0, epoch, seq, at_bucket, at_day_bucket, requests,
+    tokens, probe, at) .. app, 'PX', record_ms + (at - now))
 end
 
 -- The everyday admission (`everyday_admission`, ledger_lib_admission.lua): breaker closed, both rings still in
@@ -90,7 +92,7 @@ if v[2] and #v[2] == STATE_SIZE and caps == 0 and in_flight_limit == 0 then
   local st, seq = everyday_admission(v[2], bucket, day_bucket, requests, tokens, rpm, tpm, tpd, share)
   if st then
     redis.call('HSET', LEDGER_KEY, 'st', st)
-    record(seq, 0)
+    record(seq, 0, now, bucket, day_bucket)
     return { 'ok', seq, epoch, bucket, day_bucket, 0, now, 0 }
   end
 end
@@ -121,6 +123,14 @@ if moved then
   ring_advance(window, bucket)
   ring_advance(day, day_bucket)
 end
+-- Bookings (docs/ledger.md "Waiting line", Bookings): the head of the line that the window will have room for within its wait
+-- is admitted at once for that later time, so it does not come back. Its hold goes to the ring's head bucket,
+-- which then lies in the future: every later admission is for the head's time or later (what lies before it in
+-- the window is no longer counted), so callers that do not wait are refused while a booking is ahead, and each
+-- booking is counted in the bucket of the time its caller may start. Only where nothing is counted in time
+-- but the rings: no app caps, no in-flight limit, no probe.
+local bookable = wait_ms and caps == 0 and in_flight_limit == 0 and not probes_key
+local at = math.max(now, window.head * granularity)   -- the earliest time this call can be admitted for
 
 -- The waiting line (docs/ledger.md "Waiting line"). Tickets live in the zset `line` (member
 -- `<class i|b>|<requests>|<tokens>|<arrival ms>|<id>`, score = the ticket's tag), `line:exp` (id -> expiry ms)
@@ -183,6 +193,7 @@ elseif window.line then
   if line_until <= now then window.line = nil   -- every ticket has expired: the marker goes with the next write
   else blocked = class == 'b' or now >= line_blocks_from end   -- a ticket is ahead of where this call would be
 end
+if at > now and not bookable then blocked = true end   -- a booking is ahead
 
 local denial          -- the failing check with the longest wait: { reason, usage, limit, retry, dimension }
 local capped, app_field
@@ -237,7 +248,34 @@ if inflight_key then
   end
 end
 
-if blocked and not denial then denial = { 'waiters', ahead, LINE_SCAN, granularity, 'line' } end
+if blocked and not denial then denial = { 'waiters', ahead, LINE_SCAN, math.max(granularity, at - now), 'line' } end
+
+-- A booking: a waiting caller the rings have room for at `at` (later than now), or the head of the line (no ticket
+-- ahead) denied by the window's limits alone whose wait covers the time they will have room (the rings move on to
+-- it, and what leaves them then is what the denial's retry-after counted), while the line holds fewer than its
+-- capacity of tickets and bookings. A recheck against the moved rings guards the arithmetic.
+-- Per-app shares: a caller without a ticket books only while its app's finish tag is at most BOOKING_LEAD of its
+-- calls ahead of the line's virtual time (which bookings do not move: only admissions in turn do); further ahead
+-- it takes a ticket, in the fair order, as on a line of tickets alone.
+local BOOKING_LEAD = 8
+local admit_at = now
+if bookable then
+  local reason = denial and denial[1]
+  local within_share = ticket or tag <= virtual + BOOKING_LEAD * unit / weight
+  if not denial and at > now then
+    if within_share then admit_at = at else denial = { 'waiters', ahead, LINE_SCAN, at - now, 'line' } end
+  elseif denial and ahead == 0 and not blocked and denial[4] > 0 and denial[4] <= wait_ms and within_share
+      and (reason == 'rpm' or reason == 'tpm' or reason == 'tpd' or reason == 'batch_ceiling')
+      and redis.call('ZCARD', KEYS[6]) < line_cap then
+    local t = now + denial[4]
+    if ring_advance(window, floor(t / granularity)) then moved = true end
+    if ring_advance(day, floor(t / (dwin / dn))) then moved = true end
+    if (rpm == 0 or window.total1 + requests <= floor(rpm * share)) and (tpm == 0 or window.total2 + tokens <= floor(tpm * share))
+        and (tpd == 0 or day.total1 + tokens <= floor(tpd * share)) then
+      admit_at, denial = math.max(t, window.head * granularity), nil
+    end
+  end
+end
 
 -- A waiting caller denied by the window's limits or the line, who can wait that long, keeps or takes its
 -- ticket (when the line has room) and is told when it is due; any other waiting caller leaves the line.
@@ -264,7 +302,7 @@ if wait_ms then
   end
   if denial and denial[4] ~= -1 and denial[4] <= wait_ms and (reason == 'rpm' or reason == 'tpm' or reason == 'tpd'
       or reason == 'batch_ceiling' or reason == 'waiters') then
-    if not ticket and redis.call('ZCARD', KEYS[5]) < line_cap
+    if not ticket and redis.call('ZCARD', KEYS[6]) < line_cap
         and (redis.call('HLEN', KEYS[7]) < 3 * line_cap or line_prune_tags(KEYS[7], 3 * line_cap)) then
       ticket = class .. '|' .. requests .. '|' .. tokens .. '|' .. now .. '|' .. reservation_id()
       redis.call('ZADD', KEYS[5], tag, ticket)
@@ -281,10 +319,11 @@ if wait_ms then
       redis.call('ZREM', KEYS[6], reservation_id())
       redis.call('HDEL', KEYS[7], reservation_id())
     end
-    if not denial and (ticket or line_until > 0) then   -- admitted in its turn: the line's clocks move on
-      local fields = { '@v', string.format('%.17g', math.max(tag, virtual)) }
+    if not denial and (ticket or line_until > 0 or admit_at > now) then   -- admitted in its turn: the clocks move on
+      local in_turn = ticket or admit_at == now   -- (a booking without a ticket moves only its app's finish tag)
+      local fields = in_turn and { '@v', string.format('%.17g', math.max(tag, virtual)) } or {}
       if not ticket then fields[#fields + 1], fields[#fields + 2] = app_tag_field, string.format('%.17g', tag + unit / weight) end
-      if tag > virtual then   -- the pace: a moving average of real ms per virtual ms over interactive turns
+      if tag > virtual and in_turn then   -- the pace: a moving average of real ms per virtual ms over interactive turns
         if paced_since and ticket and class == 'i' then
           local sample = math.min(math.max((now - paced_since) / (tag - virtual), 0.01), 10000)
           fields[#fields + 1], fields[#fields + 2] = '@r', string.format('%.17g', pace and 0.75 * pace + 0.25 * sample or sample)
@@ -294,12 +333,18 @@ if wait_ms then
       redis.call('HSET', KEYS[7], unpack(fields))
     end
   end
+  if not denial and admit_at > now then   -- a booking stays in the line (for `status`) until its time comes
+    redis.call('ZADD', KEYS[6], admit_at, reservation_id())
+    redis.call('HSET', KEYS[7], reservation_id(), class .. '|' .. requests .. '|' .. tokens .. '|' .. now .. '|' .. reservation_id())
+  end
   local head, line = redis.call('ZRANGE', KEYS[5], 0, 0), nil
+  local last = tonumber(redis.call('ZRANGE', KEYS[6], -1, -1, 'WITHSCORES')[2] or now)
   if head[1] then
-    local last = tonumber(redis.call('ZRANGE', KEYS[6], -1, -1, 'WITHSCORES')[2] or now)
     local head_class, head_arrival = string.match(head[1], '^(%a)|%d+|%d+|(%d+)|')
     line = spack('<dd', head_class == 'b' and tonumber(head_arrival) + promotion or 0, last)
-    for i = 5, 7 do redis.call('PEXPIRE', KEYS[i], math.max(last - now, 0) + 1000) end
+  end
+  if last > now then
+    for i = 5, 7 do redis.call('PEXPIRE', KEYS[i], last - now + 1000) end
   end
   line_changed = line ~= window.line
   window.line = line
@@ -321,7 +366,7 @@ if not denial then
   if inflight_key then
     redis.call('ZADD', inflight_key, now + lease, lease_member)
   end
-  record(id, probe)
+  record(id, probe, admit_at, window.head, day.head)
   ring_add(window, requests, tokens)
   ring_add(day, tokens, 0)
   if capped then ring_add(capped, requests, tokens) end
@@ -338,8 +383,8 @@ if not denial or moved or line_changed then
 end
 if due then
   local next_turn = -1
-  if pace and class == 'i' and app_finish then next_turn = floor(math.max(app_finish - virtual, 0) * pace) end
+  if pace and class == 'i' and app_finish and at == now then next_turn = floor(math.max(app_finish - virtual, 0) * pace) end
   return { 'queued', due, ahead + 1, string.format('%.17g', tag), denial[1], denial[2], denial[3], denial[5], next_turn }
 end
 if denial then return { 'denied', denial[1], denial[2], denial[3], denial[4], denial[5] } end
-return { 'ok', id, epoch, bucket, day_bucket, probe, now, 0 }
+return { 'ok', id, epoch, window.head, day.head, probe, admit_at, 0, admit_at - now }

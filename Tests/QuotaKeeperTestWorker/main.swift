@@ -23,7 +23,7 @@ import Synchronization
 //            until <run-ms> with QK_WAIT_REPEAT=1; QK_WAIT_APPS (comma-separated; task i uses app i % count),
 //            QK_WAIT_PRIORITY, QK_WAIT_MAXWAIT_MS, QK_WAIT_DELAY_MS (start
 //            later); prints {"admitted": n, "left": m, "times": [...], "tickets": [[tag (-1: none), admitted ms, sequence,
-//            class, app index, waited ms], ...]}
+//            class, app index, waited ms, ms from the admission's reply to its booked start (0: not booked)], ...]}
 //   abandon  each task starts to acquire (taking a ticket), then the process exits after 300 ms without
 //            coming back: waiters that died
 //   retry    each task makes one CallCoordinator call whose Bedrock answers 503 every time, with up to 10
@@ -127,6 +127,7 @@ do {
                                 Double(reservation.sequence), waitPriority == .batch ? 1 : 0,
                                 Double(task % waitApps.count),
                                 Double(waited.components.seconds) * 1000 + Double(waited.components.attoseconds) / 1e15,
+                                Double(reservation.startsIn.components.seconds) * 1000 + Double(reservation.startsIn.components.attoseconds) / 1e15,
                             ])
                             _ = consume reservation   // held until it leaves the window
                         } catch let error as LedgerError where error.code == .waitBeyondDeadline {

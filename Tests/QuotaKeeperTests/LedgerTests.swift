@@ -553,7 +553,10 @@ struct LedgerTests {
             waiter.cancel()
             await #expect(throws: CancellationError.self) { _ = try await waiter.value }
             let admitted = try await ledger.acquire(budget, app: "app", tokens: 1, maxWait: .seconds(3))
-            #expect(clock.now - start > .milliseconds(500) && admitted.sequence == 3)
+            // (sequence 4 when the cancelled waiter was booked before its cancellation reached it: it gave the
+            // booking back, so the window then counts this one alone)
+            #expect(clock.now - start > .milliseconds(500) && (admitted.sequence == 3 || admitted.sequence == 4))
+            #expect(try await eventually { try await ledger.status(of: budget).window.requests == 1 })
             await #expect {
                 _ = try await ledger.acquire(budget, app: "app", tokens: 1, requests: 3, maxWait: .seconds(3))
             } throws: { ($0 as? LedgerError)?.denial?.retryAfter == nil }   // can never fit

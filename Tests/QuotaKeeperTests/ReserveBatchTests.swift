@@ -21,7 +21,7 @@ struct ReserveBatchTests {
     /// The decision a reply stands for: the sequence number's absence, or the denial's reason.
     func decision(_ reply: RedisReply, _ budget: BudgetID) throws -> String {
         switch try LedgerWire.ReserveReply(reply, budget: budget) {
-        case .admitted(_, _, _, _, let repeated): repeated ? "repeated" : "admitted"
+        case .admitted(_, _, _, _, let repeated, _): repeated ? "repeated" : "admitted"
         case .denied(let denial): "denied \(denial.reason.rawValue)"
         case .queued: "queued"
         }

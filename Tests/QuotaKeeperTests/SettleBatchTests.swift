@@ -112,7 +112,7 @@ struct SettleBatchTests {
                         let unknown = ReservationRecord(Reservation(
                             budget: ledgers[side].1, app: "app-0", priority: .interactive, id: "never-admitted", sequence: 0, epoch: 0,
                             requests: 1, heldTokens: 10, isProbe: false, admittedAtMilliseconds: reservations[side][0].admittedAtMilliseconds,
-                            admittedAt: reservations[side][0].admittedAt, ledger: ledger))
+                            admittedAt: reservations[side][0].admittedAt, startsIn: .zero, ledger: ledger))
                         calls[side] = plan.settles.map { settle in
                             call(settle.hold.map { reservations[side][$0] } ?? unknown, settle.mode, usage: settle.usage, outcome: settle.outcome, ledger)
                         }

@@ -15,9 +15,10 @@ struct WaitingLineTests {
         }
     }
 
-    /// A worker admission of mode `wait`: ticket tag (-1: admitted without one), Redis admission ms, sequence, class, app index, ms waited.
+    /// A worker admission of mode `wait`: ticket tag (-1: admitted without one), Redis admission ms, sequence, class,
+    /// app index, ms waited, ms from the reply to a booking's start (0: not booked).
     struct Admission {
-        var tag: Double, at: Int64, sequence: Int64, isBatch: Bool, app: Int, waited: Double
+        var tag: Double, at: Int64, sequence: Int64, isBatch: Bool, app: Int, waited: Double, startsIn: Double
         init(_ row: [Double]) {
             tag = row[0]
             at = Int64(row[1])
@@ -25,7 +26,10 @@ struct WaitingLineTests {
             isBatch = row[3] == 1
             app = Int(row[4])
             waited = row[5]
+            startsIn = row[6]
         }
+        /// Waited in the line: with a ticket, or booked for a later time.
+        var waitedInLine: Bool { tag >= 0 || startsIn > 0 }
     }
 
     @Test("FIFO within a class: 4 processes x 16 waiters are admitted in ticket order, up to one bucket")
@@ -39,7 +43,13 @@ struct WaitingLineTests {
                 run: .milliseconds(100), environment: ["QK_WAIT_APPS": "fifo", "QK_WAIT_MAXWAIT_MS": "15000"])
             let admissions = reports.flatMap { $0.tickets ?? [] }.map(Admission.init).sorted { $0.sequence < $1.sequence }
             #expect(admissions.count == 64 && reports.total(\.left) == 0)
-            #expect(admissions.filter { $0.tag >= 0 }.count >= 60)   // (a few may find room as the window frees)
+            #expect(admissions.filter(\.waitedInLine).count >= 60)   // (a few may find room as the window frees)
+            // Bookings are made in arrival order, each for the head bucket's time or later: a later booking is never
+            // for an earlier bucket (100 ms) than an earlier one.
+            let booked = admissions.filter { $0.startsIn > 0 }
+            for (earlier, later) in zip(booked, booked.dropFirst()) {
+                #expect(later.at >= earlier.at - 100, "booking \(later.sequence) at \(later.at) ms, before \(earlier.sequence) at \(earlier.at) ms")
+            }
             // A ticket admitted after one with a later tag was already due when that one was admitted (the
             // ledger admits a ticket only if the room covers every ticket ahead); it comes back at its due
             // time: within one bucket (100 ms) plus its wake-up delay.
@@ -123,7 +133,7 @@ struct WaitingLineTests {
             }
             let admissions = reports.flatMap { $0.tickets ?? [] }.map(Admission.init)
             let batch = admissions.filter(\.isBatch)
-            #expect(batch.count == 2 && reports.total(\.left) == 0)
+            #expect(batch.count == 2 && reports.total(\.left) == 0, "batch \(batch.count), left \(reports.map { $0.left ?? 0 })")
             // Documented bound: promotion + the line ahead at arrival (at most one window here: the 20
             // interactive tickets) + one window for the promoted ticket's own room, + wake-up slack.
             for admission in batch {
@@ -176,24 +186,24 @@ struct WaitingLineTests {
         }
     }
 
-    @Test("callers that do not wait are refused while a ticket is ahead, and pay one round trip")
+    @Test("callers that do not wait are refused while a ticket or a booking is ahead, and pay one round trip")
     func nonWaitersYieldToTheLine() async throws {
         let configuration = testConfiguration(uniqueBudget("yield"), rpm: 2, window: .seconds(1))
         try await withLedger(configuration) { ledger, budget in
             try await saturate(ledger, budget, 2)
             let waiter = Task {
                 let reservation = try await ledger.acquire(budget, app: "patient", tokens: 1, maxWait: .seconds(5))
-                let ticket = reservation.waitingTicket
+                let waited = reservation.waitingTicket != nil || reservation.startsIn > .zero   // a ticket or a booking
                 _ = consume reservation
-                return ticket
+                return waited
             }
             try await Task.sleep(for: .milliseconds(200))
             let now = try await redisMilliseconds(ledger)
             #expect(try await ledger.waitingLine(of: budget, now: now).interactive.waiters == 1)
             let refused = try await denial { try await ledger.reserve(budget, app: "hasty", tokens: 1) }
             #expect(refused.reason == .requestsPerWindow || refused.reason == .waiters)
-            let ticket = try await waiter.value
-            #expect(ticket != nil)
+            let waited = try await waiter.value
+            #expect(waited)
         }
     }
 
@@ -219,6 +229,30 @@ struct WaitingLineTests {
             let again = try await ledger.evaluate(
                 LedgerScripts.leaveLine, budget, ["no-such-ticket"], keys: ledger.keys(budget).leaveLine)
             #expect(again.array?.first?.string == "not_waiting")
+        }
+    }
+
+    @Test("a booking is counted at its booked time, also after a change of the window's geometry folds the rings")
+    func bookingSurvivesAFold() async throws {
+        var configuration = testConfiguration(uniqueBudget("fold"), rpm: 1, window: .seconds(1))
+        configuration.hopMargin = .zero
+        try await withLedger(configuration) { ledger, budget in
+            try await saturate(ledger, budget, 1)
+            let waiter = Task {
+                let reservation = try await ledger.acquire(budget, app: "patient", tokens: 1, maxWait: .seconds(3))
+                let startsIn = reservation.startsIn
+                _ = consume reservation   // held until it leaves the window
+                return startsIn
+            }
+            #expect(try await eventually { try await ledger.waitingLine(of: budget, now: redisMilliseconds(ledger)).interactive.waiters == 1 })
+            configuration.bucketCount = 20   // a geometry change: what the rings count moves into one bucket
+            try await ledger.updateBudget(configuration)
+            #expect(try await waiter.value > .milliseconds(500), "booked for when the filler leaves the window")
+            // 300 ms into the booking's window, its request still fills the limit: folded into a bucket at its
+            // booked time, not at the time of the change (which would let it leave 1 s after the change).
+            try await Task.sleep(for: .milliseconds(300))
+            let refused = try await denial { try await ledger.reserve(budget, app: "hasty", tokens: 1) }
+            #expect(refused.reason == .requestsPerWindow, "\(refused)")
         }
     }
 

@@ -103,8 +103,9 @@ enum LedgerWire {
 
     /// `ledger_reserve`'s answer.
     enum ReserveReply {
-        /// Admitted (or, `repeated`, admitted before under the same reservation id: the first admission).
-        case admitted(sequence: Int64, epoch: Int64, isProbe: Bool, admittedAtMilliseconds: Int64, repeated: Bool)
+        /// Admitted (or, `repeated`, admitted before under the same reservation id: the first admission); a
+        /// booking (`startsIn` > 0) is admitted for a later time: the caller may call Bedrock only after `startsIn`.
+        case admitted(sequence: Int64, epoch: Int64, isProbe: Bool, admittedAtMilliseconds: Int64, repeated: Bool, startsIn: Duration)
         case denied(Denial)
         /// Not yet: the caller holds a ticket in the line and is due in `denial.retryAfter` (come back then).
         case queued(WaitingTicket, Denial)
@@ -114,10 +115,13 @@ enum LedgerWire {
             switch reply.tag {
             case "ok":
                 let numbers = reply.integers
-                guard numbers.count == 8 else { throw QuotaLedger.unexpected(reply, LedgerScripts.reserve) }
+                // (the 9th, the booking's start in ms, only from the full admission and a repeated one)
+                guard numbers.count == 8 || (numbers.count == 9 && numbers[8] >= 0) else {
+                    throw QuotaLedger.unexpected(reply, LedgerScripts.reserve)
+                }
                 self = .admitted(
                     sequence: numbers[1], epoch: numbers[2], isProbe: numbers[5] == 1, admittedAtMilliseconds: numbers[6],
-                    repeated: numbers[7] == 1)
+                    repeated: numbers[7] == 1, startsIn: .milliseconds(numbers.count == 9 ? numbers[8] : 0))
             case "denied":
                 guard fields.count == 6, let reason = fields[1].string.flatMap(Denial.Reason.init(rawValue:)),
                       let usage = fields[2].integer, let limit = fields[3].integer, let retry = fields[4].integer

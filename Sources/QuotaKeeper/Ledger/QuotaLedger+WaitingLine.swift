@@ -26,21 +26,24 @@ extension QuotaLedger {
     /// The budget's waiting line: live tickets per class and the oldest wait, as of Redis time `now`
     /// (`BudgetStatus.nowMilliseconds`).
     ///
-    /// Redis cost: `ZRANGE` of the line (at most its capacity, 1000) and `ZRANGE` of live expiries.
+    /// Waiters are the callers holding a ticket and those booked for a later time whose time has not come.
+    ///
+    /// Redis cost: `HGETALL` of the line's tickets and bookings (at most its capacity, 1000, and three per app)
+    /// and `ZRANGE` of live expiries.
     public func waitingLine(of budget: BudgetID, now: Int64) async throws -> WaitingLineStatus {
         try budget.validate()
         let keys = keys(budget)
         let members: RedisReply
         let live: RedisReply
         do {
-            members = try await redis.send(["ZRANGE", keys.line, "0", "-1"])
+            members = try await redis.send(["HVALS", keys.lineTickets])
             live = try await redis.send(["ZRANGE", keys.lineExpiry, String(now), "+inf", "BYSCORE"])
         } catch let error as RedisError {
             throw LedgerError(code: .storeUnavailable, message: "waiting line of budget \(budget): \(error.message)", underlying: error)
         }
         let liveIDs = Set((live.array ?? []).compactMap(\.string))
         var lines = [Priority.interactive: WaitingLineStatus.ClassLine(waiters: 0), .batch: .init(waiters: 0)]
-        for member in (members.array ?? []).compactMap(\.string) {
+        for member in (members.array ?? []).compactMap(\.string) {   // (the line's clocks' values do not parse)
             // `<class i|b>|<requests>|<tokens>|<arrival ms>|<id>` (lua/ledger_reserve.lua)
             let parts = member.split(separator: "|", maxSplits: 4, omittingEmptySubsequences: false)
             guard parts.count == 5, let arrival = Int64(parts[3]), liveIDs.contains(String(parts[4])) else { continue }

@@ -121,12 +121,15 @@ public struct QuotaLedger: Sendable {
     /// takes a ticket (in the same call), ordered by priority class, then per app by arrival with equal shares
     /// between apps (`BudgetConfiguration.WaitingLine`); each later attempt comes back exactly when the ledger
     /// says the ticket is due, and is admitted then unless budget was spent otherwise (e.g. an operator
-    /// lowered a limit). Without a ticket (a full line, an in-flight or app-cap limit) each wait is the
+    /// lowered a limit). A caller the window will have room for within its wait, at the head of the line, is
+    /// booked instead: admitted at once for that later time (`Reservation.startsIn`), and this returns when the
+    /// time has come, so it does not come back. Without a ticket (a full line, an in-flight or app-cap limit) each wait is the
     /// denial's retry-after plus jitter. A caller whose turn comes after `maxWait` leaves the line at once, and
     /// until that turn this process refuses the app's next callers of the class that cannot wait so long
     /// without asking Redis (``LineTurns``). A caller cancelled while it waits gives its ticket back.
     ///
-    /// Redis cost: one `reserve` per attempt: one when the budget has room, usually two when the caller waits,
+    /// Redis cost: one `reserve` per attempt: one when the budget has room or the caller is booked, usually two when
+    /// it waits with a ticket,
     /// none when this process already knows its turn is beyond `maxWait`; one more when cancelled holding a ticket.
     /// - Throws: `LedgerError` `.waitBeyondDeadline` (with the denial: when it would have been due) when its
     ///   turn comes after `maxWait` or never will, `.budgetExhausted` for a breaker that is open beyond it,
@@ -156,6 +159,18 @@ public struct QuotaLedger: Sendable {
             case .admitted(var reservation):
                 lineTurns.forget(turnKey)
                 reservation.waitingTicket = ticket
+                if reservation.startsIn > .zero {
+                    // A booking: admitted for a later time; Bedrock may be called only then. Cancelled meanwhile,
+                    // it gives the admission back and leaves the line at once.
+                    do {
+                        try await Task.sleep(until: reservation.admittedAt, clock: .continuous)
+                    } catch {
+                        let record = ReservationRecord(reservation)
+                        _ = consume reservation
+                        releaseBookingDetached(record)
+                        throw error
+                    }
+                }
                 return reservation
             case .queued(let issued, let due):
                 // The app's next caller of the class would be due no earlier than the line's pace says.
@@ -205,6 +220,20 @@ public struct QuotaLedger: Sendable {
         }
     }
 
+    /// Gives back a booking whose caller was cancelled before its time came, and takes it out of the line
+    /// (for `status`), in a task of its own; a failure leaves it counted until it leaves the window.
+    func releaseBookingDetached(_ record: ReservationRecord) {
+        let ledger = self
+        Task {
+            do {
+                _ = try await ledger.finish(record, mode: .release, usage: TokenUsage(inputTokens: 0, outputTokens: 0), outcome: .notCounted, latency: .zero)
+            } catch {
+                ledger.logger.debug("a cancelled booking stays counted until it leaves the window", metadata: ["quotakeeper.error": "\(error)"])
+            }
+        }
+        leaveLineDetached(record.budget, ticketID: record.id)
+    }
+
     /// One reservation's arguments (validated by `attempt`).
     struct ReserveRequest {
         var app: String
@@ -246,13 +275,14 @@ public struct QuotaLedger: Sendable {
             mayShareACall ? try await reserveCoalescer.reply(to: wire, of: budget, ledger: self) : try await reserveAlone(wire, of: budget)
         }
         switch try LedgerWire.ReserveReply(reply, budget: budget) {
-        case .admitted(let sequence, let epoch, let isProbe, let admittedAt, let repeated):
+        case .admitted(let sequence, let epoch, let isProbe, let admittedAt, let repeated, let startsIn):
             if !repeated {
                 Counter(label: "quotakeeper_ledger_reservations_total", dimensions: [("budget", budget.description), ("result", "admitted")]).increment()
             }
             return .admitted(Reservation(
                 budget: budget, app: app, priority: priority, id: id, sequence: sequence, epoch: epoch,
-                requests: requests, heldTokens: tokens, isProbe: isProbe, admittedAtMilliseconds: admittedAt, admittedAt: .now, ledger: self))
+                requests: requests, heldTokens: tokens, isProbe: isProbe, admittedAtMilliseconds: admittedAt,
+                admittedAt: .now + startsIn, startsIn: startsIn, ledger: self))
         case .queued(let ticket, let denial):
             Counter(label: "quotakeeper_ledger_reservations_total", dimensions: [("budget", budget.description), ("result", "queued")]).increment()
             return .queued(ticket, denial)

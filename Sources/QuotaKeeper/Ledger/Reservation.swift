@@ -55,6 +55,9 @@ public struct Reservation: ~Copyable, Sendable {
     /// This process's monotonic time of the admission's reply: with `admittedAtMilliseconds`, Redis's clock
     /// at settlement (for the history minute), whatever this host's wall clock says.
     let admittedAt: ContinuousClock.Instant
+    /// For a booking (an admission for a later time, `QuotaLedger.acquire`): how long after the admission's
+    /// reply the call could start (`acquire` returns it then); zero for every other admission.
+    public let startsIn: Duration
     /// The ticket this call waited with in the budget's line, if it waited with one (`QuotaLedger.acquire`).
     public internal(set) var waitingTicket: WaitingTicket? = nil
     let ledger: QuotaLedger
