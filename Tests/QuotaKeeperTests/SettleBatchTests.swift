@@ -130,6 +130,9 @@ struct SettleBatchTests {
                     let settledInBatch = replies.compactMap { $0 }.count
                     if setup.inFlight {
                         #expect(settledInBatch == 0, "round \(round): the in-flight leases are not in the batch's KEYS")
+                    } else if plan.settles.first?.outcome == .failure {
+                        // (a failure needs the breaker's keys: from the first call on, the batch sends everything back)
+                        #expect(settledInBatch == 0, "round \(round): a failure first, and the batch settled \(settledInBatch) itself")
                     } else {
                         #expect(settledInBatch > 0, "round \(round): the batch settled nothing itself")
                     }
