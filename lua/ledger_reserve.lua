@@ -295,7 +295,7 @@ end
 if wait_ms then
   local reason = denial and denial[1]
   if denial and predicted and predicted > denial[4] and denial[4] ~= -1 and (reason == 'rpm' or reason == 'tpm'
-      or reason == 'tpd' or reason == 'waiters') and (predicted > wait_ms or ticket) then
+      or reason == 'tpd' or reason == 'waiters') and (predicted > wait_ms or (ticket and at == now)) then
     -- Its turn as the line's pace predicts it: beyond its wait (it leaves), or, for a ticket that came back
     -- when the limits said and found others gone ahead of it, when it comes back next (not sooner and again).
     denial[4] = floor(predicted)
