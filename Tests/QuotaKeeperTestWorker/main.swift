@@ -51,6 +51,11 @@ let budget = BudgetID(model: arguments[3], region: arguments[4])
 
 func wallMilliseconds() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
+extension Duration {
+    /// The duration in (fractional) milliseconds, as the reports print it.
+    var milliseconds: Double { Double(components.seconds) * 1000 + Double(components.attoseconds) / 1e15 }
+}
+
 func sleep(untilWallMilliseconds target: Int64) async throws {
     let remaining = target - wallMilliseconds()
     if remaining > 0 { try await Task.sleep(for: .milliseconds(remaining)) }
@@ -126,8 +131,7 @@ do {
                                 reservation.waitingTicket?.tag ?? -1, Double(reservation.admittedAtMilliseconds),
                                 Double(reservation.sequence), waitPriority == .batch ? 1 : 0,
                                 Double(task % waitApps.count),
-                                Double(waited.components.seconds) * 1000 + Double(waited.components.attoseconds) / 1e15,
-                                Double(reservation.startsIn.components.seconds) * 1000 + Double(reservation.startsIn.components.attoseconds) / 1e15,
+                                waited.milliseconds, reservation.startsIn.milliseconds,
                             ])
                             _ = consume reservation   // held until it leaves the window
                         } catch let error as LedgerError where error.code == .waitBeyondDeadline {
