@@ -152,7 +152,7 @@ unit = math.max(unit, 0.001)
 local ahead_requests, ahead_tokens, ahead, blocked = 0, 0, 0, false
 local line_blocks_from, line_until = 0, 0
 if window.line then line_blocks_from, line_until = sunpack('<dd', window.line) end
-local ticket, tag, app_tag_field, app_finish, virtual, pace, paced_since, predicted
+local ticket, tag, app_tag_field, app_finish, app_tagged, virtual, pace, paced_since, paced_most, predicted
 local line_cap, promotion, grace, weight = 256, 30000, 1000, 1   -- the line's settings (ledger_configure)
 if wait_ms then
   if v[3] and #v[3] == 24 then line_cap, promotion, grace = sunpack('<ddd', v[3]) end
@@ -168,8 +168,9 @@ if wait_ms then
   ticket = redis.call('HGET', KEYS[7], reservation_id())
   if ticket then tag = tonumber(redis.call('ZSCORE', KEYS[5], ticket)) end
   app_tag_field = '@' .. class .. ':' .. app
-  local tags = redis.call('HMGET', KEYS[7], '@v', app_tag_field, '@r', '@vt')
+  local tags = redis.call('HMGET', KEYS[7], '@v', app_tag_field, '@r', '@vt', '@w')
   virtual, pace, paced_since, app_finish = tonumber(tags[1]) or 0, tonumber(tags[3]), tonumber(tags[4]), tonumber(tags[2])
+  app_tagged, paced_most = tags[2] ~= false, tonumber(tags[5]) or 0
   if not tag then
     ticket = nil
     tag = math.max(virtual + (class == 'b' and promotion or 0), tonumber(tags[2]) or 0)
@@ -177,6 +178,11 @@ if wait_ms then
   -- The line's pace `@r` (real ms per virtual ms, measured as interactive tickets are admitted in turn: about
   -- the weight of the apps that keep tickets waiting) predicts when an interactive ticket's turn comes however
   -- many tickets of other apps are still to arrive ahead of it; a caller that cannot wait that long leaves now.
+  -- A sample is at most `@w`, the weight of the interactive apps that have a finish tag (written with the tag,
+  -- taken off when tags are pruned): the pace when all of them keep tickets waiting. Without the bound, the
+  -- first admission of a burst (a saturated window admits in bursts, one per span) measured a span of real
+  -- time against one call's virtual time: a pace of 5 for one app alone sent away callers whose turn was within
+  -- their wait, and told a ticket that came back to return 10 s later.
   if pace and class == 'i' then predicted = (tag - virtual) * pace end
   local list = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', '(' .. tag, 'LIMIT', 0, LINE_SCAN)
   for i = 1, #list do
@@ -283,14 +289,31 @@ local due, line_changed
 -- Removes the apps' finish tags (`@<class>:<app>`) below the virtual time (a new ticket of that app starts
 -- there anyway) from the hash `key`; true if it then has fewer than `most` fields.
 local function line_prune_tags(key, most)
-  local fields, stale = redis.call('HGETALL', key), {}
+  local fields, stale, weights = redis.call('HGETALL', key), {}, {}
   for i = 1, #fields, 2 do
-    if string.sub(fields[i], 1, 2) == '@' .. class and tonumber(fields[i + 1]) <= virtual then
+    if string.sub(fields[i], 1, 3) == '@' .. class .. ':' and tonumber(fields[i + 1]) <= virtual then
       stale[#stale + 1] = fields[i]
+      weights[#weights + 1] = 'w:' .. string.sub(fields[i], 4)
+      if fields[i] == app_tag_field then app_tagged = false end
     end
   end
-  if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
+  if #stale > 0 then
+    redis.call('HDEL', key, unpack(stale))
+    if class == 'i' then   -- (`@w`: the weight of the interactive apps with a tag)
+      for _, w in ipairs(redis.call('HMGET', LEDGER_KEY, unpack(weights))) do paced_most = paced_most - (tonumber(w) or 1) end
+      redis.call('HSET', key, '@w', string.format('%.17g', math.max(paced_most, 0)))
+    end
+  end
   return #fields / 2 - #stale < most
+end
+-- The fields that write this app's finish tag `finish`, and `@w` when the tag is new.
+local function app_tag_fields(fields, finish)
+  fields[#fields + 1], fields[#fields + 2] = app_tag_field, string.format('%.17g', finish)
+  if class == 'i' and not app_tagged then
+    paced_most, app_tagged = paced_most + weight, true
+    fields[#fields + 1], fields[#fields + 2] = '@w', string.format('%.17g', paced_most)
+  end
+  return fields
 end
 if wait_ms then
   local reason = denial and denial[1]
@@ -307,7 +330,7 @@ if wait_ms then
       ticket = class .. '|' .. requests .. '|' .. tokens .. '|' .. now .. '|' .. reservation_id()
       redis.call('ZADD', KEYS[5], tag, ticket)
       app_finish = tag + unit / weight
-      redis.call('HSET', KEYS[7], reservation_id(), ticket, app_tag_field, string.format('%.17g', app_finish))
+      redis.call('HSET', KEYS[7], unpack(app_tag_fields({ reservation_id(), ticket }, app_finish)))
     end
     if ticket then   -- (a full line: a plain denial, and the caller waits without a ticket)
       due = denial[4]
@@ -322,10 +345,10 @@ if wait_ms then
     if not denial and (ticket or line_until > 0 or admit_at > now) then   -- admitted in its turn: the clocks move on
       local in_turn = ticket or admit_at == now   -- (a booking without a ticket moves only its app's finish tag)
       local fields = in_turn and { '@v', string.format('%.17g', math.max(tag, virtual)) } or {}
-      if not ticket then fields[#fields + 1], fields[#fields + 2] = app_tag_field, string.format('%.17g', tag + unit / weight) end
+      if not ticket then app_tag_fields(fields, tag + unit / weight) end
       if tag > virtual and in_turn then   -- the pace: a moving average of real ms per virtual ms over interactive turns
         if paced_since and ticket and class == 'i' then
-          local sample = math.min(math.max((now - paced_since) / (tag - virtual), 0.01), 10000)
+          local sample = math.min(math.max((now - paced_since) / (tag - virtual), 0.01), math.max(paced_most, weight))
           fields[#fields + 1], fields[#fields + 2] = '@r', string.format('%.17g', pace and 0.75 * pace + 0.25 * sample or sample)
         end
         fields[#fields + 1], fields[#fields + 2] = '@vt', now

@@ -65,6 +65,74 @@ struct WaitingLineTests {
         }
     }
 
+    /// One waiting attempt (`ledger_reserve` with a ticket), reduced to what the line told the caller.
+    enum LineAnswer {
+        case admitted(startsIn: Duration)
+        case queued(tag: Double, due: Duration)
+        case refused(Denial)
+    }
+    func waitingAttempt(_ ledger: QuotaLedger, _ budget: BudgetID, id: String, maxWait: Duration) async throws -> LineAnswer {
+        let request = QuotaLedger.ReserveRequest(app: "steady", priority: .interactive, tokens: 1, requests: 1, lease: nil, id: id)
+        switch try await ledger.attempt(budget, request, waiting: .init(maxWait: maxWait), mayShareACall: false) {
+        case .admitted(let reservation):
+            let startsIn = reservation.startsIn
+            _ = consume reservation   // held until it leaves the window
+            return .admitted(startsIn: startsIn)
+        case .queued(let ticket, let due):
+            return .queued(tag: ticket.tag, due: due.retryAfter ?? .zero)
+        case .denied(let denial):
+            return .refused(denial)
+        }
+    }
+
+    @Test("the line's pace is at most the weight of the apps in line: bursts of admissions do not send away a caller whose turn is within its wait")
+    func paceSurvivesBursts() async throws {
+        // 20 requests per second: a saturated window admits its 20 together, once per counted span (1.4 s with
+        // the default hop margin). Tickets come back in their order, so a burst's first admission comes a span
+        // after the one before it for one call's worth of virtual time (measured alone: a pace of 20, not 1;
+        // one app alone in line has a pace of 1).
+        let configuration = testConfiguration(uniqueBudget("pace"), rpm: 20, window: .seconds(1))
+        try await withLedger(configuration) { ledger, budget in
+            try await saturate(ledger, budget, 20)
+            let clock = ContinuousClock()
+            var pending: [(id: String, tag: Double, due: ContinuousClock.Instant)] = []
+            var admitted = 0
+            func answer(_ id: String, maxWait: Duration) async throws -> Bool {
+                let sent = clock.now
+                switch try await waitingAttempt(ledger, budget, id: id, maxWait: maxWait) {
+                case .admitted:
+                    admitted += 1
+                    return true
+                case .queued(let tag, let due):
+                    pending.append((id, tag, sent + due))
+                    return false
+                case .refused(let denial):
+                    Issue.record("\(id) was sent away: \(denial)")
+                    return false
+                }
+            }
+            for index in 0..<60 { _ = try await answer("steady-\(index)", maxWait: .seconds(30)) }
+            #expect(pending.count >= 40, "60 callers for 20 places a window: most take tickets")
+            var probes = 0, lastAdmission = clock.now
+            let deadline = clock.now + .seconds(20)
+            while !pending.isEmpty, clock.now < deadline {
+                try await Task.sleep(until: pending.map(\.due).min()!)
+                let due = pending.filter { $0.due <= clock.now }.sorted { $0.tag < $1.tag }
+                pending.removeAll { ticket in due.contains { $0.id == ticket.id } }
+                for ticket in due where try await answer(ticket.id, maxWait: .seconds(30)) {
+                    defer { lastAdmission = clock.now }
+                    // The first admission of the second and third bursts (a span after the one before): a
+                    // newcomer behind at most two windows' worth of tickets, who can wait three, takes a ticket.
+                    guard clock.now - lastAdmission > .seconds(1), probes < 2, admitted > 20 else { continue }
+                    probes += 1
+                    _ = try await answer("newcomer-\(probes)", maxWait: .milliseconds(3 * 1400 + 1000))
+                }
+            }
+            #expect(probes == 2)
+            #expect(admitted == 60 + probes)
+        }
+    }
+
     @Test("equal share: 3 apps with equal demand of twice the quota get shares within 5 % over 5 windows")
     func appsGetEqualShares() async throws {
         // 60 requests per 500 ms window, no hop margin: the ledger counts 6 buckets of 100 ms. Whatever is
