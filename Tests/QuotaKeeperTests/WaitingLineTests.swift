@@ -324,6 +324,36 @@ struct WaitingLineTests {
         }
     }
 
+    @Test("bookings count toward the line's capacity: a full line books no more, and its callers are served as it frees")
+    func bookingsFillTheCapacity() async throws {
+        var configuration = testConfiguration(uniqueBudget("booked-cap"), rpm: 20, window: .seconds(1))
+        configuration.waitingLine.capacity = 3
+        try await withLedger(configuration) { ledger, budget in
+            try await saturate(ledger, budget, 20)
+            // 8 callers of one app, within its booking lead: the window has room for all of them a span later, but
+            // the line holds 3 (bookings and tickets); the others wait without a place and are served all the same.
+            let clock = ContinuousClock(), started = clock.now
+            let callers = (0..<8).map { _ in
+                Task {
+                    let reservation = try await ledger.acquire(budget, app: "eager", tokens: 1, maxWait: .seconds(6))
+                    let at = reservation.admittedAtMilliseconds
+                    _ = consume reservation
+                    return at
+                }
+            }
+            var most = 0
+            while clock.now - started < .milliseconds(1_000) {
+                most = max(most, try await ledger.waitingLine(of: budget, now: redisMilliseconds(ledger)).interactive.waiters)
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            var times: [Int64] = []
+            for caller in callers { times.append(try await caller.value) }
+            #expect(most == 3, "at most 3 in line, and the line was full")
+            #expect(times.count == 8)
+            #expect(busiestWindow(times: times, held: times.map { _ in 1 }, windowMilliseconds: 1000).requests <= 20)
+        }
+    }
+
     @Test("the line's capacity and weights are the budget's in Redis, whatever a caller's own configuration says")
     func settingsFromRedis() async throws {
         var configuration = testConfiguration(uniqueBudget("settings"), rpm: 2, window: .seconds(2))
