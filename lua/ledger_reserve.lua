@@ -320,10 +320,13 @@ local function app_tag_fields(fields, finish)
 end
 if wait_ms then
   local reason = denial and denial[1]
+  local beyond_share = tag > virtual + BOOKING_LEAD * unit / weight   -- (an app above its share: it books no more)
   if denial and predicted and predicted > denial[4] and denial[4] ~= -1 and (reason == 'rpm' or reason == 'tpm'
-      or reason == 'tpd' or reason == 'waiters') and (predicted > wait_ms or (ticket and at == now)) then
+      or reason == 'tpd' or reason == 'waiters') and (predicted > wait_ms or (at == now and (ticket or beyond_share))) then
     -- Its turn as the line's pace predicts it: beyond its wait (it leaves), or, for a ticket that came back
-    -- when the limits said and found others gone ahead of it, when it comes back next (not sooner and again).
+    -- when the limits said and found others gone ahead of it, or a new one of an app above its share (whose turn
+    -- waits for the other apps' newcomers, which the limits' estimate cannot see), when it comes back (not sooner
+    -- and again).
     denial[4] = floor(predicted)
   end
   if denial and denial[4] ~= -1 and denial[4] <= wait_ms and (reason == 'rpm' or reason == 'tpm' or reason == 'tpd'
