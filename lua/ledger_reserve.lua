@@ -200,6 +200,13 @@ elseif window.line then
   else blocked = class == 'b' or now >= line_blocks_from end   -- a ticket is ahead of where this call would be
 end
 if at > now and not bookable then blocked = true end   -- a booking is ahead
+-- Per-app shares: a caller without a ticket books only while its app's finish tag is at most BOOKING_LEAD of its
+-- calls ahead of the line's virtual time (which bookings do not move: only admissions in turn do); further ahead
+-- (above its share) it takes a ticket, in the fair order, as on a line of tickets alone.
+local BOOKING_LEAD = 8
+local beyond_share = wait_ms and tag > virtual + BOOKING_LEAD * unit / weight
+-- True while the line holds fewer than its capacity of tickets and bookings (a caller's own ticket is counted).
+local function line_has_room() return ticket or redis.call('ZCARD', KEYS[6]) < line_cap end
 
 local denial          -- the failing check with the longest wait: { reason, usage, limit, retry, dimension }
 local capped, app_field
@@ -259,16 +266,12 @@ if blocked and not denial then denial = { 'waiters', ahead, LINE_SCAN, math.max(
 -- A booking: a waiting caller the rings have room for at `at` (later than now), or the head of the line (no ticket
 -- ahead) denied by the window's limits alone whose wait covers the time they will have room (the rings move on to
 -- it, and what leaves them then is what the denial's retry-after counted), while the line holds fewer than its
--- capacity of tickets and bookings. A recheck against the moved rings guards the arithmetic.
--- Per-app shares: a caller without a ticket books only while its app's finish tag is at most BOOKING_LEAD of its
--- calls ahead of the line's virtual time (which bookings do not move: only admissions in turn do); further ahead
--- it takes a ticket, in the fair order, as on a line of tickets alone.
-local BOOKING_LEAD = 8
+-- capacity of tickets and bookings, and, for a caller without a ticket, while its app is within its share (above).
+-- A recheck against the moved rings guards the arithmetic.
 local admit_at = now
 if bookable then
   local reason = denial and denial[1]
-  local within_share = ticket or tag <= virtual + BOOKING_LEAD * unit / weight
-  local function line_has_room() return ticket or redis.call('ZCARD', KEYS[6]) < line_cap end   -- (a ticket is counted)
+  local within_share = ticket or not beyond_share
   if not denial and at > now then
     if within_share and line_has_room() then admit_at = at else denial = { 'waiters', ahead, LINE_SCAN, at - now, 'line' } end
   elseif denial and ahead == 0 and not blocked and denial[4] > 0 and denial[4] <= wait_ms and within_share
@@ -320,7 +323,6 @@ local function app_tag_fields(fields, finish)
 end
 if wait_ms then
   local reason = denial and denial[1]
-  local beyond_share = tag > virtual + BOOKING_LEAD * unit / weight   -- (an app above its share: it books no more)
   if denial and predicted and predicted > denial[4] and denial[4] ~= -1 and (reason == 'rpm' or reason == 'tpm'
       or reason == 'tpd' or reason == 'waiters') and (predicted > wait_ms or (at == now and (ticket or beyond_share))) then
     -- Its turn as the line's pace predicts it: beyond its wait (it leaves), or, for a ticket that came back
@@ -331,8 +333,7 @@ if wait_ms then
   end
   if denial and denial[4] ~= -1 and denial[4] <= wait_ms and (reason == 'rpm' or reason == 'tpm' or reason == 'tpd'
       or reason == 'batch_ceiling' or reason == 'waiters') then
-    if not ticket and redis.call('ZCARD', KEYS[6]) < line_cap
-        and line_has_tag_room(KEYS[7], 3 * line_cap) then
+    if not ticket and line_has_room() and line_has_tag_room(KEYS[7], 3 * line_cap) then
       ticket = class .. '|' .. requests .. '|' .. tokens .. '|' .. now .. '|' .. reservation_id()
       redis.call('ZADD', KEYS[5], tag, ticket)
       app_finish = tag + unit / weight
